@@ -1,0 +1,27 @@
+"""graftkit: transfer learning as the fast, safe default for small labelled data sets."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from graftkit.errors import GraftError  # noqa: E402  (cheap; no torch import)
+
+
+def __getattr__(name: str):
+    # Lazy public API: `import graftkit` stays instant and imports torch only when used.
+    if name == "fit":
+        from graftkit.training.fit import fit
+
+        return fit
+    if name == "load":
+        from graftkit.deploy.predictor import load
+
+        return load
+    if name == "TrainConfig":
+        from graftkit.training.config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'graftkit' has no attribute {name!r}")
+
+
+__all__ = ["fit", "load", "TrainConfig", "GraftError", "__version__"]

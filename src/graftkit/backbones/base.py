@@ -1,0 +1,74 @@
+"""The Backbone contract (DESIGN.md §2): one interface over every source and modality.
+
+Head replacement, freezing, discriminative learning rates and feature caching are written once,
+against this interface, never against a particular library's model class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How raw images become the tensors a backbone expects (timm's pretrained-config fields)."""
+
+    input_size: int = 224
+    """Side of the square crop fed to the network, in pixels."""
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    """Per-channel mean subtracted after scaling to [0, 1]."""
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    """Per-channel standard deviation divided by after subtracting the mean."""
+    interpolation: str = "bilinear"
+    """Resize interpolation: `bilinear`, `bicubic` or `nearest`."""
+    crop_pct: float = 0.875
+    """Evaluation resizes the short side to `input_size / crop_pct`, then centre-crops."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "image", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImagePreprocess":
+        d = {k: v for k, v in d.items() if k != "kind"}
+        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a backbone's weights came from; recorded in every run's graft.json."""
+
+    model_id: str
+    """The id the user asked for, e.g. `efficientnet_lite0`, `timm:resnet18`, `scratch:tv:resnet18`."""
+    arch: str
+    """Canonical architecture, `timm:NAME` or `tv:NAME`; rebuilds the network without weights."""
+    source: str
+    """`builtin`, `timm`, `tv`, `file` or `scratch`."""
+    sha256: str | None = None
+    """SHA-256 of the source weights file (None for random init)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What every backbone exposes. Implementations are `nn.Module`s."""
+
+    modality: str
+    num_features: int
+    preprocess: ImagePreprocess
+    weights: WeightsInfo
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features, `[B, num_features]`."""
+        ...
+
+    def layer_groups(self) -> list[list[nn.Module]]:
+        """Modules in order from input to output; partial/gradual unfreezing and layer-wise LR use it."""
+        ...
