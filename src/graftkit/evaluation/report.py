@@ -1,0 +1,188 @@
+"""report.html: one self-contained page with the metrics, settings, data summary and plots."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from graftkit.evaluation.metrics import headline_metrics
+
+LEARNING_CURVES_PNG = "learning_curves.png"
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+PER_CLASS_PNG = "per_class.png"
+REPORT_HTML = "report.html"
+_SCORES = ("precision", "recall", "f1")
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.meta { color: #666; font-size: .9rem; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
+th, td { padding: .25rem .7rem; border-bottom: 1px solid #eee; text-align: left; }
+th { background: #f6f6f6; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.key { color: #555; }
+.cards { display: flex; flex-wrap: wrap; gap: .8rem; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .5rem .9rem; min-width: 7rem; }
+.card .v { font-size: 1.4rem; font-weight: 600; }
+.card .k { color: #666; font-size: .8rem; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; margin: .5rem 0; }
+code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85rem; }
+"""
+
+
+def _fmt_metric(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) and abs(value) < 1e4 else _fmt(value)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"  # settings such as lr=1e-5 must not print as 0.0000
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(_flatten(value, f"{name}."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _kv_table(d: dict[str, Any]) -> str:
+    rows = "".join(
+        f'<tr><td class="key">{escape(k)}</td><td>{escape(_fmt(v))}</td></tr>'
+        for k, v in _flatten(d)
+    )
+    return f"<table>{rows}</table>"
+
+
+def _headline_html(metrics: dict[str, Any]) -> str:
+    cards = "".join(
+        f'<div class="card"><div class="v">{escape(_fmt_metric(v))}</div>'
+        f'<div class="k">{escape(k)}</div></div>'
+        for k, v in headline_metrics(metrics).items()
+    )
+    if "n" in metrics:
+        n = escape(str(metrics["n"]))
+        cards += f'<div class="card"><div class="v">{n}</div><div class="k">n</div></div>'
+    return f'<div class="cards">{cards}</div>'
+
+
+def _per_class_html(per_class: dict[str, dict[str, Any]]) -> str:
+    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+    rows = "".join(
+        f"<tr><td>{escape(str(name))}</td>"
+        + "".join(f'<td class="num">{float(r.get(k, 0.0)):.3f}</td>' for k in _SCORES)
+        + f'<td class="num">{int(r.get("support", 0))}</td></tr>'
+        for name, r in per_class.items()
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+def _img(filename: str, alt: str) -> str:
+    return f'<img src="{escape(filename)}" alt="{escape(alt)}">'
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    title: str,
+    metrics: dict[str, Any],
+    split_name: str = "val",
+    history: list[dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
+    data_summary: dict[str, Any] | None = None,
+    best_epoch: int | None = None,
+) -> Path:
+    """Write ``report.html`` and its PNG plots into ``out_dir``.
+
+    Plots: ``learning_curves.png`` (only when ``history`` is given), ``confusion_matrix.png``
+    (when ``metrics`` has a confusion matrix) and ``per_class.png`` (when it has per-class
+    scores). The HTML has inline CSS and refers to the PNGs by relative file name, so the
+    directory can be moved or zipped as a whole. Every user-supplied string is HTML-escaped.
+
+    Args:
+        out_dir: Directory to write into (created if missing).
+        title: Page title, e.g. the run name.
+        metrics: A dict from `classification_metrics` for the ``split_name`` split.
+        split_name: Which split ``metrics`` describes (``"val"``, ``"test"``...).
+        history: Per-epoch rows for the learning curves (see `plot_learning_curves`).
+        settings: Training settings; nested dicts are flattened to dotted keys.
+        data_summary: Facts about the data (counts per split, class balance...).
+        best_epoch: Epoch whose weights were kept, marked on the learning curves.
+
+    Returns:
+        The path of ``report.html``.
+
+    Example:
+        >>> write_report("runs/cats", title="cats", metrics=m, history=rows)  # doctest: +SKIP
+    """
+    from graftkit.evaluation.plots import (
+        plot_confusion_matrix,
+        plot_learning_curves,
+        plot_per_class,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_class = metrics.get("per_class") or {}
+    class_names = list(per_class)
+    split = escape(split_name)
+
+    sections: list[str] = [
+        f"<h2>Metrics ({split})</h2>",
+        _headline_html(metrics),
+    ]
+    if history:
+        plot_learning_curves(history, out / LEARNING_CURVES_PNG, best_epoch=best_epoch)
+        sections += ["<h2>Learning curves</h2>", _img(LEARNING_CURVES_PNG, "learning curves")]
+        if best_epoch is not None:
+            sections.append(f'<p class="meta">Best epoch: {escape(str(best_epoch))}</p>')
+    cm = metrics.get("confusion_matrix")
+    if cm is not None and class_names and len(cm) == len(class_names):
+        plot_confusion_matrix(cm, class_names, out / CONFUSION_MATRIX_PNG)
+        sections += [
+            f"<h2>Confusion matrix ({split})</h2>",
+            '<p class="meta">Rows: true class; columns: predicted class; '
+            "each row normalised to sum to 1.</p>",
+            _img(CONFUSION_MATRIX_PNG, "confusion matrix"),
+        ]
+    if per_class:
+        plot_per_class(per_class, out / PER_CLASS_PNG)
+        sections += [
+            f"<h2>Per-class scores ({split})</h2>",
+            _per_class_html(per_class),
+            _img(PER_CLASS_PNG, "per-class precision, recall and F1"),
+        ]
+    if data_summary:
+        sections += ["<h2>Data</h2>", _kv_table(data_summary)]
+    if settings:
+        sections += ["<h2>Settings</h2>", _kv_table(settings)]
+
+    created = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    html = (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{escape(title)}</h1>"
+        f'<p class="meta">graftkit report &middot; {escape(created)}</p>\n'
+        + "\n".join(sections)
+        + "\n</body></html>\n"
+    )
+    path = out / REPORT_HTML
+    path.write_text(html, encoding="utf-8")
+    return path

@@ -1,0 +1,156 @@
+"""Training configuration: one frozen dataclass, validated eagerly, every problem reported at once."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from graftkit.errors import ConfigError
+from graftkit.strategies import Strategy, parse_strategy
+
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+AUGMENTS = ("none", "light", "strong", "randaugment")
+MIXES = ("mixup", "cutmix", "mixup-cutmix")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. Field names match the `graft train` flags (`_` → `-`)."""
+
+    model: str = "efficientnet_lite0"
+    """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `file:PATH`, `scratch:ID`."""
+    arch: str | None = None
+    """Architecture id that a `file:` model's weights fit, e.g. `timm:resnet18`."""
+    strategy: str = "linear-probe"
+    """`linear-probe`, `finetune`, `partial:N` or `gradual`."""
+    epochs: int = 10
+    """Passes over the training data."""
+    batch_size: int = 32
+    """Samples per optimizer step."""
+    lr: float | None = None
+    """Peak learning rate of the head; None picks the strategy's default (probe 3e-3, others 1e-3)."""
+    lr_decay: float = 1.0
+    """Layer-wise learning-rate decay: each group further from the output gets `lr_decay` × the next."""
+    backbone_lr_scale: float = 0.1
+    """Learning rate of the top backbone group relative to the head when fine-tuning."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and norm weights)."""
+    schedule: str = "cosine"
+    """`cosine` (linear warm-up then cosine), `onecycle` or `constant`."""
+    warmup_fraction: float = 0.1
+    """Fraction of all steps spent warming up the learning rate."""
+    grad_clip: float | None = 1.0
+    """Clip the gradient norm to this value; None disables clipping."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing in [0, 1)."""
+    class_weights: str = "none"
+    """`balanced` weights the loss by inverse class frequency."""
+    head_dropout: float = 0.0
+    """Dropout before the new output layer."""
+    augment: str = "light"
+    """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes)."""
+    mix: str | None = None
+    """Batch mixing for fine-tuning: `mixup`, `cutmix` or `mixup-cutmix`."""
+    patience: int | None = None
+    """Stop when the validation metric has not improved for this many epochs."""
+    monitor: str = "accuracy"
+    """Validation metric that picks the best epoch and drives early stopping."""
+    precision: str = "auto"
+    """`auto` (chosen per model and CPU from measurements), `fp32` or `bf16`."""
+    channels_last: bool | None = None
+    """Use channels_last memory format for CNNs; None decides per model."""
+    num_workers: int | None = None
+    """Data-loading worker processes; None picks from the CPU count."""
+    val_fraction: float = 0.2
+    """Fraction of each class held out for validation when the data has no val split."""
+    seed: int = 0
+    """Seed for the split, initialisation, shuffling and augmentation."""
+    offline: bool = False
+    """Never touch the network; fail at once if weights are missing."""
+    feature_cache: bool = True
+    """Cache frozen-backbone features on disk and reuse them across runs."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        try:
+            parse_strategy(self.strategy)
+        except ConfigError as e:
+            problems.append(str(e))
+        if self.lr is not None and not self.lr > 0:
+            problems.append(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr_decay <= 1:
+            problems.append(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 < self.backbone_lr_scale <= 1:
+            problems.append(f"--backbone-lr-scale must be in (0, 1], got {self.backbone_lr_scale}")
+        if self.weight_decay < 0:
+            problems.append(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup_fraction < 1:
+            problems.append(f"--warmup-fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            problems.append(f"--grad-clip must be positive, got {self.grad_clip}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.head_dropout < 1:
+            problems.append(f"--head-dropout must be in [0, 1), got {self.head_dropout}")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if self.patience is not None and self.patience < 1:
+            problems.append(f"--patience must be at least 1, got {self.patience}")
+        if self.num_workers is not None and self.num_workers < 0:
+            problems.append(f"--num-workers must be >= 0, got {self.num_workers}")
+        for name, allowed in (
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("augment", AUGMENTS),
+            ("class_weights", CLASS_WEIGHTS),
+            ("monitor", ("accuracy", "balanced_accuracy", "macro_f1", "loss")),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                problems.append(_choice_problem(name, value, allowed))
+        if self.mix is not None and self.mix not in MIXES:
+            problems.append(_choice_problem("mix", self.mix, MIXES))
+        if problems:
+            raise ConfigError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
+
+    @property
+    def parsed_strategy(self) -> Strategy:
+        return parse_strategy(self.strategy)
+
+    @property
+    def peak_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 3e-3 if self.parsed_strategy.kind == "linear-probe" else 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> "TrainConfig":
+        """Build a config from keyword settings, naming any unknown setting and its closest match."""
+        known = {f.name for f in fields(cls)}
+        unknown = [k for k in settings if k not in known]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, sorted(known), n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"unknown training setting(s): {', '.join(hints)}; valid settings: {', '.join(sorted(known))}")
+        return cls(**settings)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _choice_problem(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"--{_flag(name)} {value!r} is not one of {', '.join(allowed)}{hint}"

@@ -1,0 +1,99 @@
+"""Frozen-backbone feature extraction, through the feature cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from graftkit.data.cache import FeatureCache, file_digests
+from graftkit.training.engine import Engine, eval_mode
+from graftkit.training.progress import EpochProgress
+
+
+@dataclass
+class FeatureStats:
+    """How a set of features was obtained; recorded in the run."""
+
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+    def __iadd__(self, other: "FeatureStats") -> "FeatureStats":
+        self.computed += other.computed
+        self.cached += other.cached
+        self.seconds += other.seconds
+        return self
+
+
+def feature_cache_key(backbone: nn.Module, precision: str, channels_last: bool) -> dict:
+    """Everything except the image that determines a feature vector."""
+    w = backbone.weights
+    return {
+        "arch": w.arch,
+        "weights_sha256": w.sha256 or _state_dict_digest(backbone),
+        "preprocess": backbone.preprocess.to_dict(),
+        "precision": precision,
+        "channels_last": channels_last,
+        "version": 1,
+    }
+
+
+def _state_dict_digest(module: nn.Module) -> str:
+    # Random-init (scratch) weights have no file: hash the tensors themselves.
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def compute_features(backbone: nn.Module, loader, engine: Engine, *, description: str = "features") -> torch.Tensor:
+    """Run the frozen backbone over `loader` (yielding `(images, _)`), returning `[N, D]` fp32 on CPU."""
+    out = []
+    with eval_mode(backbone), EpochProgress(description, total=len(loader), unit="img") as bar:
+        for images, _ in loader:
+            images = engine.to_device(images)
+            with engine.autocast():
+                feats = backbone.forward_features(images)  # (B, D)
+            out.append(feats.float().cpu())
+            bar.advance(images.shape[0])
+    return torch.cat(out) if out else torch.zeros((0, backbone.num_features))
+
+
+def extract_features(
+    backbone: nn.Module,
+    paths: Sequence[Path],
+    make_loader,
+    engine: Engine,
+    cache: FeatureCache | None,
+    *,
+    description: str = "features",
+) -> tuple[torch.Tensor, FeatureStats]:
+    """Features for `paths` in order, computing only what the cache lacks.
+
+    Args:
+        make_loader: `make_loader(paths) -> DataLoader` yielding preprocessed `(images, _)` batches.
+
+    Returns:
+        Features `[N, D]` and how many were computed vs read from the cache.
+    """
+    t0 = time.perf_counter()
+    if cache is None:
+        feats = compute_features(backbone, make_loader(list(paths)), engine, description=description)
+        return feats, FeatureStats(computed=len(paths), seconds=time.perf_counter() - t0)
+    digests = file_digests(paths)
+    found, missing = cache.lookup(digests)
+    if missing:
+        new = compute_features(backbone, make_loader([paths[i] for i in missing]), engine, description=description)
+        cache.store([digests[i] for i in missing], new)
+        found.update(zip(missing, new))
+    feats = torch.stack([found[i] for i in range(len(paths))]) if paths else torch.zeros((0, backbone.num_features))
+    return feats, FeatureStats(computed=len(missing), cached=len(paths) - len(missing), seconds=time.perf_counter() - t0)

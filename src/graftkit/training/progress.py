@@ -1,0 +1,70 @@
+"""Progress display: a live bar (loss, accuracy, throughput, ETA) on terminals, one line per epoch always."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+
+
+class EpochProgress:
+    """A rich progress bar for one epoch; silent when stderr is not a terminal."""
+
+    def __init__(self, description: str, total: int, unit: str = "img", enabled: bool = True) -> None:
+        self.enabled = enabled and console.is_terminal
+        self.description, self.total, self.unit = description, total, unit
+        self._progress = None
+        self._seen = 0
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> "EpochProgress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total, stats="")
+        return self
+
+    def advance(self, n: int, **stats: float) -> None:
+        self._seen += n
+        if self._progress is None:
+            return
+        rate = self._seen / max(time.perf_counter() - self._t0, 1e-9)
+        text = " ".join(f"{k} {v:.3f}" for k, v in stats.items()) + f" {rate:.0f} {self.unit}/s"
+        self._progress.update(self._task, advance=1, stats=text)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    @staticmethod
+    def summary(row: dict[str, Any], epochs: int, unit: str = "img") -> None:
+        """Print one line for a finished epoch."""
+        star = "  [green]★ best[/green]" if row.get("best") else ""
+        console.print(
+            f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}"
+            f"  │ val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} f1 {row['val_macro_f1']:.3f}"
+            f"  │ {row['throughput']:.0f} {unit}/s {row['seconds']:.1f}s{star}"
+        )
+
+
+def info(message: str) -> None:
+    """A status line on stderr (stdout is kept for results that scripts parse)."""
+    console.print(message)
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()
