@@ -33,9 +33,7 @@ class ParameterView(nn.Module):
         return ", ".join(prefix + n for n in self._parameters)
 
 
-def collapse_groups(
-    model: nn.Module, group_of: Callable[[str], Hashable]
-) -> list[list[nn.Module]]:
+def collapse_groups(model: nn.Module, group_of: Callable[[str], Hashable]) -> list[list[nn.Module]]:
     """Group a model's modules by the group of their parameters, largest modules first.
 
     Args:

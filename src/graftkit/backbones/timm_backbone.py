@@ -65,7 +65,9 @@ class TimmBackbone(nn.Module):
         self.preprocess = preprocess_from_timm_cfg(model.pretrained_cfg)
 
     @classmethod
-    def create(cls, name: str, *, pretrained: bool = False, weights: WeightsInfo | None = None) -> "TimmBackbone":
+    def create(
+        cls, name: str, *, pretrained: bool = False, weights: WeightsInfo | None = None
+    ) -> TimmBackbone:
         """Build `timm.create_model(name, pretrained=pretrained, num_classes=0)` and wrap it.
 
         Args:

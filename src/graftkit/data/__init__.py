@@ -1,0 +1,34 @@
+"""Data: readers, validation and splits, image decoding, transforms and augmentation (DESIGN.md §6).
+
+Importing this package loads torch, numpy and PIL but not torchvision (transforms import it when
+built). The feature cache lives in `graftkit.data.cache`.
+"""
+
+from __future__ import annotations
+
+from graftkit.data.datasets import ImageFileDataset, default_num_workers, make_loader
+from graftkit.data.images import SUPPORTED_EXTENSIONS, check_image, load_image
+from graftkit.data.readers import (
+    ImageData,
+    Sample,
+    list_image_files,
+    read_image_data,
+    read_labelled_images,
+)
+from graftkit.data.transforms import build_batch_mix, build_transform
+
+__all__ = [
+    "read_image_data",
+    "read_labelled_images",
+    "list_image_files",
+    "load_image",
+    "check_image",
+    "build_transform",
+    "build_batch_mix",
+    "ImageData",
+    "Sample",
+    "ImageFileDataset",
+    "make_loader",
+    "default_num_workers",
+    "SUPPORTED_EXTENSIONS",
+]

@@ -24,7 +24,7 @@ import torch
 from graftkit.backbones.base import ImagePreprocess
 from graftkit.errors import ConfigError
 
-__all__ = ["AUGMENT_PRESETS", "MIX_MODES", "build_transform", "build_batch_mix", "eval_resize_size"]
+__all__ = ["AUGMENT_PRESETS", "MIX_MODES", "build_transform", "build_batch_mix", "eval_resize_size", "ToNormalizedFloat"]
 
 AUGMENT_PRESETS: tuple[str, ...] = ("none", "light", "strong", "randaugment")
 """Valid values of `augment` / `--augment`."""
@@ -71,7 +71,7 @@ def build_transform(
         )
     interpolation = _interpolation(preprocess.interpolation)
     size = preprocess.input_size
-    finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std))]
+    finish = [ToNormalizedFloat(preprocess.mean, preprocess.std)]
 
     if not train or augment == "none":
         return v2.Compose(
@@ -86,10 +86,13 @@ def build_transform(
         v2.RandomResizedCrop(size, scale=_RRC_SCALE, interpolation=interpolation, antialias=True),
         v2.RandomHorizontalFlip(),
     ]
+    # The geometric ops of the auto-augment policies run `affine` on tensors, which supports only
+    # nearest and bilinear: bicubic backbones get bilinear there (the resize above stays bicubic).
+    ops_interpolation = interpolation if preprocess.interpolation == "nearest" else _interpolation("bilinear")
     if augment == "strong":
-        steps.append(v2.TrivialAugmentWide(interpolation=interpolation))
+        steps.append(v2.TrivialAugmentWide(interpolation=ops_interpolation))
     elif augment == "randaugment":
-        steps.append(v2.RandAugment(num_ops=2, magnitude=9, interpolation=interpolation))
+        steps.append(v2.RandAugment(num_ops=2, magnitude=9, interpolation=ops_interpolation))
     steps.extend(finish)
     if augment in ("strong", "randaugment"):
         steps.append(v2.RandomErasing(p=_ERASING_P, value=0))  # 0 after Normalize = the mean colour
@@ -141,6 +144,34 @@ def build_batch_mix(
     if mix == "cutmix":
         return v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)
     return v2.RandomChoice([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes), v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)])
+
+
+class ToNormalizedFloat:
+    """`v2.ToDtype(float32, scale=True)` + `v2.Normalize(mean, std)` in one pass, contiguous output.
+
+    Same result as the two v2 transforms (to ~1e-6), about 4x faster here: `load_image` and the
+    uint8 resize keep torchvision's channels-last strides (resizing is ~1.8x faster that way), and
+    `Normalize` on such a tensor is slow; converting to a contiguous float first, then scaling in
+    place, costs ~0.17 ms instead of ~0.65 ms for a 224 px crop.
+    """
+
+    def __init__(self, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
+        mean_t = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
+        std_t = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)  # (x / 255 - mean) / std == x * scale + bias
+        self._bias = -mean_t / std_t
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        out = image.to(torch.float32, memory_format=torch.contiguous_format, copy=True)  # never in place
+        if image.dtype == torch.uint8:
+            return out.mul_(self._scale).add_(self._bias)
+        if image.is_floating_point():  # already in [0, 1], as v2.ToDtype(scale=True) assumes
+            return out.mul_(self._scale * 255.0).add_(self._bias)
+        raise TypeError(f"ToNormalizedFloat expects a uint8 or float image, got {image.dtype}")
+
+    def __repr__(self) -> str:
+        return f"ToNormalizedFloat(mean={self.mean}, std={self.std})"
 
 
 def _interpolation(name: str):

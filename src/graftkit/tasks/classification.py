@@ -56,7 +56,8 @@ class ClassificationTask:
         return {
             "accuracy": float((pred == targets).mean()),
             "balanced_accuracy": float(balanced_accuracy_score(targets, pred)),
-            "macro_f1": float(f1_score(targets, pred, average="macro", labels=range(self.num_classes), zero_division=0)),
+            # Same definition as the report's macro-F1: over classes present in targets or predictions.
+            "macro_f1": float(f1_score(targets, pred, average="macro", zero_division=0)),
         }
 
     def full_metrics(self, probs: np.ndarray, targets: np.ndarray, loss: float | None = None) -> dict[str, Any]:

@@ -152,7 +152,9 @@ def fit(
         rundir.write_json(run_dir / "graft.json", meta)
         (run_dir / "history.jsonl").write_text("")
 
-    head = task.build_head(backbone.num_features, cfg.head_dropout)
+    with torch.random.fork_rng():  # the head's init depends on the seed alone, not on what ran before
+        torch.manual_seed(cfg.seed)
+        head = task.build_head(backbone.num_features, cfg.head_dropout)
     all_callbacks: list[Callback] = [Checkpointer(run_dir)]
     if cfg.patience is not None:
         all_callbacks.append(EarlyStopping(cfg.patience))

@@ -1,0 +1,146 @@
+"""Training end to end on tiny data through the public API: run directory, strategies, cache, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import graftkit
+from graftkit.training.loop import Decision
+from tests.conftest import TINY_MODEL
+
+
+def _fit(data, out, **kw):
+    kw.setdefault("model", TINY_MODEL)
+    kw.setdefault("epochs", 2)
+    kw.setdefault("batch_size", 8)
+    kw.setdefault("num_workers", 0)
+    return graftkit.fit(data, out=out, **kw)
+
+
+def test_probe_writes_complete_run_directory(tiny_images, tmp_path):
+    run = _fit(tiny_images, tmp_path / "run", strategy="linear-probe", epochs=3)
+    d = run.dir
+    for name in ("model.safetensors", "graft.json", "metrics.json", "history.jsonl", "report.html",
+                 "learning_curves.png", "confusion_matrix.png", "checkpoints/last.pt"):
+        assert (d / name).is_file(), name
+    meta = json.loads((d / "graft.json").read_text())
+    assert meta["schema_version"] == 1 and meta["status"] == "done"
+    assert meta["task"]["classes"] == ["cat", "dog", "fox"]
+    assert meta["model"]["arch"] == "timm:test_efficientnet"
+    assert meta["precision"]["inference"] in ("fp32", "bf16") and meta["precision"]["inference_reason"]
+    assert {"torch", "timm", "graftkit"} <= set(meta["versions"])
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["task"] == "classification" and metrics["epochs"] == 3
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "loss", "per_class", "confusion_matrix"} <= set(metrics["val"])
+    assert len((d / "history.jsonl").read_text().splitlines()) == 3
+    keys = load_file(str(d / "model.safetensors")).keys()
+    assert any(k.startswith("backbone.") for k in keys) and any(k.startswith("head.") for k in keys)
+
+
+def test_feature_cache_is_reused_when_head_settings_change(tiny_images, tmp_path):
+    first = _fit(tiny_images, tmp_path / "a", epochs=2)
+    assert first.metrics["features"]["computed"] == 24 and first.metrics["features"]["cached"] == 0
+    second = _fit(tiny_images, tmp_path / "b", epochs=4, lr=0.01, label_smoothing=0.1)
+    assert second.metrics["features"] == {**second.metrics["features"], "computed": 0, "cached": 24}
+
+
+def test_feature_cache_misses_edited_file(tiny_images, tmp_path):
+    _fit(tiny_images, tmp_path / "a")
+    victim = next((tiny_images / "cat").glob("*.png"))
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(victim)
+    run = _fit(tiny_images, tmp_path / "b")
+    assert run.metrics["features"]["computed"] == 1
+
+
+def test_same_seed_same_metrics(tiny_images, tmp_path):
+    a = _fit(tiny_images, tmp_path / "a", strategy="finetune", epochs=2, feature_cache=False)
+    b = _fit(tiny_images, tmp_path / "b", strategy="finetune", epochs=2, feature_cache=False)
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    assert a.metrics["val"] == b.metrics["val"]
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "partial:1", "gradual"])
+def test_finetune_strategies_train_and_predict(tiny_images, tmp_path, strategy):
+    run = _fit(tiny_images, tmp_path / "run", strategy=strategy, epochs=2, augment="strong", lr_decay=0.8)
+    preds = graftkit.load(run.dir).predict(sorted(tiny_images.glob("*/*.png"))[:4], top_k=2)
+    assert len(preds) == 4 and all(len(p.top_k) == 2 for p in preds)
+    assert preds[0].label in ("cat", "dog", "fox")
+
+
+def test_partial_keeps_frozen_groups_and_their_batchnorm_statistics(tiny_images, tmp_path):
+    from graftkit.sources import load_backbone
+
+    run = _fit(tiny_images, tmp_path / "run", strategy="partial:1", epochs=2)
+    before = load_backbone(TINY_MODEL, seed=0).state_dict()
+    after = {k.removeprefix("backbone."): v for k, v in load_file(str(run.dir / "model.safetensors")).items() if k.startswith("backbone.")}
+    stem_keys = [k for k in before if k.startswith("model.conv_stem") or k.startswith("model.bn1.")]
+    assert any("running_mean" in k for k in stem_keys)
+    for k in stem_keys:  # first group frozen: weights and BN running statistics untouched
+        assert torch.equal(before[k], after[k]), k
+    head_conv = [k for k in before if k.startswith("model.conv_head.")]
+    assert any(not torch.equal(before[k], after[k]) for k in head_conv)  # last group trained
+
+
+def test_gradual_unfreezes_one_group_per_epoch(tiny_images, tmp_path, capsys):
+    _fit(tiny_images, tmp_path / "run", strategy="gradual", epochs=3)
+    err = capsys.readouterr().err
+    assert "(0/" in err and "(1/" in err and "(2/" in err
+
+
+def test_early_stopping_stops(tiny_images, tmp_path):
+    run = _fit(tiny_images, tmp_path / "run", epochs=30, patience=2, lr=0.05)
+    assert run.metrics["epochs"] < 30 and "early stopping" in run.metrics["stopped_early"]
+
+
+def test_class_weights_label_smoothing_mixup(tiny_images, tmp_path):
+    run = _fit(tiny_images, tmp_path / "run", strategy="finetune", class_weights="balanced",
+               label_smoothing=0.1, mix="mixup-cutmix", schedule="onecycle")
+    assert 0.0 <= run.metrics["val"]["accuracy"] <= 1.0
+
+
+def test_probe_learns_separable_data(tiny_images, tmp_path):
+    run = _fit(tiny_images, tmp_path / "run", epochs=30, lr=0.01)
+    assert run.metrics["val"]["accuracy"] >= 0.66  # chance is 0.33
+
+
+class _Interrupt:
+    def __init__(self, at_epoch: int) -> None:
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, state):
+        if state.epoch + 1 == self.at_epoch:
+            raise KeyboardInterrupt
+        return None
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "linear-probe"])
+def test_resume_after_interruption_matches_uninterrupted(tiny_images, tmp_path, strategy):
+    kw = dict(strategy=strategy, epochs=3, augment="light")
+    full = _fit(tiny_images, tmp_path / "full", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tiny_images, tmp_path / "cut", callbacks=[_Interrupt(2)], **kw)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = graftkit.fit(tiny_images, out=tmp_path / "cut", resume=True)
+    assert resumed.metrics["val"] == full.metrics["val"]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    assert len((tmp_path / "cut" / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_split_folder_reports_test_metrics(tiny_split_images, tmp_path):
+    run = _fit(tiny_split_images, tmp_path / "run")
+    assert "test" in run.metrics and run.metrics["test"]["n"] == 9
+
+
+def test_callbacks_decide_to_stop(tiny_images, tmp_path):
+    class StopNow:
+        def on_epoch_end(self, state):
+            return Decision(stop=True, reason="enough")
+
+    run = _fit(tiny_images, tmp_path / "run", epochs=5, callbacks=[StopNow()])
+    assert run.metrics["epochs"] == 1 and run.metrics["stopped_early"] == "enough"
