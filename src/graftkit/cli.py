@@ -79,8 +79,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from graftkit.data import list_image_files
     from graftkit.deploy import load
 
+    predictor = load(args.run)  # a bad run directory is reported before the inputs are read
     files = list_image_files(args.inputs)
-    preds = load(args.run).predict(files, top_k=args.top_k, batch_size=args.batch_size)
+    preds = predictor.predict(files, top_k=args.top_k, batch_size=args.batch_size)
     if args.format == "json":
         for p in preds:
             print(json.dumps(p.to_dict()))

@@ -32,7 +32,7 @@ def run_demo(out: str | Path = "runs/demo", strategy: str = "linear-probe", epoc
 
     data = demo_data_dir()
     info(f"demo: Fashion-MNIST subset (600 images, 10 classes, MIT license) unpacked at {data}")
-    settings = {"epochs": epochs or (30 if strategy == "linear-probe" else 3)}
+    settings = {"epochs": epochs or (10 if strategy == "linear-probe" else 3)}
     run = fit(data, model="efficientnet_lite0", strategy=strategy, out=out, overwrite=True, offline=True, **settings)
     acc = run.metrics["val"]["accuracy"]
     print(f"demo finished: validation accuracy {acc:.3f} on {run.metrics['val']['n']} held-out images")
