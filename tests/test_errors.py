@@ -108,3 +108,8 @@ def test_interrupted_run_is_not_loadable_but_says_resume(tiny_images, tmp_path):
     with pytest.raises(RunDirError, match="--resume"):
         graftkit.load(tmp_path / "run")
     assert json.loads((tmp_path / "run" / "graft.json").read_text())["status"] == "training"
+
+
+def test_image_size_that_the_architecture_cannot_take(tiny_images, tmp_path):
+    with pytest.raises(ConfigError, match="--image-size 64 does not fit timm:vit_tiny_patch16_224"):
+        _fit(tiny_images, tmp_path / "run", model="scratch:timm:vit_tiny_patch16_224", image_size=64)

@@ -144,3 +144,18 @@ def test_callbacks_decide_to_stop(tiny_images, tmp_path):
 
     run = _fit(tiny_images, tmp_path / "run", epochs=5, callbacks=[StopNow()])
     assert run.metrics["epochs"] == 1 and run.metrics["stopped_early"] == "enough"
+
+
+def test_epoch_metrics_match_the_report_definitions():
+    import numpy as np
+
+    from graftkit.evaluation import classification_metrics
+    from graftkit.tasks import ClassificationTask
+
+    rng = np.random.default_rng(0)
+    task = ClassificationTask(["a", "b", "c", "d"])
+    y = rng.integers(0, 3, 50)  # class d absent from targets
+    probs = rng.random((50, 4))
+    quick, full = task.epoch_metrics(probs, y), classification_metrics(y, probs, task.classes)
+    for k in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert abs(quick[k] - full[k]) < 1e-5, k

@@ -39,7 +39,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})  # fast zlib: 2x quicker, ~20% larger
     finally:
         fig.clear()
     return path

@@ -50,6 +50,8 @@ class TrainConfig:
     """`balanced` weights the loss by inverse class frequency."""
     head_dropout: float = 0.0
     """Dropout before the new output layer."""
+    image_size: int | None = None
+    """Input size in pixels; None keeps the pretrained model's own (e.g. 224). CNNs accept any size."""
     augment: str = "light"
     """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes)."""
     mix: str | None = None
@@ -82,6 +84,8 @@ class TrainConfig:
             parse_strategy(self.strategy)
         except ConfigError as e:
             problems.append(str(e))
+        if self.image_size is not None and self.image_size < 16:
+            problems.append(f"--image-size must be at least 16 pixels, got {self.image_size}")
         if self.lr is not None and not self.lr > 0:
             problems.append(f"--lr must be positive, got {self.lr}")
         if not 0 < self.lr_decay <= 1:

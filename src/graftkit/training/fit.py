@@ -6,6 +6,7 @@ training logic of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -112,6 +113,9 @@ def fit(
     from graftkit.sources import load_backbone
 
     backbone = load_backbone(cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed)
+    if cfg.image_size is not None:
+        _check_image_size(backbone, cfg.image_size)
+        backbone.preprocess = dataclasses.replace(backbone.preprocess, input_size=cfg.image_size)
     weights = None
     if cfg.class_weights == "balanced":
         class_to_idx = {c: i for i, c in enumerate(images.classes)}
@@ -203,6 +207,20 @@ def fit(
         f"{train_seconds:.1f} s) → {run_dir}  report: {report}"
     )
     return Run(run_dir, metrics, result.history, cfg)
+
+
+def _check_image_size(backbone: nn.Module, size: int) -> None:
+    """Fail early, with the flag's name, if the architecture cannot take `size` pixels."""
+    from graftkit.errors import ConfigError
+
+    try:
+        with torch.no_grad():
+            backbone.eval().forward_features(torch.zeros(1, 3, size, size))
+    except Exception as e:  # the architecture's own message, e.g. a ViT's fixed patch grid
+        raise ConfigError(
+            f"--image-size {size} does not fit {backbone.weights.arch} ({str(e).splitlines()[0][:120]}); "
+            f"leave it unset to use the model's own size {backbone.preprocess.input_size}"
+        ) from None
 
 
 def _loop_options(cfg: TrainConfig, resume_point, **kw: Any) -> LoopOptions:
