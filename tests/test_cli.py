@@ -106,3 +106,12 @@ def test_console_script_is_installed():
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("train", "evaluate", "predict", "models", "pull", "demo"):
         assert cmd in out
+
+
+def test_evaluate_a_split_folder_needs_and_takes_split(tiny_split_images, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_split_images), "--model", TINY_MODEL, "--epochs", "1", "--num-workers", "0", "--out", str(out)]) == 0
+    assert (out / "split.json").is_file()
+    assert main(["evaluate", str(out), str(tiny_split_images), "--split", "test"]) == 0
+    metrics = json.loads((out / "eval" / f"{tiny_split_images.name}-test" / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 9 and metrics["split"] == "test"

@@ -159,3 +159,16 @@ def test_epoch_metrics_match_the_report_definitions():
     quick, full = task.epoch_metrics(probs, y), classification_metrics(y, probs, task.classes)
     for k in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert abs(quick[k] - full[k]) < 1e-5, k
+
+
+def test_builtin_model_trains_and_predicts_with_sockets_disabled(tiny_images, tmp_path, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    for name in ("socket", "create_connection", "getaddrinfo"):
+        monkeypatch.setattr(socket, name, refuse)
+    run = _fit(tiny_images, tmp_path / "run", model="efficientnet_lite0", epochs=1, image_size=64)
+    assert json.loads((run.dir / "graft.json").read_text())["model"]["sha256"].startswith("5793442")
+    assert graftkit.load(run.dir).predict([next(tiny_images.glob("cat/*.png"))])[0].label in ("cat", "dog", "fox")

@@ -70,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from graftkit.evaluation import print_metrics
     from graftkit.evaluation.evaluate import evaluate
 
-    result = evaluate(args.run, args.data, out=args.out, batch_size=args.batch_size)
+    result = evaluate(args.run, args.data, out=args.out, split=args.split, batch_size=args.batch_size)
     print_metrics(result["test"], title=f"{args.run} on {args.data}")
     return 0
 
@@ -98,6 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from rich.table import Table
 
         table = Table("input", *[f"top {i + 1}" for i in range(args.top_k)])
+        table.columns[0].overflow = "fold"
         for p in preds:
             table.add_row(p.input, *[f"{l} ({s:.1%})" for l, s in p.top_k])
         Console().print(table)
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("data")
     p.add_argument("--out", help="output folder (default RUN/eval/<data name>)")
+    p.add_argument("--split", choices=["train", "val", "test"], help="which split of a split folder or manifest to score")
     p.add_argument("--batch-size", type=int, default=64)
 
     p = add("predict", cmd_predict, "Predict classes for images, folders or globs.")

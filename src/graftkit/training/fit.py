@@ -149,11 +149,12 @@ def fit(
             "inference_reason": infer_reason,
             "channels_last": channels_last,
         },
-        "data": images.to_dict() if hasattr(images, "to_dict") else {"root": str(images.root), "split": images.split},
+        "data": images.to_dict(),
         "versions": rundir.library_versions(),
     }
     if not resume:
         rundir.write_json(run_dir / "graft.json", meta)
+        rundir.write_json(run_dir / "split.json", images.to_dict(include_files=True))  # the exact split, for reproducing it
         (run_dir / "history.jsonl").write_text("")
 
     with torch.random.fork_rng():  # the head's init depends on the seed alone, not on what ran before

@@ -1,0 +1,77 @@
+"""1,000 JPEGs → features → head with EfficientNet-Lite0 at 224 px, against this machine's floor.
+
+    .venv/bin/python benchmarks/end_to_end.py
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 .venv/bin/python benchmarks/end_to_end.py   # allocator lever
+
+The floor is measured in the same run: decoding + resizing the 1,000 JPEGs alone, plus the
+backbone's forward pass alone over already-preprocessed batches (graftkit's precision and memory
+format). graftkit's time is a cold-cache `graft train --strategy linear-probe` (validation,
+hashing, 10 head epochs, report and run directory included), with imports done beforehand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import torch
+
+from _common import WORK, fashion_mnist_folder, fresh_cache, machine, report
+
+
+def main() -> None:
+    import graftkit
+    from graftkit.data import ImageFileDataset, Sample, build_transform, read_image_data
+    from graftkit.sources import load_backbone
+    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision
+
+    data = fashion_mnist_folder("fmnist-1000-jpg", "train", 100)
+    images = read_image_data(data)
+    paths = [s.path for s in images.train + images.val]
+    backbone = load_backbone("efficientnet_lite0")
+    arch = backbone.weights.arch
+    engine = LocalEngine(precision=choose_precision(arch, training=False)[0], channels_last=choose_channels_last(arch))
+    backbone = engine.setup(backbone).eval()
+    ds = ImageFileDataset([Sample(p, "") for p in paths], {"": 0}, build_transform(backbone.preprocess, "none"))
+
+    t0 = time.perf_counter()
+    batch = [ds[i][0] for i in range(len(ds))]
+    t_decode = time.perf_counter() - t0
+
+    x = torch.stack(batch)
+    with torch.inference_mode(), engine.autocast():
+        backbone.forward_features(engine.to_device(x[:64]))  # warm-up
+        t0 = time.perf_counter()
+        for i in range(0, len(x), 64):
+            backbone.forward_features(engine.to_device(x[i : i + 64]))
+        t_forward = time.perf_counter() - t0
+
+    import matplotlib.figure  # noqa: F401  (imports paid before timing, as for the floor)
+    import sklearn.metrics  # noqa: F401
+
+    fresh_cache("end-to-end")
+    out = WORK / "runs" / "end-to-end"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    run = graftkit.fit(data, model="efficientnet_lite0", strategy="linear-probe", out=out)
+    t_graft = time.perf_counter() - t0
+    floor = t_decode + t_forward
+    alloc = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
+    report(
+        f"End to end: 1,000 JPEGs (256 px) → features → head, EfficientNet-Lite0 224 px, {engine.precision}"
+        f"{' channels_last' if engine.channels_last else ''}, {alloc} ({machine()})",
+        [
+            ("decode + resize alone (1 core)", f"{t_decode:.1f}", f"{len(ds) / t_decode:.0f}"),
+            ("backbone forward alone", f"{t_forward:.1f}", f"{len(ds) / t_forward:.0f}"),
+            ("floor (sum)", f"{floor:.1f}", ""),
+            ("graftkit linear-probe, cold cache, end to end", f"{t_graft:.1f}", f"{len(ds) / t_graft:.0f}"),
+            ("graftkit / floor", f"{t_graft / floor:.2f}×", ""),
+        ],
+        ("stage", "seconds", "img/s"),
+        {"val_accuracy": run.metrics["val"]["accuracy"], "features": run.metrics["features"]},
+    )
+
+
+if __name__ == "__main__":
+    main()
