@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from dataclasses import fields
-from pathlib import Path
 from typing import Any, Callable
 
 from graftkit.errors import GraftError

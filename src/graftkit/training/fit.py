@@ -17,21 +17,14 @@ import torch
 from torch import nn
 
 from graftkit import rundir
-from graftkit.strategies import (
-    count_parameters,
-    freeze_layer_groups,
-    layerwise_lr_groups,
-    set_frozen_norms_eval,
-    trainable_group_count,
-)
 from graftkit.tasks import ClassificationTask, GraftModel, balanced_class_weights
 from graftkit.training.checkpoint import Checkpointer, load_resume_point, save_safetensors
 from graftkit.training.config import TrainConfig
 from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision
-from graftkit.training.features import FeatureStats, extract_features, feature_cache_key
-from graftkit.training.loop import Callback, Decision, LoopOptions, LoopResult, LoopState, predict_probs, train_loop
+from graftkit.training.finetune import train_finetune
+from graftkit.training.loop import Callback, Decision, LoopState
+from graftkit.training.probe import train_probe
 from graftkit.training.progress import info
-from graftkit.training.schedule import build_scheduler
 
 
 @dataclass
@@ -168,10 +161,10 @@ def fit(
     resume_point = load_resume_point(run_dir) if resume else None
 
     if strat.kind == "linear-probe":
-        result, final, feature_stats = _train_probe(images, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
+        result, final, feature_stats = train_probe(images, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
     else:
         train_engine = LocalEngine(precision=train_precision, channels_last=channels_last)
-        result, final = _train_finetune(images, backbone, head, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
+        result, final = train_finetune(images, backbone, head, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
         feature_stats = None
 
     graft_model = GraftModel(backbone, head)
@@ -222,169 +215,3 @@ def _check_image_size(backbone: nn.Module, size: int) -> None:
             f"--image-size {size} does not fit {backbone.weights.arch} ({str(e).splitlines()[0][:120]}); "
             f"leave it unset to use the model's own size {backbone.preprocess.input_size}"
         ) from None
-
-
-def _loop_options(cfg: TrainConfig, resume_point, **kw: Any) -> LoopOptions:
-    options = LoopOptions(epochs=cfg.epochs, monitor=cfg.monitor, grad_clip=cfg.grad_clip, seed=cfg.seed, **kw)
-    if resume_point is not None:
-        options.start_epoch = resume_point.epoch
-        options.history = resume_point.history
-        options.best_epoch, options.best_score = resume_point.best_epoch, resume_point.best_score
-        options.best_state = resume_point.best_state
-    return options
-
-
-def _optimizer(param_groups: list[dict[str, Any]], cfg: TrainConfig, steps: int, resume_point):
-    optimizer = torch.optim.AdamW(param_groups, lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, steps, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction)
-    if resume_point is not None:
-        optimizer.load_state_dict(resume_point.optimizer)
-        scheduler.load_state_dict(resume_point.scheduler)
-    return optimizer, scheduler
-
-
-def _class_indices(samples, classes: list[str]) -> torch.Tensor:
-    index = {c: i for i, c in enumerate(classes)}
-    return torch.tensor([index[s.label] for s in samples], dtype=torch.long)
-
-
-def _eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
-    from graftkit.data import ImageFileDataset, Sample, build_transform, make_loader
-
-    transform = build_transform(backbone.preprocess, "none", train=False)
-
-    def make(paths):
-        dataset = ImageFileDataset([Sample(p, "") for p in paths], {"": 0}, transform)
-        return make_loader(dataset, batch_size=max(cfg.batch_size, 64), shuffle=False, num_workers=_workers(cfg), seed=cfg.seed)
-
-    return make
-
-
-def _workers(cfg: TrainConfig) -> int:
-    from graftkit.data import default_num_workers
-
-    return default_num_workers() if cfg.num_workers is None else cfg.num_workers
-
-
-def _train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_point):
-    """Linear probe: features once (cached across runs), then the head trains on them."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    freeze_layer_groups(backbone.layer_groups(), 0)
-    backbone = engine.setup(backbone)
-    cache = None
-    if cfg.feature_cache:
-        from graftkit.data.cache import FeatureCache
-
-        cache = FeatureCache(feature_cache_key(backbone, engine.precision, engine.channels_last))
-    make = _eval_loader_factory(backbone, cfg)
-    stats = FeatureStats()
-    feats = {}
-    for split in ("train", "val", "test"):
-        samples = getattr(images, split)
-        if samples:
-            feats[split], s = extract_features(backbone, [x.path for x in samples], make, engine, cache, description=f"{split} features")
-            stats += s
-    info(f"features: {stats.computed} computed, {stats.cached} from cache ({stats.seconds:.1f} s)")
-
-    head_engine = LocalEngine()
-    labels = {split: _class_indices(getattr(images, split), task.classes) for split in feats}
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
-    val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
-    trainable, frozen = count_parameters(nn.ModuleList([backbone, head]))
-    info(f"parameters: {trainable:,} trainable (head), {frozen:,} frozen (backbone)")
-
-    if resume_point is not None:
-        head.load_state_dict({k.removeprefix("head."): v for k, v in resume_point.model.items()})
-    groups = [{"params": [p for p in head.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in head.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
-    optimizer, scheduler = _optimizer(groups, cfg, cfg.epochs * len(train_loader), resume_point)
-    # The loop trains the head on cached features; state-dict keys stay `head.*` as in the full model.
-    result = train_loop(
-        GraftModel(PrecomputedFeatures(), head),
-        train_loader,
-        val_loader,
-        task=task,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        engine=head_engine,
-        options=_loop_options(cfg, resume_point, unit="feat"),
-        callbacks=callbacks,
-    )
-    if result.best_state is not None:
-        head.load_state_dict({k.removeprefix("head."): v for k, v in result.best_state.items()})
-    final = {}
-    for split in ("val", "test"):
-        if split in feats:
-            loader = DataLoader(TensorDataset(feats[split], labels[split]), batch_size=1024)
-            probs, y, loss = predict_probs(head, loader, head_engine, task)
-            final[split] = task.full_metrics(probs, y, loss=loss)
-    return result, final, stats
-
-
-class PrecomputedFeatures(nn.Module):
-    """Stands in for a frozen backbone whose features are already computed (the probe's input)."""
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return x  # (B, D) features pass straight to the head
-
-
-def _train_finetune(images, backbone, head, task, cfg, engine, infer_engine, callbacks, resume_point):
-    """Fine-tuning (`finetune`, `partial:N`, `gradual`): images through the whole model every step."""
-    from graftkit.data import ImageFileDataset, build_batch_mix, build_transform, make_loader
-
-    strat = cfg.parsed_strategy
-    model = GraftModel(backbone, head)
-    if resume_point is not None:
-        model.load_state_dict(resume_point.model)
-    model = engine.setup(model)
-    groups = backbone.layer_groups()
-    class_to_idx = {c: i for i, c in enumerate(task.classes)}
-    train_ds = ImageFileDataset(images.train, class_to_idx, build_transform(backbone.preprocess, cfg.augment, train=True))
-    eval_tf = build_transform(backbone.preprocess, "none", train=False)
-    workers = _workers(cfg)
-    drop_last = len(images.train) % cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
-    train_loader = make_loader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, seed=cfg.seed, drop_last=drop_last)
-    val_loader = make_loader(ImageFileDataset(images.val, class_to_idx, eval_tf), batch_size=cfg.batch_size, shuffle=False, num_workers=workers, seed=cfg.seed)
-
-    param_groups = layerwise_lr_groups(
-        groups, head, lr=cfg.peak_lr, backbone_lr_scale=cfg.backbone_lr_scale, decay=cfg.lr_decay, weight_decay=cfg.weight_decay
-    )
-    optimizer, scheduler = _optimizer(param_groups, cfg, cfg.epochs * len(train_loader), resume_point)
-    last_logged = [-1]
-
-    def prepare_epoch(epoch: int) -> None:
-        n = trainable_group_count(strat, len(groups), epoch)
-        freeze_layer_groups(groups, n)
-        set_frozen_norms_eval(groups, n)
-        if n != last_logged[0]:
-            trainable, frozen = count_parameters(model)
-            info(f"parameters: {trainable:,} trainable, {frozen:,} frozen ({n}/{len(groups)} backbone groups train)")
-            last_logged[0] = n
-
-    result = train_loop(
-        model,
-        train_loader,
-        val_loader,
-        task=task,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        engine=engine,
-        options=_loop_options(cfg, resume_point, prepare_epoch=prepare_epoch, batch_transform=build_batch_mix(cfg.mix, task.num_classes)),
-        callbacks=callbacks,
-    )
-    if result.best_state is not None:
-        model.load_state_dict(result.best_state)
-    model = model.to(memory_format=torch.contiguous_format)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    final = {}
-    for split in ("val", "test"):
-        samples = getattr(images, split)
-        if samples:
-            loader = make_loader(ImageFileDataset(samples, class_to_idx, eval_tf), batch_size=cfg.batch_size, shuffle=False, num_workers=workers, seed=cfg.seed)
-            probs, y, loss = predict_probs(infer_engine.setup(model), loader, infer_engine, task)
-            final[split] = task.full_metrics(probs, y, loss=loss)
-    model.to(memory_format=torch.contiguous_format)
-    return result, final

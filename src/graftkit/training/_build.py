@@ -1,0 +1,54 @@
+"""Small builders shared by the probe and fine-tuning paths: optimizer, loaders, loop options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from graftkit.training.config import TrainConfig
+from graftkit.training.loop import LoopOptions
+from graftkit.training.schedule import build_scheduler
+
+
+def loop_options(cfg: TrainConfig, resume_point, **kw: Any) -> LoopOptions:
+    options = LoopOptions(epochs=cfg.epochs, monitor=cfg.monitor, grad_clip=cfg.grad_clip, seed=cfg.seed, **kw)
+    if resume_point is not None:
+        options.start_epoch = resume_point.epoch
+        options.history = resume_point.history
+        options.best_epoch, options.best_score = resume_point.best_epoch, resume_point.best_score
+        options.best_state = resume_point.best_state
+    return options
+
+
+def build_optimizer(param_groups: list[dict[str, Any]], cfg: TrainConfig, steps: int, resume_point):
+    optimizer = torch.optim.AdamW(param_groups, lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, steps, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction)
+    if resume_point is not None:
+        optimizer.load_state_dict(resume_point.optimizer)
+        scheduler.load_state_dict(resume_point.scheduler)
+    return optimizer, scheduler
+
+
+def class_indices(samples, classes: list[str]) -> torch.Tensor:
+    index = {c: i for i, c in enumerate(classes)}
+    return torch.tensor([index[s.label] for s in samples], dtype=torch.long)
+
+
+def eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
+    from graftkit.data import ImageFileDataset, Sample, build_transform, make_loader
+
+    transform = build_transform(backbone.preprocess, "none", train=False)
+
+    def make(paths):
+        dataset = ImageFileDataset([Sample(p, "") for p in paths], {"": 0}, transform)
+        return make_loader(dataset, batch_size=max(cfg.batch_size, 64), shuffle=False, num_workers=num_workers(cfg), seed=cfg.seed)
+
+    return make
+
+
+def num_workers(cfg: TrainConfig) -> int:
+    from graftkit.data import default_num_workers
+
+    return default_num_workers() if cfg.num_workers is None else cfg.num_workers
