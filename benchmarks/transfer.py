@@ -34,6 +34,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--ft-epochs", type=int, default=6)
     p.add_argument("--ft-size", type=int, default=128, help="fine-tuning image size (CPU budget)")
+    p.add_argument("--only", default="", help="comma-separated row prefixes to run, e.g. 'fine-tune'")
     args = p.parse_args()
     train = fashion_mnist_folder("fmnist-train-100pc-png", "train", 100, fmt="png", size=None, seed=1)
     test = fashion_mnist_folder("fmnist-test-200pc-png", "t10k", 200, fmt="png", size=None, seed=2)
@@ -47,6 +48,8 @@ def main() -> None:
         ("fine-tune (pretrained)", "efficientnet_lite0", ft),
         ("fine-tune (random init, same budget)", "scratch:efficientnet_lite0", ft),
     ]:
+        if args.only and not any(name.startswith(o) for o in args.only.split(",")):
+            continue
         val, test_acc, seconds = run(name.split(" ")[0] + ("-scratch" if "random" in name else ""), train, test, model=model, **settings)
         rows.append((name, f"{test_acc:.3f}", f"{val:.3f}", f"{seconds:.0f}"))
     report(

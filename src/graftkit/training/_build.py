@@ -43,7 +43,7 @@ def eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
 
     def make(paths):
         dataset = ImageFileDataset([Sample(p, "") for p in paths], {"": 0}, transform)
-        return make_loader(dataset, batch_size=max(cfg.batch_size, 64), shuffle=False, num_workers=num_workers(cfg), seed=cfg.seed)
+        return make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers(cfg), seed=cfg.seed)
 
     return make
 

@@ -48,6 +48,9 @@ class TrainConfig:
     """Cross-entropy label smoothing in [0, 1)."""
     class_weights: str = "none"
     """`balanced` weights the loss by inverse class frequency."""
+    head_init: str = "probe"
+    """Fine-tuning starts from a head first trained as a linear probe on cached features (`probe`,
+    as fastai's fine_tune and LP-FT do), or from a random head (`random`)."""
     head_dropout: float = 0.0
     """Dropout before the new output layer."""
     image_size: int | None = None
@@ -113,6 +116,7 @@ class TrainConfig:
             ("precision", PRECISIONS),
             ("augment", AUGMENTS),
             ("class_weights", CLASS_WEIGHTS),
+            ("head_init", ("probe", "random")),
             ("monitor", ("accuracy", "balanced_accuracy", "macro_f1", "loss")),
         ):
             value = getattr(self, name)

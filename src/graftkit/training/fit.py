@@ -164,8 +164,13 @@ def fit(
         result, final, feature_stats = train_probe(images, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
     else:
         train_engine = LocalEngine(precision=train_precision, channels_last=channels_last)
-        result, final = train_finetune(images, backbone, head, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
         feature_stats = None
+        if cfg.head_init == "probe" and resume_point is None:
+            # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
+            info("head warm-up: linear probe on cached features before fine-tuning")
+            probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=10, lr=None, patience=None)
+            _, _, feature_stats = train_probe(images, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
+        result, final = train_finetune(images, backbone, head, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
 
     graft_model = GraftModel(backbone, head)
     save_safetensors(graft_model.state_dict(), run_dir / "model.safetensors", metadata={"format": "graftkit", "schema": "1"})

@@ -14,7 +14,7 @@ from graftkit.training.loop import predict_probs, train_loop
 from graftkit.training.progress import info
 
 
-def train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_point):
+def train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_point, splits=("train", "val", "test")):
     """Linear probe: features once (cached across runs), then the head trains on them."""
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -28,7 +28,7 @@ def train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_poi
     make = eval_loader_factory(backbone, cfg)
     stats = FeatureStats()
     feats = {}
-    for split in ("train", "val", "test"):
+    for split in splits:
         samples = getattr(images, split)
         if samples:
             feats[split], s = extract_features(backbone, [x.path for x in samples], make, engine, cache, description=f"{split} features")
