@@ -39,7 +39,7 @@ def main() -> None:
     train = fashion_mnist_folder("fmnist-train-100pc-png", "train", 100, fmt="png", size=None, seed=1)
     test = fashion_mnist_folder("fmnist-test-200pc-png", "t10k", 200, fmt="png", size=None, seed=2)
     fresh_cache("transfer")
-    ft = dict(strategy="finetune", epochs=args.ft_epochs, image_size=args.ft_size, lr=1e-3, backbone_lr_scale=1.0, lr_decay=0.8, augment="light")
+    ft = dict(strategy="finetune", epochs=args.ft_epochs, image_size=args.ft_size)  # every other setting at its default
     probe = dict(strategy="linear-probe", epochs=20)
     rows = []
     for name, model, settings in [
