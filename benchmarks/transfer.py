@@ -34,12 +34,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--ft-epochs", type=int, default=6)
     p.add_argument("--ft-size", type=int, default=128, help="fine-tuning image size (CPU budget)")
+    p.add_argument("--ft-augment", default="light", help="augmentation preset for fine-tuning")
     p.add_argument("--only", default="", help="comma-separated row prefixes to run, e.g. 'fine-tune'")
     args = p.parse_args()
     train = fashion_mnist_folder("fmnist-train-100pc-png", "train", 100, fmt="png", size=None, seed=1)
     test = fashion_mnist_folder("fmnist-test-200pc-png", "t10k", 200, fmt="png", size=None, seed=2)
     fresh_cache("transfer")
-    ft = dict(strategy="finetune", epochs=args.ft_epochs, image_size=args.ft_size)  # every other setting at its default
+    ft = dict(strategy="finetune", epochs=args.ft_epochs, image_size=args.ft_size, augment=args.ft_augment)  # the rest at defaults
     probe = dict(strategy="linear-probe", epochs=20)
     rows = []
     for name, model, settings in [

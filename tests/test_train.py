@@ -174,9 +174,9 @@ def test_builtin_model_trains_and_predicts_with_sockets_disabled(tiny_images, tm
     assert graftkit.load(run.dir).predict([next(tiny_images.glob("cat/*.png"))])[0].label in ("cat", "dog", "fox")
 
 
-def test_finetune_warms_up_the_head_as_a_probe_unless_asked_not_to(tiny_images, tmp_path, capsys):
-    _fit(tiny_images, tmp_path / "a", strategy="finetune", epochs=1)
+def test_finetune_can_warm_up_the_head_as_a_probe(tiny_images, tmp_path, capsys):
+    run = _fit(tiny_images, tmp_path / "a", strategy="finetune", epochs=1, head_init="probe")
     assert "head warm-up" in capsys.readouterr().err
-    run = _fit(tiny_images, tmp_path / "b", strategy="finetune", epochs=1, head_init="random")
+    assert run.metrics["features"]["computed"] == 24  # train + val features for the warm-up
+    _fit(tiny_images, tmp_path / "b", strategy="finetune", epochs=1)
     assert "head warm-up" not in capsys.readouterr().err
-    assert json.loads((run.dir / "graft.json").read_text())["config"]["head_init"] == "random"

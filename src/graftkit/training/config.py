@@ -32,9 +32,9 @@ class TrainConfig:
     """Samples per optimizer step."""
     lr: float | None = None
     """Peak learning rate of the head; None picks the strategy's default (probe 3e-3, others 1e-3)."""
-    lr_decay: float = 1.0
+    lr_decay: float = 0.8
     """Layer-wise learning-rate decay: each group further from the output gets `lr_decay` × the next."""
-    backbone_lr_scale: float = 0.1
+    backbone_lr_scale: float = 1.0
     """Learning rate of the top backbone group relative to the head when fine-tuning."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and norm weights)."""
@@ -48,9 +48,10 @@ class TrainConfig:
     """Cross-entropy label smoothing in [0, 1)."""
     class_weights: str = "none"
     """`balanced` weights the loss by inverse class frequency."""
-    head_init: str = "probe"
-    """Fine-tuning starts from a head first trained as a linear probe on cached features (`probe`,
-    as fastai's fine_tune and LP-FT do), or from a random head (`random`)."""
+    head_init: str = "random"
+    """`probe` first trains the new head as a linear probe on cached features, then fine-tunes
+    (LP-FT, like fastai's fine_tune); `random` (default: no gain measured, benchmarks/RESULTS.md)
+    fine-tunes from a freshly initialised head."""
     head_dropout: float = 0.0
     """Dropout before the new output layer."""
     image_size: int | None = None
