@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from graftkit import rundir
+from graftkit.sources import load_backbone
 from graftkit.tasks import ClassificationTask, GraftModel, balanced_class_weights
 from graftkit.training.checkpoint import Checkpointer, load_resume_point, save_safetensors
 from graftkit.training.config import TrainConfig
@@ -103,8 +104,6 @@ def fit(
 
     t0 = time.perf_counter()
     images = read_image_data(data, val=val, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    from graftkit.sources import load_backbone
-
     backbone = load_backbone(cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed)
     if cfg.image_size is not None:
         _check_image_size(backbone, cfg.image_size)
@@ -125,26 +124,16 @@ def fit(
         f"precision: train {train_precision}, inference {infer_precision}"
     )
 
-    meta = {
-        "schema_version": rundir.SCHEMA_VERSION,
-        "status": "training",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": backbone.weights.to_dict(),
-        "task": {"name": task.name, "classes": task.classes},
-        "preprocess": backbone.preprocess.to_dict(),
-        "head": {"type": "linear", "in_features": backbone.num_features, "out_features": task.num_classes, "dropout": cfg.head_dropout},
-        "strategy": str(strat),
-        "config": cfg.to_dict(),
-        "precision": {
-            "train": train_precision,
-            "train_reason": train_reason,
-            "inference": infer_precision,
-            "inference_reason": infer_reason,
-            "channels_last": channels_last,
-        },
-        "data": images.to_dict(),
-        "versions": rundir.library_versions(),
+    precision = {
+        "train": train_precision,
+        "train_reason": train_reason,
+        "inference": infer_precision,
+        "inference_reason": infer_reason,
+        "channels_last": channels_last,
     }
+    meta = _run_metadata(backbone, task, cfg, images, precision)
+    if resume:  # keep the original start time
+        meta["created"] = rundir.read_json(run_dir / "graft.json").get("created", meta["created"])
     if not resume:
         rundir.write_json(run_dir / "graft.json", meta)
         rundir.write_json(run_dir / "split.json", images.to_dict(include_files=True))  # the exact split, for reproducing it
@@ -172,23 +161,7 @@ def fit(
             _, _, feature_stats = train_probe(images, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
         result, final = train_finetune(images, backbone, head, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
 
-    graft_model = GraftModel(backbone, head)
-    save_safetensors(graft_model.state_dict(), run_dir / "model.safetensors", metadata={"format": "graftkit", "schema": "1"})
-    train_seconds = time.perf_counter() - t0
-    metrics = {
-        "task": task.name,
-        **final,
-        "train_seconds": round(train_seconds, 2),
-        "epochs": len(result.history),
-        "best_epoch": None if result.best_epoch is None else result.best_epoch + 1,
-        "stopped_early": result.stopped_early,
-    }
-    if feature_stats is not None:
-        metrics["features"] = vars(feature_stats)
-    rundir.write_json(run_dir / "metrics.json", metrics)
-    meta.update(status="done", finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    rundir.write_json(run_dir / "graft.json", meta)
-
+    metrics = _write_results(run_dir, GraftModel(backbone, head), meta, result, final, feature_stats, time.perf_counter() - t0)
     from graftkit.evaluation import write_report
 
     report = write_report(
@@ -197,15 +170,52 @@ def fit(
         metrics=final["val"],
         split_name="val",
         history=result.history,
-        settings={"model": meta["model"], "strategy": str(strat), "precision": meta["precision"], **cfg.to_dict()},
+        settings={"model": meta["model"], "strategy": str(strat), "precision": precision, **cfg.to_dict()},
         data_summary=meta["data"],
         best_epoch=metrics["best_epoch"],
     )
     info(
         f"[bold]val accuracy {final['val']['accuracy']:.3f}[/bold] (best epoch {metrics['best_epoch']}, "
-        f"{train_seconds:.1f} s) → {run_dir}  report: {report}"
+        f"{metrics['train_seconds']:.1f} s) → {run_dir}  report: {report}"
     )
     return Run(run_dir, metrics, result.history, cfg)
+
+
+def _run_metadata(backbone: nn.Module, task: ClassificationTask, cfg: TrainConfig, images, precision: dict[str, Any]) -> dict[str, Any]:
+    """graft.json: everything needed to rebuild, trust and reproduce the run (DESIGN.md §5)."""
+    return {
+        "schema_version": rundir.SCHEMA_VERSION,
+        "status": "training",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": backbone.weights.to_dict(),
+        "task": {"name": task.name, "classes": task.classes},
+        "preprocess": backbone.preprocess.to_dict(),
+        "head": {"type": "linear", "in_features": backbone.num_features, "out_features": task.num_classes, "dropout": cfg.head_dropout},
+        "strategy": str(cfg.parsed_strategy),
+        "config": cfg.to_dict(),
+        "precision": precision,
+        "data": images.to_dict(),
+        "versions": rundir.library_versions(),
+    }
+
+
+def _write_results(run_dir: Path, model: nn.Module, meta: dict, result, final: dict, feature_stats, seconds: float) -> dict[str, Any]:
+    """Write model.safetensors and metrics.json, then mark graft.json done; return the metrics."""
+    save_safetensors(model.state_dict(), run_dir / "model.safetensors", metadata={"format": "graftkit", "schema": "1"})
+    metrics = {
+        "task": meta["task"]["name"],
+        **final,
+        "train_seconds": round(seconds, 2),
+        "epochs": len(result.history),
+        "best_epoch": None if result.best_epoch is None else result.best_epoch + 1,
+        "stopped_early": result.stopped_early,
+    }
+    if feature_stats is not None:
+        metrics["features"] = vars(feature_stats)
+    rundir.write_json(run_dir / "metrics.json", metrics)
+    meta.update(status="done", finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    rundir.write_json(run_dir / "graft.json", meta)  # last: a run is "done" only when everything is on disk
+    return metrics
 
 
 def _check_image_size(backbone: nn.Module, size: int) -> None:
