@@ -115,3 +115,9 @@ def test_evaluate_a_split_folder_needs_and_takes_split(tiny_split_images, tmp_pa
     assert main(["evaluate", str(out), str(tiny_split_images), "--split", "test"]) == 0
     metrics = json.loads((out / "eval" / f"{tiny_split_images.name}-test" / "metrics.json").read_text())
     assert metrics["test"]["n"] == 9 and metrics["split"] == "test"
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, graftkit.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # `graft --help` answers instantly

@@ -1,21 +1,26 @@
-"""How the pretrained weights are used: which layer groups train, when, and at what learning rate."""
+"""How the pretrained weights are used: which layer groups train, when, and at what learning rate.
 
-from graftkit.strategies.freezing import (
-    Strategy,
-    count_parameters,
-    freeze_layer_groups,
-    parse_strategy,
-    set_frozen_norms_eval,
-    trainable_group_count,
-)
-from graftkit.strategies.lr import layerwise_lr_groups
+`Strategy` and `parse_strategy` import no torch (the CLI and config use them); the rest loads torch
+on first use.
+"""
 
-__all__ = [
-    "Strategy",
-    "parse_strategy",
-    "freeze_layer_groups",
-    "set_frozen_norms_eval",
-    "trainable_group_count",
-    "count_parameters",
-    "layerwise_lr_groups",
-]
+from graftkit.strategies.spec import STRATEGY_NAMES, Strategy, parse_strategy
+
+_LAZY = {
+    "count_parameters": "freezing",
+    "freeze_layer_groups": "freezing",
+    "set_frozen_norms_eval": "freezing",
+    "trainable_group_count": "freezing",
+    "layerwise_lr_groups": "lr",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"graftkit.strategies.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'graftkit.strategies' has no attribute {name!r}")
+
+
+__all__ = ["STRATEGY_NAMES", "Strategy", "parse_strategy", *_LAZY]

@@ -1,51 +1,12 @@
-"""Which layer groups train: strategy parsing, freezing, and frozen normalisation statistics."""
+"""Which layer groups train in each epoch, freezing, and frozen normalisation statistics."""
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
-
 from torch import nn
 
-from graftkit.errors import ConfigError
+from graftkit.strategies.spec import Strategy
 
-STRATEGY_NAMES = ("linear-probe", "finetune", "partial:N", "gradual")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """A parsed `--strategy` value."""
-
-    kind: str
-    """`linear-probe`, `finetune`, `partial` or `gradual`."""
-    n: int | None = None
-    """For `partial`: how many of the last layer groups train."""
-
-    def __str__(self) -> str:
-        return f"partial:{self.n}" if self.kind == "partial" else self.kind
-
-
-def parse_strategy(text: str) -> Strategy:
-    """Parse `--strategy`.
-
-    Raises:
-        ConfigError: for an unknown name or a bad `partial:N`.
-
-    Example:
-        >>> parse_strategy("partial:2")
-        Strategy(kind='partial', n=2)
-    """
-    if text in ("linear-probe", "finetune", "gradual"):
-        return Strategy(text)
-    if text.startswith("partial:"):
-        n = text.split(":", 1)[1]
-        if not n.isdigit() or int(n) < 1:
-            raise ConfigError(f"--strategy {text!r}: N in partial:N must be a positive integer, e.g. partial:2")
-        return Strategy("partial", int(n))
-    close = difflib.get_close_matches(text, ["linear-probe", "finetune", "partial:2", "gradual"], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"--strategy {text!r} is not one of {', '.join(STRATEGY_NAMES)}{hint}")
 
 
 def trainable_group_count(strategy: Strategy, n_groups: int, epoch: int) -> int:

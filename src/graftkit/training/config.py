@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from graftkit.errors import ConfigError
-from graftkit.strategies import Strategy, parse_strategy
+from graftkit.strategies.spec import Strategy, parse_strategy
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
