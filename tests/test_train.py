@@ -180,3 +180,15 @@ def test_finetune_can_warm_up_the_head_as_a_probe(tiny_images, tmp_path, capsys)
     assert run.metrics["features"]["computed"] == 24  # train + val features for the warm-up
     _fit(tiny_images, tmp_path / "b", strategy="finetune", epochs=1)
     assert "head warm-up" not in capsys.readouterr().err
+
+
+def test_tune_malloc_is_idempotent_and_can_be_switched_off(monkeypatch):
+    import graftkit.training.engine as engine
+
+    monkeypatch.setattr(engine, "_MALLOC_TUNED", False)
+    monkeypatch.setenv("GRAFTKIT_TUNE_MALLOC", "0")
+    assert engine.tune_malloc() is False
+    monkeypatch.delenv("GRAFTKIT_TUNE_MALLOC")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    first = engine.tune_malloc()
+    assert engine.tune_malloc() is first  # glibc Linux: True; elsewhere: False, and nothing breaks

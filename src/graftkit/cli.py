@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in ("models", "pull"):
+            from graftkit.training.engine import tune_malloc
+
+            tune_malloc()  # the CLI owns its process: 2x faster CPU inference (see tune_malloc)
         return args.fn(args)
     except GraftError as e:
         print(f"error: {e}", file=sys.stderr)

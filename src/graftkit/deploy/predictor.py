@@ -34,8 +34,9 @@ class Predictor:
 
     def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
         from graftkit.rundir import load_model
-        from graftkit.training.engine import LocalEngine
+        from graftkit.training.engine import LocalEngine, tune_malloc
 
+        tune_malloc()
         self.run_dir = Path(run_dir)
         self.model, self.meta, self.task = load_model(self.run_dir)
         precision = self.meta.get("precision", {})

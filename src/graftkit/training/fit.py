@@ -21,7 +21,7 @@ from graftkit.sources import load_backbone
 from graftkit.tasks import ClassificationTask, GraftModel, balanced_class_weights
 from graftkit.training.checkpoint import Checkpointer, load_resume_point, save_safetensors
 from graftkit.training.config import TrainConfig
-from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision
+from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, tune_malloc
 from graftkit.training.finetune import train_finetune
 from graftkit.training.loop import Callback, Decision, LoopState
 from graftkit.training.probe import train_probe
@@ -95,6 +95,7 @@ def fit(
     from graftkit.data import read_image_data
 
     cfg = TrainConfig.from_settings(model=model, strategy=strategy, **settings)
+    tune_malloc()
     out = Path(out) if out is not None else Path("runs") / f"{Path(data).stem}-{cfg.parsed_strategy.kind}"
     run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if resume:
