@@ -77,15 +77,12 @@ def _as_tensor(x: Any, load_image) -> torch.Tensor:
         return load_image(x)
     if isinstance(x, torch.Tensor):
         return x
-    try:
-        from PIL import Image
+    from PIL import Image
 
-        if isinstance(x, Image.Image):
-            import numpy as np
+    if isinstance(x, Image.Image):
+        import numpy as np
 
-            return torch.from_numpy(np.asarray(x.convert("RGB"))).permute(2, 0, 1).contiguous()
-    except ImportError:  # pragma: no cover
-        pass
+        return torch.from_numpy(np.asarray(x.convert("RGB"))).permute(2, 0, 1).contiguous()
     raise DataError([f"cannot predict on a {type(x).__name__}: pass image paths, PIL images or uint8 [3, H, W] tensors"])
 
 

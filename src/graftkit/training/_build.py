@@ -42,7 +42,7 @@ def eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
     transform = build_transform(backbone.preprocess, "none", train=False)
 
     def make(paths):
-        dataset = ImageFileDataset([Sample(p, "") for p in paths], {"": 0}, transform)
+        dataset = ImageFileDataset([Sample(p, "") for p in paths], None, transform)  # unlabelled: label -1
         return make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers(cfg), seed=cfg.seed)
 
     return make

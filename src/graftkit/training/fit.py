@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -36,7 +36,6 @@ class Run:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     config: TrainConfig
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def load(self):
         """The trained model as a `Predictor` (same as `graftkit.load(run.dir)`)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -64,7 +63,3 @@ class EpochProgress:
 def info(message: str) -> None:
     """A status line on stderr (stdout is kept for results that scripts parse)."""
     console.print(message)
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()
