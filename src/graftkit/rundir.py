@@ -94,25 +94,44 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 def load_model(run_dir: str | Path):
-    """Rebuild the trained model from a run directory alone: architecture from graft.json, weights
-    from model.safetensors (strict). No network, no training data, no pickle.
+    """Rebuild the trained model from a run directory alone: architecture from graft.json (and,
+    for text models, the config + tokenizer in `RUN/hf/`), weights from model.safetensors
+    (strict). No network, no training data, no pickle.
 
     Returns:
-        (GraftModel in eval mode, graft.json dict, task)
+        (`GraftModel` — or `GenerativeModel` for seq2seq / causal-lm — in eval mode, graft.json dict, task)
     """
     from safetensors.torch import load_file
 
-    from graftkit.backbones.base import ImagePreprocess
-    from graftkit.sources import build_architecture
-    from graftkit.tasks import ClassificationTask, GraftModel
+    from graftkit.tasks import GenerativeModel, GraftModel, task_from_dict
 
     path = check_run_dir(run_dir)
     meta = read_json(path / "graft.json")
-    backbone = build_architecture(meta["model"]["arch"])
-    backbone.preprocess = ImagePreprocess.from_dict(meta["preprocess"])
-    task = ClassificationTask(meta["task"]["classes"])
-    head = task.build_head(backbone.num_features, meta["head"].get("dropout", 0.0))
-    model = GraftModel(backbone, head)
+    task = task_from_dict(meta["task"])
+    if meta.get("modality") == "text":
+        from graftkit.backbones.base import TextPreprocess
+        from graftkit.backbones.hf_backbone import build_hf_architecture
+
+        backbone = build_hf_architecture(
+            path / meta["text"].get("architecture_dir", "hf"),
+            head_kind=meta["text"]["head_kind"],
+            preprocess=TextPreprocess.from_dict(meta["preprocess"]),
+        )
+    else:
+        from graftkit.backbones.base import ImagePreprocess
+        from graftkit.sources import build_architecture
+
+        backbone = build_architecture(meta["model"]["arch"])
+        backbone.preprocess = ImagePreprocess.from_dict(meta["preprocess"])
+    if "lora" in meta:
+        from graftkit.strategies import apply_lora
+
+        lora = meta["lora"]
+        apply_lora(backbone, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["target_modules"])
+    if meta.get("head") is None:
+        model = GenerativeModel(backbone)
+    else:
+        model = GraftModel(backbone, task.build_head(backbone.num_features, meta["head"].get("dropout", 0.0)))
     state = load_file(str(path / "model.safetensors"))
     try:
         model.load_state_dict(state, strict=True)

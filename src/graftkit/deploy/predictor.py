@@ -44,9 +44,17 @@ class Predictor:
         self.model = self.engine.setup(self.model)
         self.classes: list[str] = self.task.classes
         self.preprocess = self.model.backbone.preprocess
+        self.modality: str = self.meta.get("modality", "image")
 
     def predict_proba(self, inputs: Sequence[Any], batch_size: int = 32) -> torch.Tensor:
-        """Class probabilities `[N, C]` for image paths, PIL images or uint8 `[3, H, W]` tensors."""
+        """The task's outputs per input: class probabilities `[N, C]` (per-label probabilities for
+        multi-label, values `[N, 1]` for regression).
+
+        Args:
+            inputs: image paths, PIL images or uint8 `[3, H, W]` tensors; strings for text runs.
+        """
+        if self.modality == "text":
+            return self._text_outputs(list(inputs), batch_size)
         from graftkit.data import build_transform, load_image
 
         transform = build_transform(self.preprocess, "none", train=False)
@@ -56,8 +64,28 @@ class Predictor:
                 batch = torch.stack([transform(_as_tensor(x, load_image)) for x in inputs[start : start + batch_size]])
                 with self.engine.autocast():
                     logits = self.model(self.engine.to_device(batch))
-                out.append(torch.softmax(logits.float(), dim=1).cpu())
+                out.append(self.task.activate(logits.float()).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.classes)))
+
+    def _text_outputs(self, texts: list[str], batch_size: int) -> torch.Tensor:
+        from graftkit.data.text_loader import make_text_loader, restore_order
+
+        if self.task.name in ("seq2seq", "causal-lm"):
+            raise DataError([f"a {self.task.name} run generates text: use predict(), not predict_proba()"])
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise DataError([f"input {i} is {'empty' if isinstance(texts[i], str) else 'not a string'}: text runs predict on non-empty strings" for i in bad[:20]])
+        backbone = self.model.backbone
+        loader = make_text_loader(texts, None, backbone.tokenizer, max_length=self.preprocess.max_length, batch_size=batch_size, shuffle=False)
+        out = []
+        with torch.inference_mode():
+            for batch, _ in loader:
+                with self.engine.autocast():
+                    logits = self.model(self.engine.to_device(batch))
+                out.append(self.task.activate(logits.float()).cpu())
+        if not out:
+            return torch.zeros((0, max(len(self.classes), 1)))
+        return restore_order(torch.cat(out), loader.order)
 
     def predict(self, inputs: Iterable[Any], top_k: int = 1, batch_size: int = 32) -> list[Prediction]:
         """Top-k predictions per input.
@@ -67,9 +95,18 @@ class Predictor:
             'rose'
         """
         inputs = list(inputs)
+        if self.task.name in ("seq2seq", "causal-lm"):  # generation: the output text is the label
+            texts = self.task.generate(self.model.backbone, [str(x) for x in inputs], batch_size=batch_size)
+            return [Prediction(str(x), t, 1.0, [(t, 1.0)]) for x, t in zip(inputs, texts)]
         probs = self.predict_proba(inputs, batch_size=batch_size)
         decoded = self.task.decode(probs, top_k=max(top_k, 1))
-        return [Prediction(_name(x, i), d[0][0], d[0][1], d) for i, (x, d) in enumerate(zip(inputs, decoded))]
+        if self.task.name == "multilabel":  # every label over its threshold; possibly none
+            chosen = self.task.predicted_labels(probs)
+            return [
+                Prediction(_name(x, i, self.modality), "|".join(c), min((s for _, s in d if _ in c), default=0.0), d[: max(top_k, len(c))])
+                for i, (x, c, d) in enumerate(zip(inputs, chosen, decoded))
+            ]
+        return [Prediction(_name(x, i, self.modality), d[0][0], d[0][1], d) for i, (x, d) in enumerate(zip(inputs, decoded))]
 
 
 def _as_tensor(x: Any, load_image) -> torch.Tensor:
@@ -86,7 +123,7 @@ def _as_tensor(x: Any, load_image) -> torch.Tensor:
     raise DataError([f"cannot predict on a {type(x).__name__}: pass image paths, PIL images or uint8 [3, H, W] tensors"])
 
 
-def _name(x: Any, i: int) -> str:
+def _name(x: Any, i: int, modality: str = "image") -> str:
     return str(x) if isinstance(x, (str, Path)) else f"<input {i}>"
 
 

@@ -201,3 +201,88 @@ def print_metrics(
 
     console = console or Console()
     console.print(format_metrics_table(metrics, title))
+
+
+def multilabel_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: list[str],
+    thresholds: np.ndarray,
+    *,
+    loss: float | None = None,
+) -> dict[str, Any]:
+    """Score per-label probabilities against multi-hot targets, at per-class thresholds.
+
+    Args:
+        y_true: multi-hot targets, ``[N, C]``.
+        probs: sigmoid probabilities, ``[N, C]``.
+        class_names: the ``C`` label names.
+        thresholds: per-class decision thresholds, ``[C]``.
+        loss: mean loss, copied into the result when given.
+
+    Returns:
+        ``micro_f1``, ``macro_f1`` (over labels present or predicted), ``subset_accuracy`` (all
+        labels of a sample right), ``label_accuracy``, ``mean_average_precision`` (threshold-free,
+        over labels with positives), ``n``, ``thresholds`` and ``per_class`` P/R/F1/support.
+
+    Example:
+        >>> m = multilabel_metrics(np.array([[1, 0]]), np.array([[.9, .2]]), ["a", "b"], np.array([.5, .5]))
+        >>> m["subset_accuracy"]
+        1.0
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true).astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if y_true.shape != probs.shape or y_true.ndim != 2 or y_true.shape[0] == 0:
+        raise ValueError(f"targets and probs must both be [N, C] with N > 0; got {list(y_true.shape)} and {list(probs.shape)}")
+    pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, pred, zero_division=0)
+    seen = (support > 0) | (pred.sum(axis=0) > 0)
+    tp = (pred & y_true).sum()
+    micro_p = tp / max(pred.sum(), 1)
+    micro_r = tp / max(y_true.sum(), 1)
+    has_pos = support > 0
+    out: dict[str, Any] = {
+        "macro_f1": _r(f1[seen].mean() if seen.any() else 0.0),
+        "micro_f1": _r(2 * micro_p * micro_r / max(micro_p + micro_r, 1e-12)),
+        "subset_accuracy": _r((pred == y_true).all(axis=1).mean()),
+        "label_accuracy": _r((pred == y_true).mean()),
+        "mean_average_precision": _r(
+            np.mean([average_precision_score(y_true[:, i], probs[:, i]) for i in np.flatnonzero(has_pos)]) if has_pos.any() else 0.0
+        ),
+    }
+    if loss is not None:
+        out["loss"] = _r(loss)
+    out["n"] = int(y_true.shape[0])
+    out["thresholds"] = {name: _r(t) for name, t in zip(class_names, thresholds)}
+    out["per_class"] = {
+        name: {"precision": _r(precision[i]), "recall": _r(recall[i]), "f1": _r(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(class_names)
+    }
+    return out
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, loss: float | None = None) -> dict[str, Any]:
+    """Mean absolute error, root mean squared error, R² and Pearson correlation.
+
+    Example:
+        >>> regression_metrics(np.array([1.0, 2.0]), np.array([1.0, 2.0]))["mae"]
+        0.0
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"targets and predictions must both be [N] with N > 0; got {y_true.shape} and {y_pred.shape}")
+    err = y_pred - y_true
+    var = y_true.var()
+    out: dict[str, Any] = {
+        "mae": _r(np.abs(err).mean()),
+        "rmse": _r(np.sqrt((err**2).mean())),
+        "r2": _r(1 - (err**2).mean() / var) if var > 0 else 0.0,
+        "pearson": _r(np.corrcoef(y_true, y_pred)[0, 1]) if y_true.size > 1 and y_pred.std() > 0 and var > 0 else 0.0,
+    }
+    if loss is not None:
+        out["loss"] = _r(loss)
+    out["n"] = int(y_true.size)
+    return out

@@ -84,9 +84,17 @@ def plot_learning_curves(
     # would cost about a third of the plot's time.
     fig, (ax_loss, ax_metric) = _new_figure(9.0, 3.6, ncols=2, layout=None)
     fig.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.91, wspace=0.22)
+    # Every task's metrics: classification's accuracy / F1, regression's MAE, a language model's
+    # token accuracy... whatever the rows hold besides losses and timings.
+    metric_keys = [k for k in _METRIC_KEYS if any(k in row for row in history)]
+    for row in history:
+        metric_keys += [
+            k for k in row
+            if k.startswith(("train_", "val_")) and not k.endswith("_loss") and k not in metric_keys and k != "val_perplexity"
+        ]
     for ax, keys, ylabel in (
         (ax_loss, _LOSS_KEYS, "loss"),
-        (ax_metric, _METRIC_KEYS, "score"),
+        (ax_metric, tuple(metric_keys), "score"),
     ):
         plotted = False
         for key in keys:
@@ -104,7 +112,7 @@ def plot_learning_curves(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     ax_loss.set_title("loss")
-    ax_metric.set_title("accuracy / macro-F1")
+    ax_metric.set_title("metrics")
     return _save(fig, path)
 
 

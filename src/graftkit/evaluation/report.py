@@ -106,6 +106,7 @@ def write_report(
     settings: dict[str, Any] | None = None,
     data_summary: dict[str, Any] | None = None,
     best_epoch: int | None = None,
+    examples: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG plots into ``out_dir``.
 
@@ -123,6 +124,7 @@ def write_report(
         settings: Training settings; nested dicts are flattened to dotted keys.
         data_summary: Facts about the data (counts per split, class balance...).
         best_epoch: Epoch whose weights were kept, marked on the learning curves.
+        examples: Rows of generated text (``input``, ``reference``, ``generated``) to show.
 
     Returns:
         The path of ``report.html``.
@@ -138,6 +140,7 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    metrics = {k: v for k, v in metrics.items() if k != "examples"}
     per_class = metrics.get("per_class") or {}
     class_names = list(per_class)
     split = escape(split_name)
@@ -167,6 +170,11 @@ def write_report(
             _per_class_html(per_class),
             _img(PER_CLASS_PNG, "per-class precision, recall and F1"),
         ]
+    if examples:
+        cols = list(examples[0])
+        rows = "".join("<tr>" + "".join(f"<td>{escape(str(e.get(c, '')))}</td>" for c in cols) + "</tr>" for e in examples)
+        head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+        sections += [f"<h2>Examples ({split})</h2>", f"<table><tr>{head}</tr>{rows}</table>"]
     if data_summary:
         sections += ["<h2>Data</h2>", _kv_table(data_summary)]
     if settings:

@@ -12,6 +12,10 @@ _LAZY = {
     "set_frozen_norms_eval": "freezing",
     "trainable_group_count": "freezing",
     "layerwise_lr_groups": "lr",
+    "apply_lora": "lora",
+    "lora_parameters": "lora",
+    "lora_target_modules": "lora",
+    "merge_lora": "lora",
 }
 
 

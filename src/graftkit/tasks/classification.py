@@ -20,6 +20,9 @@ class ClassificationTask:
     """
 
     name = "classification"
+    train_metric = "accuracy"
+    default_monitor = "accuracy"
+    metric_names = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
 
     def __init__(self, classes: list[str], *, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> None:
         self.classes = list(classes)
@@ -29,6 +32,15 @@ class ClassificationTask:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task's part of graft.json."""
+        return {"name": self.name, "classes": self.classes}
+
+    def encode(self, labels: list[str]) -> torch.Tensor:
+        """Class indices `[N]` for label names (all known: the data readers checked them)."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return torch.tensor([index[label] for label in labels], dtype=torch.long)
 
     def build_head(self, num_features: int, dropout: float = 0.0) -> nn.Module:
         """The new output layer: (dropout +) linear, `[B, D] -> [B, C]`."""
@@ -47,6 +59,18 @@ class ClassificationTask:
     def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Number of correct top-1 predictions in the batch (a tensor: no host sync here)."""
         return (logits.argmax(dim=1) == self.hard_targets(targets)).sum()
+
+    def batch_score(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(correct, count) for the running training accuracy."""
+        return self.correct(logits, targets), len(targets)
+
+    def collect(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample rows kept for the epoch's metrics: probabilities `[B, C]` and targets `[B]`."""
+        return self.activate(logits), targets
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Model outputs → what `decode` and the metrics read (probabilities)."""
+        return torch.softmax(logits.float(), dim=1)
 
     def epoch_metrics(self, probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         """Cheap per-epoch validation metrics from a confusion matrix (no scikit-learn call per epoch).

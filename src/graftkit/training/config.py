@@ -14,6 +14,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
 MIXES = ("mixup", "cutmix", "mixup-cutmix")
 CLASS_WEIGHTS = ("none", "balanced")
+TASKS = ("classification", "multilabel", "regression", "seq2seq", "causal-lm")
+MONITORS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mae", "rmse", "r2", "perplexity", "token_accuracy", "loss")
 
 
 @dataclass(frozen=True)
@@ -21,21 +23,26 @@ class TrainConfig:
     """Every setting of a training run. Field names match the `graft train` flags (`_` → `-`)."""
 
     model: str = "efficientnet_lite0"
-    """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `file:PATH`, `scratch:ID`."""
+    """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `hf:NAME_OR_PATH`, `file:PATH`, `scratch:ID`."""
+    task: str = "classification"
+    """`classification`, `multilabel`, `regression`; for text also `seq2seq` and `causal-lm`."""
     arch: str | None = None
     """Architecture id that a `file:` model's weights fit, e.g. `timm:resnet18`."""
     strategy: str = "linear-probe"
-    """`linear-probe`, `finetune`, `partial:N` or `gradual`."""
+    """`linear-probe`, `finetune`, `partial:N`, `gradual` or `lora` (PEFT adapters + the new head)."""
     epochs: int = 10
     """Passes over the training data."""
     batch_size: int = 32
     """Samples per optimizer step."""
     lr: float | None = None
-    """Peak learning rate of the head; None picks the strategy's default (probe 3e-3, others 1e-3)."""
-    lr_decay: float = 0.8
-    """Layer-wise learning-rate decay: each group further from the output gets `lr_decay` × the next."""
-    backbone_lr_scale: float = 1.0
-    """Learning rate of the top backbone group relative to the head when fine-tuning."""
+    """Peak learning rate of the head; None picks the default for the strategy and modality
+    (probe 3e-3; images 1e-3; text: fine-tune 1e-4, LoRA 1e-3)."""
+    lr_decay: float | None = None
+    """Layer-wise learning-rate decay: each group further from the output gets `lr_decay` × the next
+    (None: 0.8 for images, 0.9 for text)."""
+    backbone_lr_scale: float | None = None
+    """Learning rate of the top backbone group relative to the head when fine-tuning (None: 1.0 for
+    images, 0.5 for text)."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and norm weights)."""
     schedule: str = "cosine"
@@ -62,8 +69,9 @@ class TrainConfig:
     """Batch mixing for fine-tuning: `mixup`, `cutmix` or `mixup-cutmix`."""
     patience: int | None = None
     """Stop when the validation metric has not improved for this many epochs."""
-    monitor: str = "accuracy"
-    """Validation metric that picks the best epoch and drives early stopping."""
+    monitor: str | None = None
+    """Validation metric that picks the best epoch and drives early stopping (None: the task's own:
+    accuracy, macro_f1 for multi-label, mae for regression, loss for generation)."""
     precision: str = "auto"
     """`auto` (chosen per model and CPU from measurements), `fp32` or `bf16`."""
     channels_last: bool | None = None
@@ -78,6 +86,28 @@ class TrainConfig:
     """Never touch the network; fail at once if weights are missing."""
     feature_cache: bool = True
     """Cache frozen-backbone features on disk and reuse them across runs."""
+    text_col: str | None = None
+    """Text data: the column holding the text (None: `text`, `sentence`, `review`, ... or `source`)."""
+    label_col: str | None = None
+    """Text data: the column holding the label (None: `label`, `labels`, `score`, ... or `target`)."""
+    encoding: str | None = None
+    """Text data: file encoding (None: UTF-8, UTF-8 with BOM, else latin-1 with a warning)."""
+    max_length: int | None = None
+    """Text: tokens per input; longer texts are truncated and counted (None: the model's default, 128)."""
+    pooling: str | None = None
+    """Text: `mean`, `cls` or `last` token pooling of the features (None: mean for encoders, last for decoders)."""
+    trust_remote_code: bool = False
+    """Allow a `hf:` model to run code from its repository (off unless you trust it)."""
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    num_beams: int = 4
+    """seq2seq / causal-lm: beam width when generating (1 = greedy)."""
+    max_new_tokens: int = 64
+    """seq2seq / causal-lm: most tokens generated per input."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -92,9 +122,9 @@ class TrainConfig:
             problems.append(f"--image-size must be at least 16 pixels, got {self.image_size}")
         if self.lr is not None and not self.lr > 0:
             problems.append(f"--lr must be positive, got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
+        if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
             problems.append(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
-        if not 0 < self.backbone_lr_scale <= 1:
+        if self.backbone_lr_scale is not None and not 0 < self.backbone_lr_scale <= 1:
             problems.append(f"--backbone-lr-scale must be in (0, 1], got {self.backbone_lr_scale}")
         if self.weight_decay < 0:
             problems.append(f"--weight-decay must be >= 0, got {self.weight_decay}")
@@ -110,6 +140,13 @@ class TrainConfig:
             problems.append(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if self.patience is not None and self.patience < 1:
             problems.append(f"--patience must be at least 1, got {self.patience}")
+        for name in ("lora_r", "lora_alpha", "num_beams", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if self.max_length is not None and self.max_length < 2:
+            problems.append(f"--max-length must be at least 2 tokens, got {self.max_length}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if self.num_workers is not None and self.num_workers < 0:
             problems.append(f"--num-workers must be >= 0, got {self.num_workers}")
         for name, allowed in (
@@ -118,11 +155,15 @@ class TrainConfig:
             ("augment", AUGMENTS),
             ("class_weights", CLASS_WEIGHTS),
             ("head_init", ("probe", "random")),
-            ("monitor", ("accuracy", "balanced_accuracy", "macro_f1", "loss")),
+            ("task", TASKS),
         ):
             value = getattr(self, name)
             if value not in allowed:
                 problems.append(_choice_problem(name, value, allowed))
+        if self.monitor is not None and self.monitor not in MONITORS:
+            problems.append(_choice_problem("monitor", self.monitor, MONITORS))
+        if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
+            problems.append(_choice_problem("pooling", self.pooling, ("mean", "cls", "last")))
         if self.mix is not None and self.mix not in MIXES:
             problems.append(_choice_problem("mix", self.mix, MIXES))
         if problems:
@@ -137,6 +178,24 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         return 3e-3 if self.parsed_strategy.kind == "linear-probe" else 1e-3
+
+    def resolved(self, modality: str, default_monitor: str) -> "TrainConfig":
+        """The config with every `None`-means-default setting filled in for this modality and task
+        (what graft.json records, so a resumed or reproduced run uses the same numbers)."""
+        from dataclasses import replace
+
+        text = modality == "text"
+        kind = self.parsed_strategy.kind
+        lr = self.lr
+        if lr is None:
+            lr = 3e-3 if kind == "linear-probe" else (1e-3 if kind == "lora" or not text else 1e-4)
+        return replace(
+            self,
+            lr=lr,
+            lr_decay=self.lr_decay if self.lr_decay is not None else (0.9 if text else 0.8),
+            backbone_lr_scale=self.backbone_lr_scale if self.backbone_lr_scale is not None else (0.5 if text else 1.0),
+            monitor=self.monitor or default_monitor,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -57,6 +57,8 @@ class LocalEngine:
             return batch.to(self.device, non_blocking=True)
         if isinstance(batch, (list, tuple)):
             return type(batch)(self.to_device(b) for b in batch)
+        if isinstance(batch, dict):  # tokenized text: input_ids, attention_mask, labels
+            return {k: self.to_device(v) for k, v in batch.items()}
         return batch
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -56,16 +56,26 @@ def _state_dict_digest(module: nn.Module) -> str:
 
 @torch.inference_mode()
 def compute_features(backbone: nn.Module, loader, engine: Engine, *, description: str = "features") -> torch.Tensor:
-    """Run the frozen backbone over `loader` (yielding `(images, _)`), returning `[N, D]` fp32 on CPU."""
+    """Run the frozen backbone over `loader` (yielding `(inputs, _)`), returning `[N, D]` fp32 on CPU
+    in the order of the loader's samples (text loaders that sort by length say how in `order`)."""
     out = []
-    with eval_mode(backbone), EpochProgress(description, total=len(loader), unit="img") as bar:
-        for images, _ in loader:
-            images = engine.to_device(images)
+    unit = "seq" if getattr(backbone, "modality", "image") == "text" else "img"
+    with eval_mode(backbone), EpochProgress(description, total=len(loader), unit=unit) as bar:
+        for inputs, targets in loader:
+            inputs = engine.to_device(inputs)
             with engine.autocast():
-                feats = backbone.forward_features(images)  # (B, D)
+                feats = backbone.forward_features(inputs)  # (B, D)
             out.append(feats.float().cpu())
-            bar.advance(images.shape[0])
-    return torch.cat(out) if out else torch.zeros((0, backbone.num_features))
+            bar.advance(len(targets))
+    if not out:
+        return torch.zeros((0, backbone.num_features))
+    feats = torch.cat(out)
+    order = getattr(loader, "order", None)
+    if order is not None:
+        from graftkit.data.text_loader import restore_order
+
+        feats = restore_order(feats, order)
+    return feats
 
 
 def extract_features(
@@ -76,11 +86,13 @@ def extract_features(
     cache: FeatureCache | None,
     *,
     description: str = "features",
+    digests=None,
 ) -> tuple[torch.Tensor, FeatureStats]:
-    """Features for `paths` in order, computing only what the cache lacks.
+    """Features for `paths` (image files, or texts) in order, computing only what the cache lacks.
 
     Args:
-        make_loader: `make_loader(paths) -> DataLoader` yielding preprocessed `(images, _)` batches.
+        make_loader: `make_loader(paths) -> DataLoader` yielding preprocessed `(inputs, _)` batches.
+        digests: `digests(paths) -> list[str]`, each item's content hash (default: file contents).
 
     Returns:
         Features `[N, D]` and how many were computed vs read from the cache.
@@ -89,7 +101,7 @@ def extract_features(
     if cache is None:
         feats = compute_features(backbone, make_loader(list(paths)), engine, description=description)
         return feats, FeatureStats(computed=len(paths), seconds=time.perf_counter() - t0)
-    digests = file_digests(paths)
+    digests = (digests or file_digests)(paths)
     found, missing = cache.lookup(digests)
     if missing:
         new = compute_features(backbone, make_loader([paths[i] for i in missing]), engine, description=description)

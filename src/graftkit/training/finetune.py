@@ -1,8 +1,8 @@
-"""Fine-tuning (`finetune`, `partial:N`, `gradual`): images through the whole model every step."""
+"""Fine-tuning (`finetune`, `partial:N`, `gradual`, `lora`): inputs through the whole model every step."""
 
 from __future__ import annotations
 
-import torch
+from torch import nn
 
 from graftkit.strategies import (
     count_parameters,
@@ -11,33 +11,42 @@ from graftkit.strategies import (
     set_frozen_norms_eval,
     trainable_group_count,
 )
-from graftkit.tasks import GraftModel
-from graftkit.training._build import build_optimizer, loop_options, num_workers
+from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.loop import predict_probs, train_loop
 from graftkit.training.progress import info
 
 
-def train_finetune(images, backbone, head, task, cfg, engine, infer_engine, callbacks, resume_point):
-    """Fine-tuning (`finetune`, `partial:N`, `gradual`): images through the whole model every step."""
-    from graftkit.data import ImageFileDataset, build_batch_mix, build_transform, make_loader
+def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, resume_point):
+    """Train `model` (a `GraftModel`, or a `GenerativeModel` without a new head) with the strategy.
+
+    Returns:
+        The loop result and, per evaluated split, `(outputs, targets, loss)` of the best weights.
+    """
+    import torch
 
     strat = cfg.parsed_strategy
-    model = GraftModel(backbone, head)
+    backbone = model.backbone
+    head = getattr(model, "head", None) or nn.Identity()  # generative models keep their own output layer
     if resume_point is not None:
         model.load_state_dict(resume_point.model)
     model = engine.setup(model)
     groups = backbone.layer_groups()
-    class_to_idx = {c: i for i, c in enumerate(task.classes)}
-    train_ds = ImageFileDataset(images.train, class_to_idx, build_transform(backbone.preprocess, cfg.augment, train=True))
-    eval_tf = build_transform(backbone.preprocess, "none", train=False)
-    workers = num_workers(cfg)
-    drop_last = len(images.train) % cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
-    train_loader = make_loader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, seed=cfg.seed, drop_last=drop_last)
-    val_loader = make_loader(ImageFileDataset(images.val, class_to_idx, eval_tf), batch_size=cfg.batch_size, shuffle=False, num_workers=workers, seed=cfg.seed)
+    train_loader = inputs.labelled_loader("train", task, train=True)
+    val_loader = inputs.labelled_loader("val", task, train=False)
 
-    param_groups = layerwise_lr_groups(
-        groups, head, lr=cfg.peak_lr, backbone_lr_scale=cfg.backbone_lr_scale, decay=cfg.lr_decay, weight_decay=cfg.weight_decay
-    )
+    if strat.kind == "lora":
+        from graftkit.strategies import lora_parameters
+
+        adapters = lora_parameters(backbone)
+        param_groups = [
+            {"params": [p for p in head.parameters() if p.ndim > 1] + adapters, "weight_decay": cfg.weight_decay, "lr": cfg.peak_lr, "name": "head+lora"},
+            {"params": [p for p in head.parameters() if p.ndim <= 1], "weight_decay": 0.0, "lr": cfg.peak_lr, "name": "head.no_decay"},
+        ]
+        param_groups = [g for g in param_groups if g["params"]]
+    else:
+        param_groups = layerwise_lr_groups(
+            groups, head, lr=cfg.peak_lr, backbone_lr_scale=cfg.backbone_lr_scale, decay=cfg.lr_decay, weight_decay=cfg.weight_decay
+        )
     optimizer, scheduler = build_optimizer(param_groups, cfg, cfg.epochs * len(train_loader), resume_point)
     last_logged = [-1]
 
@@ -45,9 +54,13 @@ def train_finetune(images, backbone, head, task, cfg, engine, infer_engine, call
         n = trainable_group_count(strat, len(groups), epoch)
         freeze_layer_groups(groups, n)
         set_frozen_norms_eval(groups, n)
+        if strat.kind == "lora":
+            for name, p in backbone.named_parameters():
+                p.requires_grad_("lora_" in name)
         if n != last_logged[0]:
             trainable, frozen = count_parameters(model)
-            info(f"parameters: {trainable:,} trainable, {frozen:,} frozen ({n}/{len(groups)} backbone groups train)")
+            what = "LoRA adapters + head" if strat.kind == "lora" else f"{n}/{len(groups)} backbone groups train"
+            info(f"parameters: {trainable:,} trainable, {frozen:,} frozen ({what})")
             last_logged[0] = n
 
     result = train_loop(
@@ -58,20 +71,16 @@ def train_finetune(images, backbone, head, task, cfg, engine, infer_engine, call
         optimizer=optimizer,
         scheduler=scheduler,
         engine=engine,
-        options=loop_options(cfg, resume_point, prepare_epoch=prepare_epoch, batch_transform=build_batch_mix(cfg.mix, task.num_classes)),
+        options=loop_options(cfg, resume_point, prepare_epoch=prepare_epoch, batch_transform=inputs.batch_transform(task), unit=inputs.unit),
         callbacks=callbacks,
     )
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
     model = model.to(memory_format=torch.contiguous_format)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    final = {}
+    outputs = {}
     for split in ("val", "test"):
-        samples = getattr(images, split)
-        if samples:
-            loader = make_loader(ImageFileDataset(samples, class_to_idx, eval_tf), batch_size=cfg.batch_size, shuffle=False, num_workers=workers, seed=cfg.seed)
-            probs, y, loss = predict_probs(infer_engine.setup(model), loader, infer_engine, task)
-            final[split] = task.full_metrics(probs, y, loss=loss)
+        if inputs.samples(split):
+            loader = val_loader if split == "val" else inputs.labelled_loader(split, task, train=False)
+            outputs[split] = predict_probs(infer_engine.setup(model), loader, infer_engine, task)
     model.to(memory_format=torch.contiguous_format)
-    return result, final
+    return result, outputs

@@ -79,10 +79,13 @@ class LoopResult:
     seconds: float
 
 
+LOWER_IS_BETTER = ("loss", "mae", "rmse", "perplexity")
+
+
 def _better(score: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return True
-    return score < best if monitor == "loss" else score > best
+    return score < best if monitor in LOWER_IS_BETTER else score > best
 
 
 def train_loop(
@@ -119,7 +122,7 @@ def train_loop(
 
         t0 = time.perf_counter()
         loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
+        score_sum, score_count = torch.zeros(()), 0  # the task's running training metric
         seen = 0
         bar = EpochProgress(f"epoch {epoch + 1}/{options.epochs}", total=len(train_loader), unit=options.unit, enabled=options.progress)
         with bar:
@@ -128,7 +131,7 @@ def train_loop(
                 if options.batch_transform is not None:
                     inputs, targets = options.batch_transform(inputs, targets)
                 with engine.autocast():
-                    logits = model(inputs)  # (B, C)
+                    logits = model(inputs)  # (B, C); (B, T, V) for language models
                 loss = task.loss(logits, targets)
                 optimizer.zero_grad(set_to_none=True)
                 engine.backward(loss)
@@ -137,18 +140,20 @@ def train_loop(
                 optimizer.step()
                 scheduler.step()
 
-                n = inputs.shape[0]
+                n = len(targets)
                 seen += n
                 loss_sum += loss.detach().float().cpu() * n
-                correct += task.correct(logits.detach(), targets).cpu()
-                bar.advance(n, loss=float(loss_sum) / seen, acc=float(correct) / seen)
+                s, c = task.batch_score(logits.detach(), targets)
+                score_sum += s.float().cpu()
+                score_count += c
+                bar.advance(n, loss=float(loss_sum) / seen, **{task.train_metric: float(score_sum) / max(score_count, 1)})
 
         train_seconds = time.perf_counter() - t0
         seen_t = engine.reduce_sum(torch.tensor(float(seen)))
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": float(engine.reduce_sum(loss_sum) / seen_t),
-            "train_accuracy": float(engine.reduce_sum(correct.float()) / seen_t),
+            f"train_{task.train_metric}": float(engine.reduce_sum(score_sum) / engine.reduce_sum(torch.tensor(float(max(score_count, 1))))),
             "lr": optimizer.param_groups[0]["lr"],
             "throughput": seen / max(train_seconds, 1e-9),
         }
@@ -178,8 +183,13 @@ def train_loop(
 
 @torch.inference_mode()
 def predict_probs(model: nn.Module, loader: Iterable, engine: Engine, task: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """Softmax probabilities `[N, C]`, targets `[N]` and mean loss over `loader`."""
-    probs, targets, loss_sum, n = [], [], 0.0, 0
+    """The task's per-sample outputs over `loader` (`task.collect`: softmax probabilities `[N, C]`
+    for classification), the targets and the mean loss.
+
+    Rows come in the loader's order; targets travel with their batches, so metrics never depend
+    on it (text loaders sort by length: `TextLoader.order` maps rows back to samples).
+    """
+    outputs, targets, loss_sum, n = [], [], 0.0, 0
     with eval_mode(model):
         for inputs, y in loader:
             inputs, y = engine.to_device((inputs, y))
@@ -188,8 +198,9 @@ def predict_probs(model: nn.Module, loader: Iterable, engine: Engine, task: Any)
             logits = logits.float()
             loss_sum += float(task.loss(logits, y)) * len(y)
             n += len(y)
-            probs.append(torch.softmax(logits, dim=1).cpu())
-            targets.append(y.cpu())
+            rows, kept = task.collect(logits, y)
+            outputs.append(rows.cpu())
+            targets.append(kept.cpu())
     if n == 0:
-        return np.zeros((0, task.num_classes), np.float32), np.zeros((0,), np.int64), float("nan")
-    return torch.cat(probs).numpy(), torch.cat(targets).numpy(), loss_sum / n
+        return np.zeros((0, max(task.num_classes, 1)), np.float32), np.zeros((0,), np.int64), float("nan")
+    return torch.cat(outputs).numpy(), torch.cat(targets).numpy(), loss_sum / n

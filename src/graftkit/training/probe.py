@@ -7,17 +7,15 @@ from torch import nn
 
 from graftkit.strategies import count_parameters, freeze_layer_groups
 from graftkit.tasks import GraftModel
-from graftkit.training._build import build_optimizer, class_indices, eval_loader_factory, loop_options
+from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.features import FeatureStats, extract_features, feature_cache_key
 from graftkit.training.engine import LocalEngine
 from graftkit.training.loop import predict_probs, train_loop
 from graftkit.training.progress import info
 
 
-def train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_point, splits=("train", "val", "test")):
-    """Linear probe: features once (cached across runs), then the head trains on them."""
-    from torch.utils.data import DataLoader, TensorDataset
-
+def probe_features(inputs, backbone, cfg, engine, splits=("train", "val", "test")) -> tuple[dict[str, torch.Tensor], FeatureStats]:
+    """Frozen-backbone features `[N, D]` per split, through the on-disk feature cache."""
     freeze_layer_groups(backbone.layer_groups(), 0)
     backbone = engine.setup(backbone)
     cache = None
@@ -25,18 +23,26 @@ def train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_poi
         from graftkit.data.cache import FeatureCache
 
         cache = FeatureCache(feature_cache_key(backbone, engine.precision, engine.channels_last))
-    make = eval_loader_factory(backbone, cfg)
     stats = FeatureStats()
     feats = {}
     for split in splits:
-        samples = getattr(images, split)
-        if samples:
-            feats[split], s = extract_features(backbone, [x.path for x in samples], make, engine, cache, description=f"{split} features")
+        items = inputs.items(split)
+        if items:
+            feats[split], s = extract_features(
+                backbone, items, inputs.unlabelled_loader, engine, cache, description=f"{split} features", digests=inputs.digests
+            )
             stats += s
     info(f"features: {stats.computed} computed, {stats.cached} from cache ({stats.seconds:.1f} s)")
+    return feats, stats
 
+
+def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_point, splits=("train", "val", "test")):
+    """Linear probe: features once (cached across runs), then the head trains on them."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    feats, stats = probe_features(inputs, backbone, cfg, engine, splits)
     head_engine = LocalEngine()
-    labels = {split: class_indices(getattr(images, split), task.classes) for split in feats}
+    labels = {split: inputs.targets(split, task) for split in feats}
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
     val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
@@ -62,13 +68,12 @@ def train_probe(images, backbone, head, task, cfg, engine, callbacks, resume_poi
     )
     if result.best_state is not None:
         head.load_state_dict({k.removeprefix("head."): v for k, v in result.best_state.items()})
-    final = {}
+    outputs = {}
     for split in ("val", "test"):
         if split in feats:
             loader = DataLoader(TensorDataset(feats[split], labels[split]), batch_size=1024)
-            probs, y, loss = predict_probs(head, loader, head_engine, task)
-            final[split] = task.full_metrics(probs, y, loss=loss)
-    return result, final, stats
+            outputs[split] = predict_probs(head, loader, head_engine, task)
+    return result, outputs, stats
 
 
 class PrecomputedFeatures(nn.Module):

@@ -53,9 +53,15 @@ class EpochProgress:
     def summary(row: dict[str, Any], epochs: int, unit: str = "img") -> None:
         """Print one line for a finished epoch."""
         star = "  [green]★ best[/green]" if row.get("best") else ""
+        short = {"accuracy": "acc", "macro_f1": "f1", "token_accuracy": "tok-acc", "label_accuracy": "label-acc"}
+
+        def scores(prefix: str) -> str:
+            keys = [k for k in row if k.startswith(prefix) and k != f"{prefix}loss" and k != "val_balanced_accuracy"]
+            return " ".join(f"{short.get(k[len(prefix):], k[len(prefix):])} {row[k]:.3f}" for k in keys if row[k] is not None)
+
         console.print(
-            f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}"
-            f"  │ val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} f1 {row['val_macro_f1']:.3f}"
+            f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} {scores('train_')}"
+            f"  │ val loss {row['val_loss']:.4f} {scores('val_')}"
             f"  │ {row['throughput']:.0f} {unit}/s {row['seconds']:.1f}s{star}"
         )
 

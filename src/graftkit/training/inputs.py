@@ -1,0 +1,129 @@
+"""Inputs per modality: what the probe and fine-tuning paths need from the data, as loaders.
+
+The strategies are written once against this small surface (`items`, `digests`,
+`unlabelled_loader`, `targets`, `labelled_loader`, `batch_transform`); `ImageInputs` decodes and
+augments files, `TextInputs` tokenizes once and batches with dynamic padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from graftkit.training.config import TrainConfig
+
+
+class ImageInputs:
+    """Image files from an `ImageData` (class folders, split folders, manifests)."""
+
+    modality = "image"
+    unit = "img"
+
+    def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
+        self.data, self.backbone, self.cfg = data, backbone, cfg
+
+    def samples(self, split: str) -> list:
+        return list(getattr(self.data, split))
+
+    def items(self, split: str) -> list:
+        return [s.path for s in self.samples(split)]
+
+    def digests(self, items: list) -> list[str]:
+        from graftkit.data.cache import file_digests
+
+        return file_digests(items)
+
+    def unlabelled_loader(self, items: list):
+        from graftkit.training._build import eval_loader_factory
+
+        return eval_loader_factory(self.backbone, self.cfg)(items)
+
+    def targets(self, split: str, task: Any) -> torch.Tensor:
+        return task.encode([s.label for s in self.samples(split)])
+
+    def labelled_loader(self, split: str, task: Any, *, train: bool):
+        from graftkit.data import ImageFileDataset, build_transform, make_loader
+        from graftkit.training._build import num_workers
+
+        cfg = self.cfg
+        samples = self.samples(split)
+        transform = build_transform(self.backbone.preprocess, cfg.augment if train else "none", train=train)
+        dataset = ImageFileDataset(samples, {c: i for i, c in enumerate(task.classes)}, transform)
+        drop_last = train and len(samples) % cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
+        return make_loader(dataset, batch_size=cfg.batch_size, shuffle=train, num_workers=num_workers(cfg), seed=cfg.seed, drop_last=drop_last)
+
+    def batch_transform(self, task: Any) -> Callable | None:
+        from graftkit.data import build_batch_mix
+
+        return build_batch_mix(self.cfg.mix, task.num_classes)
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+
+class TextInputs:
+    """Texts from a `TextData`, tokenized once by the backbone's tokenizer."""
+
+    modality = "text"
+    unit = "seq"
+
+    def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
+        self.data, self.backbone, self.cfg = data, backbone, cfg
+        self.max_length = backbone.preprocess.max_length
+
+    def samples(self, split: str) -> list:
+        return list(getattr(self.data, split))
+
+    def items(self, split: str) -> list[str]:
+        return [s.text for s in self.samples(split)]
+
+    def digests(self, items: list[str]) -> list[str]:
+        # The text itself is the content; max length and pooling are in the cache key.
+        return [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in items]
+
+    def unlabelled_loader(self, items: list[str]):
+        from graftkit.data.text_loader import make_text_loader
+
+        return make_text_loader(
+            items, None, self.backbone.tokenizer, max_length=self.max_length, batch_size=max(self.cfg.batch_size, 64), shuffle=False, seed=self.cfg.seed
+        )
+
+    def targets(self, split: str, task: Any) -> torch.Tensor:
+        return task.encode([s.label for s in self.samples(split)])
+
+    def labelled_loader(self, split: str, task: Any, *, train: bool):
+        from graftkit.data.text_loader import make_causal_lm_loader, make_seq2seq_loader, make_text_loader
+
+        cfg = self.cfg
+        samples = self.samples(split)
+        tok = self.backbone.tokenizer
+        common = {"batch_size": cfg.batch_size, "shuffle": train, "seed": cfg.seed}
+        if task.name == "seq2seq":
+            loader = make_seq2seq_loader(
+                [s.text for s in samples], [s.target for s in samples], tok,
+                max_source_length=self.max_length, max_target_length=self.max_length, **common,
+            )
+        elif task.name == "causal-lm":
+            responses = [s.target for s in samples] if any(s.target is not None for s in samples) else None
+            loader = make_causal_lm_loader([s.text for s in samples], tok, max_length=self.max_length, responses=responses, **common)
+        else:
+            loader = make_text_loader([s.text for s in samples], self.targets(split, task), tok, max_length=self.max_length, **common)
+        return loader
+
+    def batch_transform(self, task: Any) -> Callable | None:
+        return None  # mixup/cutmix are image-only
+
+    def summary(self) -> dict[str, Any]:
+        """How many texts per split are longer than `max_length` tokens and get cut (shown in the
+        report, so a user sees when `--max-length` is too small)."""
+        tok = self.backbone.tokenizer
+        truncated = {}
+        for split in ("train", "val", "test"):
+            texts = self.items(split)
+            if texts:
+                lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+                truncated[split] = sum(n > self.max_length for n in lengths)
+        return {"max_length": self.max_length, "truncated": truncated}
