@@ -17,6 +17,10 @@ def __getattr__(name: str):
         from graftkit.deploy.predictor import load
 
         return load
+    if name == "evaluate":
+        from graftkit.evaluation.evaluate import evaluate
+
+        return evaluate
     if name == "TrainConfig":
         from graftkit.training.config import TrainConfig
 
@@ -24,4 +28,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'graftkit' has no attribute {name!r}")
 
 
-__all__ = ["fit", "load", "TrainConfig", "GraftError", "__version__"]
+__all__ = ["fit", "load", "evaluate", "TrainConfig", "GraftError", "__version__"]

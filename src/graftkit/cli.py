@@ -79,7 +79,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from graftkit.deploy import load
 
     predictor = load(args.run)  # a bad run directory is reported before the inputs are read
-    files = list_image_files(args.inputs)
+    files = list(args.inputs) if predictor.modality == "text" else list_image_files(args.inputs)
     preds = predictor.predict(files, top_k=args.top_k, batch_size=args.batch_size)
     if args.format == "json":
         for p in preds:
@@ -136,7 +136,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from graftkit.demo import run_demo
 
-    run_demo(out=args.out, strategy=args.strategy, epochs=args.epochs)
+    run_demo(args.kind, out=args.out, strategy=args.strategy, epochs=args.epochs)
     return 0
 
 
@@ -150,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("train", cmd_train, "Train a new head (probe) or fine-tune a pretrained model; writes a run directory.")
-    p.add_argument("data", help="image folder (ROOT/<class>/*, or ROOT/{train,val,test}/<class>/*) or CSV/JSONL manifest")
-    p.add_argument("--model", default="efficientnet_lite0", help="model id (`graft models` lists them)")
-    p.add_argument("--strategy", default="linear-probe", help="linear-probe | finetune | partial:N | gradual")
+    p.add_argument("data", help="image folder (ROOT/<class>/*, or ROOT/{train,val,test}/<class>/*) or CSV/JSONL manifest; "
+                   "for text models a CSV/TSV/JSONL/TXT file (or a folder of train.*/val.*/test.* files)")
+    p.add_argument("--model", default="efficientnet_lite0", help="model id (`graft models` lists them); hf:NAME_OR_PATH and minilm are text models")
+    p.add_argument("--strategy", default=None, help="linear-probe (default) | finetune | partial:N | gradual | lora (default for seq2seq/causal-lm: finetune)")
     p.add_argument("--out", help="run directory (default runs/<data>-<strategy>)")
     p.add_argument("--val", help="separate validation folder or manifest")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -166,9 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], help="which split of a split folder or manifest to score")
     p.add_argument("--batch-size", type=int, default=64)
 
-    p = add("predict", cmd_predict, "Predict classes for images, folders or globs.")
+    p = add("predict", cmd_predict, "Predict classes (or generate text) for images, folders, globs or texts.")
     p.add_argument("run")
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns; texts for a text run")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--batch-size", type=int, default=32)
@@ -180,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pull", cmd_pull, "Download a model's weights into the local cache (for later offline use).")
     p.add_argument("model")
 
-    p = add("demo", cmd_demo, "Train EfficientNet-Lite0 on a bundled Fashion-MNIST subset, offline.")
-    p.add_argument("--out", default="runs/demo")
+    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, or (`demo text`) MiniLM on movie-review sentiment.")
+    p.add_argument("kind", nargs="?", choices=["image", "text"], default="image")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-text)")
     p.add_argument("--strategy", default="linear-probe")
     p.add_argument("--epochs", type=int, default=None)
     return parser

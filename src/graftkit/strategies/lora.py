@@ -46,7 +46,9 @@ def apply_lora(backbone: nn.Module, *, r: int, alpha: int, dropout: float, targe
 
     targets = targets or lora_target_modules(backbone)
     target = getattr(backbone, "model", backbone)  # HF backbones wrap the transformers model
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    # GPT-2's projections are transformers' Conv1D (weights stored transposed): PEFT must know.
+    fan_in_fan_out = any(type(m).__name__ == "Conv1D" and name.rsplit(".", 1)[-1] in targets for name, m in target.named_modules())
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none", fan_in_fan_out=fan_in_fan_out)
     inject_adapter_in_model(config, target)
     for name, p in backbone.named_parameters():
         p.requires_grad_("lora_" in name)
