@@ -62,3 +62,93 @@ def report(title: str, rows: list[tuple], header: tuple, extra: dict | None = No
         print("| " + " | ".join(str(x) for x in r) + " |")
     if extra:
         print("\n```json\n" + json.dumps(extra, indent=1) + "\n```")
+
+
+# --- Text: the VADER movie-review snippets (scripts/vader.py) ------------------------------------
+
+
+def vader_movie_snippets(cache_dir: Path | None = None) -> list[tuple[str, float]]:
+    """All 10,605 VADER movie-review snippets as (text, mean human rating -4 .. +4), in file order.
+
+    The `vadersentiment` sdist is fetched with pip into `cache_dir` (default benchmarks/_work/vader) once.
+    """
+    from vader import download_sdist, read_movie_snippets
+
+    rows = read_movie_snippets(download_sdist(Path(cache_dir) if cache_dir else WORK / "vader"))
+    return [(text, score) for _, score, text in rows]
+
+
+def vader_split(seed: int = 0, n_train: int = 8000, n_test: int = 2000) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Seeded stratified train/test split of the snippets as (text, `positive`|`negative`).
+
+    Snippets rated exactly 0 (37) and repeats of an earlier text (2) are dropped, leaving 10,566
+    (5,241 positive, 5,325 negative); each class is shuffled with `seed` and split in proportion,
+    so both parts keep the overall class balance and never share a text.
+    """
+    import random
+
+    rows, seen, dropped_zero, dropped_dup = vader_movie_snippets(), set(), 0, 0
+    by_label: dict[str, list[str]] = {"negative": [], "positive": []}
+    for text, score in rows:
+        if score == 0:
+            dropped_zero += 1
+        elif text in seen:
+            dropped_dup += 1
+        else:
+            seen.add(text)
+            by_label["positive" if score > 0 else "negative"].append(text)
+    total = sum(len(v) for v in by_label.values())
+    if n_train + n_test > total:
+        raise ValueError(f"n_train + n_test = {n_train + n_test} but only {total} snippets are usable")
+    rng = random.Random(seed)
+    train, test = [], []
+    n_pos_test = round(n_test * len(by_label["positive"]) / total)
+    n_pos_train = round(n_train * len(by_label["positive"]) / total)
+    for label, n_te, n_tr in (("positive", n_pos_test, n_pos_train), ("negative", n_test - n_pos_test, n_train - n_pos_train)):
+        texts = sorted(by_label[label])
+        rng.shuffle(texts)
+        test += [(t, label) for t in texts[:n_te]]
+        train += [(t, label) for t in texts[n_te : n_te + n_tr]]
+    rng.shuffle(train)
+    rng.shuffle(test)
+    print(
+        f"VADER movie snippets: {len(rows)} rows, dropped {dropped_zero} rated 0 and {dropped_dup} repeated texts; "
+        f"{total} usable → {len(train)} train ({n_pos_train} positive) / {len(test)} test ({n_pos_test} positive), seed {seed}",
+        flush=True,
+    )
+    return train, test
+
+
+def few_shot(rows: list[tuple[str, str]], per_class: int, seed: int) -> list[tuple[str, str]]:
+    """`per_class` seeded-random rows of each label (in a seeded-random order)."""
+    import random
+
+    rng = random.Random(seed)
+    picked = []
+    for label in sorted({lab for _, lab in rows}):
+        picked += rng.sample([r for r in rows if r[1] == label], per_class)
+    rng.shuffle(picked)
+    return picked
+
+
+def write_text_csv(rows: list[tuple[str, str]], path: Path) -> Path:
+    """Write (text, label) rows as a UTF-8 `text,label` CSV that `graft train` reads."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def vader_split_csvs(seed: int = 0, n_train: int = 8000, n_test: int = 2000, limit: int | None = None) -> tuple[Path, Path]:
+    """`vader_split` written to benchmarks/_work/vader-split/{train,test}-...csv; `limit` keeps the first N of each."""
+    train, test = vader_split(seed, n_train, n_test)
+    if limit:
+        train, test = train[:limit], test[:limit]
+    tag = f"s{seed}-{len(train)}-{len(test)}"
+    folder = WORK / "vader-split"
+    return write_text_csv(train, folder / f"train-{tag}.csv"), write_text_csv(test, folder / f"test-{tag}.csv")

@@ -13,7 +13,7 @@ from graftkit.backbones.base import Backbone, ImagePreprocess
 from graftkit.sources import build_architecture, list_models, load_backbone
 from graftkit.sources.builtin import BUILTINS
 
-DEFAULT_IDS = [m.id for m in list_models()]
+DEFAULT_IDS = [m.id for m in list_models() if m.modality == "image"]  # text: tests/test_text_sources.py
 FIXED_SIZE = ("vit",)  # ViTs take exactly their pretrained size (batch 1); CNNs run at 64 px
 
 

@@ -11,16 +11,18 @@ from typing import Any, Callable
 from graftkit.errors import GraftError
 
 
-def _train_flags(p: argparse.ArgumentParser) -> None:
+def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     from graftkit.training.config import TrainConfig
 
     docs = _field_docs(TrainConfig)
     for f in fields(TrainConfig):
-        if f.name in ("model", "strategy"):
+        if f.name in ("model", "strategy") or f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
-        if f.name == "feature_cache":
+        if f.name == "time_budget":
+            p.add_argument(flag, type=_duration, default=None, help=docs.get(f.name), metavar="DURATION")
+        elif f.name == "feature_cache":
             p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=None, help="recompute features instead of using the on-disk cache")
         elif f.name == "channels_last":
             p.add_argument(flag, choices=["on", "off"], default=None, help=docs.get(f.name))
@@ -29,6 +31,16 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
         else:
             conv = int if kind.startswith("int") else float if kind.startswith("float") else str
             p.add_argument(flag, type=conv, default=None, help=docs.get(f.name), metavar=f.name.upper())
+
+
+def _duration(text: str) -> float:
+    """`--time-budget` values (`90s`, `10m`, `1.5h`) in seconds."""
+    from graftkit.strategies.auto import parse_duration
+
+    try:
+        return parse_duration(text)
+    except GraftError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _field_docs(cls) -> dict[str, str]:
@@ -45,12 +57,12 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(args: argparse.Namespace, own: tuple[str, ...] = ()) -> dict[str, Any]:
     from graftkit.training.config import TrainConfig
 
     out = {}
     for f in fields(TrainConfig):
-        if f.name in ("model", "strategy"):
+        if f.name in ("model", "strategy") or f.name in own:  # `own`: the command's flags, not training settings
             continue
         v = getattr(args, f.name, None)
         if v is not None:
@@ -75,32 +87,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from graftkit.data import list_image_files
     from graftkit.deploy import load
+    from graftkit.deploy.batch import expand_inputs, write_predictions
 
-    predictor = load(args.run)  # a bad run directory is reported before the inputs are read
-    files = list(args.inputs) if predictor.modality == "text" else list_image_files(args.inputs)
-    preds = predictor.predict(files, top_k=args.top_k, batch_size=args.batch_size)
-    if args.format == "json":
-        for p in preds:
-            print(json.dumps(p.to_dict()))
-    elif args.format == "csv":
-        import csv
+    predictor = load(args.run, backend=args.backend)  # a bad run directory is reported before the inputs are read
+    items = expand_inputs(args.inputs, predictor.modality, column=args.column)
+    write_predictions(predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True), args.format, args.top_k)
+    return 0
 
-        w = csv.writer(sys.stdout)
-        w.writerow(["input", "label", "score"] + [f"top{i + 1}_{c}" for i in range(args.top_k) for c in ("label", "score")][2:])
-        for p in preds:
-            rest = [x for l, s in p.top_k[1:] for x in (l, f"{s:.6f}")]
-            w.writerow([p.input, p.label, f"{p.score:.6f}", *rest])
-    else:
-        from rich.console import Console
-        from rich.table import Table
 
-        table = Table("input", *[f"top {i + 1}" for i in range(args.top_k)])
-        table.columns[0].overflow = "fold"
-        for p in preds:
-            table.add_row(p.input, *[f"{l} ({s:.1%})" for l, s in p.top_k])
-        Console().print(table)
+def cmd_export(args: argparse.Namespace) -> int:
+    from graftkit.deploy.export import export
+
+    result = export(args.run, args.format, quantize=args.quantize, min_agreement=args.min_agreement, max_samples=args.max_samples, exporter=args.exporter)
+    print(result.summary())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from graftkit.deploy.serve import serve
+
+    serve(args.run, host=args.host, port=args.port, backend=args.backend, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     return 0
 
 
@@ -118,7 +125,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     table = Table("id", "source", "params", "input", "offline", "description")
     for m in rows:
         params = f"{m.params / 1e6:.1f}M" if m.params else "?"
-        table.add_row(m.id, m.source, params, str(m.input_size), "yes" if m.available_offline else "no", m.description or "")
+        table.add_row(m.id, m.source, params, "-" if m.input_size is None else str(m.input_size), "yes" if m.available_offline else "no", m.description or "")
     Console().print(table)
     if not args.pattern:
         print("Any timm or torchvision model works too: `graft models 'timm:*resnet*'` searches them.")
@@ -137,6 +144,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from graftkit.demo import run_demo
 
     run_demo(args.kind, out=args.out, strategy=args.strategy, epochs=args.epochs)
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from graftkit.selection.rank import format_ranking_table, rank
+
+    ranking = rank(args.data, [m.strip() for m in args.models.split(",") if m.strip()], out=args.out, by=args.by, folds=args.folds,
+                   max_per_class=args.max_per_class, image_size=args.image_size, batch_size=args.batch_size,
+                   num_workers=args.num_workers, offline=args.offline, seed=args.seed)  # fmt: skip
+    Console().print(format_ranking_table(ranking))
+    for m in ranking.models:
+        if m.status != "ok":
+            print(f"skipped {m.model}: {m.reason}")
+    print(f"report: {ranking.out / 'report.html'}" if ranking.out else "")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from graftkit.selection.lr_find import lr_find
+
+    r = lr_find(args.data, model=args.model, strategy=args.strategy, out=args.out, start_lr=args.start_lr, end_lr=args.end_lr,
+                steps=args.steps, batch_size=args.batch_size, image_size=args.image_size, augment=args.augment,
+                num_workers=args.num_workers, offline=args.offline, seed=args.seed)  # fmt: skip
+    more = f" (steepest descent at {r.steepest:.2e})" if r.steepest else ""
+    print(f"suggested learning rate: {r.suggestion:.2e}{more}; use --lr {r.suggestion:.2g}")
+    if r.still_falling:
+        print("note: the loss was still falling at --end-lr; raise it to find the minimum")
+    print(f"plot: {r.out / 'lr_find.png'}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from graftkit.selection.tune import tune
+
+    r = tune(args.data, model=args.model, out=args.out, trials=args.trials, time_budget=args.time_budget, epochs=args.epochs,
+             strategies=args.strategies.split(","), seed=args.seed, overwrite=args.overwrite, settings=_settings(args, own=("epochs", "seed", "time_budget")))  # fmt: skip
+    if r.best_dir is not None:
+        print(f"best val {r.monitor} {r.best_value:.4f} with {json.dumps(r.best_params)} → {r.best_dir}")
+    print(f"{len(r.trials)} trials in {r.seconds:.0f} s; report: {r.out / 'report.html'}")
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from graftkit.selection.curve import curve
+
+    r = curve(args.data, model=args.model, fractions=[float(f) for f in args.fractions.split(",")], out=args.out,
+              strategy=args.strategy, epochs=args.epochs, scratch=not args.no_scratch, seed=args.seed,
+              overwrite=args.overwrite, settings=_settings(args, own=("epochs", "seed")))  # fmt: skip
+    for line in r.summary:
+        print(line)
+    print(f"report: {r.out / 'report.html'}")
     return 0
 
 
@@ -169,10 +229,80 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("predict", cmd_predict, "Predict classes (or generate text) for images, folders, globs or texts.")
     p.add_argument("run")
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns; texts for a text run")
+    p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns, CSV/JSONL manifests or - (stdin, one per line); texts for a text run")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
+    p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
+
+    p = add("export", cmd_export, "Export a run to ONNX or TorchScript, check it against PyTorch, optionally quantize to int8.")
+    p.add_argument("run")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--quantize", choices=["int8"], help="also write export/model.int8.onnx (static for images, dynamic for text); accuracy and speed are measured")
+    p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32, 0.80 int8)")
+    p.add_argument("--max-samples", type=int, default=256, help="validation samples used for parity, calibration and accuracy")
+    p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="PyTorch's ONNX exporter")
+
+    p = add("serve", cmd_serve, "Serve a run over HTTP: POST /predict, GET /info, /health, /openapi.json, and a web page at /.")
+    p.add_argument("run")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch")
+    p.add_argument("--max-batch", type=int, default=16, help="most inputs run together when requests arrive at once")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the first request of a batch waits for others")
+
+    p = add("rank", cmd_rank, "Rank pretrained backbones for your data: LogME, H-score, NCE/LEEP and a k-fold probe per model.")
+    p.add_argument("data", help="labelled images or text, as for `graft train`")
+    p.add_argument("--models", required=True, help="comma-separated model ids, e.g. efficientnet_lite0,efficientnet_lite2,timm:resnet50")
+    p.add_argument("--out", default="runs/rank", help="folder for ranking.json and report.html")
+    p.add_argument("--by", default="probe_accuracy", choices=["probe_accuracy", "logme", "h_score", "leep", "nce"], help="score that orders the table")
+    p.add_argument("--folds", type=int, default=5, help="folds of the cross-validated linear probe")
+    p.add_argument("--max-per-class", type=int, help="use at most this many examples per class (seeded), for speed")
+    p.add_argument("--image-size", type=int, help="input size of every image model (default: each model's own)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--offline", action="store_true", help="never touch the network; models without local weights are skipped")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("lr-find", cmd_lr_find, "Sweep the learning rate exponentially; plot the loss and suggest a learning rate.")
+    p.add_argument("data", help="labelled data, as for `graft train`")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--strategy", default="linear-probe", help="linear-probe (head on cached features) | finetune | partial:N | gradual")
+    p.add_argument("--out", default="runs/lr-find", help="folder for lr_find.png and lr_find.json")
+    p.add_argument("--start-lr", type=float, default=1e-7)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=100, help="learning rates tried, one batch each")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--augment", default="light", choices=["none", "light", "strong", "randaugment"])
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("tune", cmd_tune, "Optuna search over lr, weight decay, strategy, depth, augmentation and label smoothing; keeps the best run.")
+    p.add_argument("data", help="labelled data, as for `graft train`")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--out", default="runs/tune", help="folder: trials/, best/ (the best run directory), report.html")
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--time-budget", type=_duration, help="for the whole search, e.g. 30m")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per trial (pruning may stop a trial earlier)")
+    p.add_argument("--strategies", default="linear-probe,partial,finetune", help="strategies to search among")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _train_flags(p, skip=("lr", "weight_decay", "augment", "label_smoothing", "epochs", "seed", "time_budget"))
+
+    p = add("curve", cmd_curve, "Transfer vs from-scratch learning curves: accuracy against labels and wall time.")
+    p.add_argument("data", help="labelled data, as for `graft train`")
+    p.add_argument("--model", default="efficientnet_lite0", help="the pretrained model; its scratch: twin is the baseline")
+    p.add_argument("--fractions", default="0.1,0.25,0.5,1", help="fractions of the training split")
+    p.add_argument("--strategy", default="linear-probe", help="strategy of the transfer runs (scratch runs fine-tune)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of every run")
+    p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch baseline")
+    p.add_argument("--out", default="runs/curve")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _train_flags(p, skip=("epochs", "seed", "time_budget"))
 
     p = add("models", cmd_models, "List model ids, their source, size, input size and offline availability.")
     p.add_argument("pattern", nargs="?", help="wildcard over all timm/torchvision names, e.g. 'timm:*resnet*'")

@@ -1,18 +1,20 @@
 """The Backbone contract and its adapters (DESIGN.md §2).
 
-`TimmBackbone` and `TorchvisionBackbone` are imported lazily: importing this package costs only
-torch.
+`TimmBackbone`, `TorchvisionBackbone` and `HFBackbone` (with `build_hf_architecture`) are imported
+lazily: importing this package costs only torch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graftkit.backbones.base import Backbone, ImagePreprocess, WeightsInfo
+from graftkit.backbones.base import Backbone, ImagePreprocess, TextPreprocess, WeightsInfo
 
 _LAZY = {
     "TimmBackbone": "graftkit.backbones.timm_backbone",
     "TorchvisionBackbone": "graftkit.backbones.torchvision_backbone",
+    "HFBackbone": "graftkit.backbones.hf_backbone",
+    "build_hf_architecture": "graftkit.backbones.hf_backbone",
 }
 
 
@@ -24,4 +26,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'graftkit.backbones' has no attribute {name!r}")
 
 
-__all__ = ["Backbone", "ImagePreprocess", "WeightsInfo", "TimmBackbone", "TorchvisionBackbone"]
+__all__ = [
+    "Backbone",
+    "ImagePreprocess",
+    "TextPreprocess",
+    "WeightsInfo",
+    "TimmBackbone",
+    "TorchvisionBackbone",
+    "HFBackbone",
+    "build_hf_architecture",
+]

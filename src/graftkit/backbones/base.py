@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from graftkit.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ImagePreprocess:
@@ -38,6 +40,33 @@ class ImagePreprocess:
         return cls(**d)
 
 
+_POOLINGS = ("mean", "cls", "last")
+
+
+@dataclass(frozen=True)
+class TextPreprocess:
+    """How raw text becomes a text backbone's inputs; the tokenizer itself is saved next to the run."""
+
+    max_length: int = 128
+    """Texts are cut to this many tokens (special tokens included)."""
+    pooling: str = "mean"
+    """How token states become one vector: `mean` (masked mean), `cls` (first token) or `last`
+    (last non-padding token; the decoders' default)."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in _POOLINGS:
+            raise ConfigError(f"--pooling must be one of {', '.join(_POOLINGS)}, got {self.pooling!r}")
+        if self.max_length < 1:
+            raise ConfigError(f"--max-length must be a positive number of tokens, got {self.max_length}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "text", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TextPreprocess":
+        return cls(**{k: v for k, v in d.items() if k != "kind"})
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
     """Where a backbone's weights came from; recorded in every run's graft.json."""
@@ -45,9 +74,10 @@ class WeightsInfo:
     model_id: str
     """The id the user asked for, e.g. `efficientnet_lite0`, `timm:resnet18`, `scratch:tv:resnet18`."""
     arch: str
-    """Canonical architecture, `timm:NAME` or `tv:NAME`; rebuilds the network without weights."""
+    """Canonical architecture, `timm:NAME` or `tv:NAME` (rebuilds the network without weights), or
+    `hf:MODEL_TYPE` for transformers models, which are rebuilt from the saved config instead."""
     source: str
-    """`builtin`, `timm`, `tv`, `file` or `scratch`."""
+    """`builtin`, `timm`, `tv`, `hf`, `file` or `scratch`."""
     sha256: str | None = None
     """SHA-256 of the source weights file (None for random init)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -62,11 +92,12 @@ class Backbone(Protocol):
 
     modality: str
     num_features: int
-    preprocess: ImagePreprocess
+    preprocess: ImagePreprocess | TextPreprocess
     weights: WeightsInfo
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features, `[B, num_features]`."""
+    def forward_features(self, x: Any) -> torch.Tensor:
+        """Pooled features, `[B, num_features]`: from images `[B, 3, H, W]`, or from a text batch
+        (`{"input_ids": ..., "attention_mask": ...}`)."""
         ...
 
     def layer_groups(self) -> list[list[nn.Module]]:

@@ -1,4 +1,5 @@
-"""Data: readers, validation and splits, image decoding, transforms and augmentation (DESIGN.md §6).
+"""Data: readers, validation and splits, image decoding, transforms and augmentation, text
+readers and tokenized text loaders (DESIGN.md §6).
 
 Importing this package loads torch, numpy and PIL but not torchvision (transforms import it when
 built). The feature cache lives in `graftkit.data.cache`.
@@ -14,6 +15,14 @@ from graftkit.data.readers import (
     list_image_files,
     read_image_data,
     read_labelled_images,
+)
+from graftkit.data.text import TEXT_TASKS, TextData, TextSample, read_text_data, read_texts
+from graftkit.data.text_loader import (
+    TextLoader,
+    make_causal_lm_loader,
+    make_seq2seq_loader,
+    make_text_loader,
+    restore_order,
 )
 from graftkit.data.transforms import build_batch_mix, build_transform
 
@@ -31,4 +40,14 @@ __all__ = [
     "make_loader",
     "default_num_workers",
     "SUPPORTED_EXTENSIONS",
+    "read_text_data",
+    "read_texts",
+    "TextData",
+    "TextSample",
+    "TEXT_TASKS",
+    "TextLoader",
+    "make_text_loader",
+    "make_seq2seq_loader",
+    "make_causal_lm_loader",
+    "restore_order",
 ]

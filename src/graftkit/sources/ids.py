@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graftkit.errors import ConfigError, UnknownModelError
-from graftkit.sources.builtin import BUILTINS
+from graftkit.sources.builtin import BUILTINS, TEXT_BUILTINS
 
 _LIST_HINT = "Run `graft models` to list them."
 
@@ -20,16 +20,19 @@ class ModelSpec:
     model_id: str
     """The id as the user wrote it, e.g. `timm:resnet18`, `scratch:efficientnet_lite0`."""
     source: str
-    """`builtin`, `timm`, `tv`, `file` or `scratch`."""
+    """`builtin`, `timm`, `tv`, `hf`, `file` or `scratch`."""
     name: str
-    """The name inside the source: built-in name, timm/torchvision model name, file path, or (for
-    `scratch:`) the id whose architecture is used."""
+    """The name inside the source: built-in name, timm/torchvision model name, Hugging Face repo id
+    or folder, file path, or (for `scratch:`) the id whose architecture is used."""
     arch: str
-    """Canonical architecture, `timm:NAME` or `tv:NAME`; `build_architecture` rebuilds it."""
+    """What `build_architecture` rebuilds: `timm:NAME` or `tv:NAME`; for text models the id
+    itself (`hf:NAME_OR_PATH`, `minilm`), whose config describes the network."""
     path: Path | None = None
-    """The weights file or directory, for `file:` ids."""
+    """The weights file or directory, for `file:` ids; the folder for `hf:` ids naming one."""
     inner: ModelSpec | None = None
     """For `scratch:ID`, the spec of ID."""
+    modality: str = "image"
+    """`image` or `text`."""
 
 
 def timm_names() -> list[str]:
@@ -48,7 +51,7 @@ def tv_names() -> list[str]:
 
 def _candidates(source: str | None) -> list[tuple[str, str]]:
     # (bare name, id) pairs to suggest from: the built-ins always, plus one source or all.
-    pairs = [(name, name) for name in BUILTINS]
+    pairs = [(name, name) for name in (*BUILTINS, *TEXT_BUILTINS)]
     if source in (None, "timm"):
         pairs += [(n, f"timm:{n}") for n in timm_names()]
     if source in (None, "tv"):
@@ -88,19 +91,35 @@ def _parse_file(model_id: str, name: str, arch: str | None) -> ModelSpec:
             "e.g. --arch timm:resnet18, --arch tv:resnet18 or --arch efficientnet_lite0."
         )
     arch_spec = resolve(arch)
-    if arch_spec.source not in ("builtin", "timm", "tv"):
-        raise ConfigError(f"--arch must be a timm:, tv: or built-in id, got '{arch}'.")
+    if arch_spec.source not in ("builtin", "timm", "tv") or arch_spec.modality != "image":
+        raise ConfigError(
+            f"--arch must be a timm:, tv: or built-in image id, got '{arch}' "
+            "(a transformers folder loads as hf:PATH, no --arch needed)."
+        )
     return ModelSpec(model_id, "file", name, arch_spec.arch, path=Path(name).expanduser())
+
+
+def _parse_hf(model_id: str, name: str, arch: str | None) -> ModelSpec:
+    if not name:
+        raise UnknownModelError(
+            f"'{model_id}' names no model: use hf:ORG/NAME (a Hugging Face repo) or hf:PATH (a folder "
+            f"saved with save_pretrained). {_LIST_HINT}"
+        )
+    folder = Path(name).expanduser()
+    return ModelSpec(
+        model_id, "hf", name, f"hf:{name}", path=folder if folder.is_dir() else None, modality="text"
+    )
 
 
 def _parse_scratch(model_id: str, name: str, arch: str | None) -> ModelSpec:
     inner = resolve(name, arch)
-    return ModelSpec(model_id, "scratch", name, inner.arch, inner=inner)
+    return ModelSpec(model_id, "scratch", name, inner.arch, inner=inner, modality=inner.modality)
 
 
 _PARSERS: dict[str, Callable[[str, str, str | None], ModelSpec]] = {
     "timm": _parse_timm,
     "tv": _parse_tv,
+    "hf": _parse_hf,
     "file": _parse_file,
     "scratch": _parse_scratch,
 }
@@ -109,9 +128,10 @@ _PARSERS: dict[str, Callable[[str, str, str | None], ModelSpec]] = {
 def resolve(model_id: str, arch: str | None = None) -> ModelSpec:
     """Parse a model id.
 
-    Ids: the built-ins (`efficientnet_lite0`, `efficientnet_lite2`), `timm:NAME`, `tv:NAME`,
-    `file:PATH` (with `arch` naming the architecture) and `scratch:ID` (ID's architecture,
-    random weights). Nothing is downloaded or built.
+    Ids: the built-ins (`efficientnet_lite0`, `efficientnet_lite2`, `minilm`), `timm:NAME`,
+    `tv:NAME`, `hf:NAME_OR_PATH` (a transformers model: hub repo id or local folder), `file:PATH`
+    (with `arch` naming the architecture) and `scratch:ID` (ID's architecture, random weights).
+    Nothing is downloaded or built.
 
     Args:
         model_id: The id to parse.
@@ -131,6 +151,8 @@ def resolve(model_id: str, arch: str | None = None) -> ModelSpec:
     model_id = model_id.strip()
     if model_id in BUILTINS:
         spec = ModelSpec(model_id, "builtin", model_id, f"timm:{BUILTINS[model_id].timm_name}")
+    elif model_id in TEXT_BUILTINS:
+        spec = ModelSpec(model_id, "builtin", model_id, model_id, modality="text")
     else:
         prefix, sep, name = model_id.partition(":")
         if not sep:
@@ -141,7 +163,7 @@ def resolve(model_id: str, arch: str | None = None) -> ModelSpec:
             guess = f" Did you mean '{close[0]}:{name}'?" if close else ""
             raise UnknownModelError(
                 f"Unknown model source '{prefix}:' in '{model_id}'; known sources are {known} "
-                f"and the built-ins {', '.join(BUILTINS)}.{guess} {_LIST_HINT}"
+                f"and the built-ins {', '.join([*BUILTINS, *TEXT_BUILTINS])}.{guess} {_LIST_HINT}"
             )
         spec = _PARSERS[prefix](model_id, name.strip(), arch)
     if arch and spec.source not in ("file", "scratch") and resolve(arch).arch != spec.arch:

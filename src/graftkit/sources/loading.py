@@ -10,7 +10,7 @@ from torch import nn
 
 from graftkit.backbones.base import Backbone, WeightsInfo
 from graftkit.errors import ConfigError
-from graftkit.sources import builtin, files, timm_hub, tv_hub
+from graftkit.sources import builtin, files, hf_hub, timm_hub, tv_hub
 from graftkit.sources._common import is_offline, seeded
 from graftkit.sources.ids import ModelSpec, resolve
 
@@ -27,14 +27,18 @@ def _build_random(arch: str) -> nn.Module:
     return TorchvisionBackbone.create(name)
 
 
-def build_architecture(arch: str, *, seed: int = 0) -> Backbone:
+def build_architecture(arch: str, *, seed: int = 0, head_kind: str = "features") -> Backbone:
     """The network of `arch` with random weights; never touches the network.
 
-    Used to rebuild a saved run before loading its weights, and for `scratch:` ids.
+    Used to rebuild a saved run before loading its weights, and for `scratch:` ids. A saved text
+    run is rebuilt from its own config and tokenizer with `build_hf_architecture` instead; here
+    `hf:NAME_OR_PATH` (a folder, or a repo in the Hugging Face cache) and `minilm` also work.
 
     Args:
-        arch: An architecture id: `timm:NAME`, `tv:NAME` or a built-in name (`WeightsInfo.arch`).
+        arch: An architecture id: `timm:NAME`, `tv:NAME` or a built-in name (`WeightsInfo.arch`);
+            or a text model id.
         seed: Seeds the initialisation, in a forked RNG (the global RNG state is untouched).
+        head_kind: For text models: `features`, `seq2seq` or `causal-lm`.
 
     Returns:
         The backbone, with `weights.source == "scratch"` and `weights.sha256 is None`.
@@ -48,6 +52,9 @@ def build_architecture(arch: str, *, seed: int = 0) -> Backbone:
         >>> bb.load_state_dict(saved_state_dict)
     """
     spec = resolve(arch)
+    if spec.modality == "text":
+        options = hf_hub.TextOptions(head_kind=head_kind)
+        return hf_hub.load_text(spec, offline=True, options=options, pretrained=False, seed=seed)
     if spec.source not in ("builtin", "timm", "tv"):
         raise ConfigError(f"'{arch}' is not an architecture; use timm:NAME, tv:NAME or a built-in name.")
     with seeded(seed):
@@ -88,15 +95,26 @@ def load_backbone(
     offline: bool = False,
     seed: int = 0,
     pretrained: bool = True,
+    head_kind: str = "features",
+    trust_remote_code: bool = False,
+    max_length: int | None = None,
+    pooling: str | None = None,
 ) -> Backbone:
     """Build the backbone a model id names, with its weights.
 
     Args:
-        model_id: `efficientnet_lite0`, `timm:NAME`, `tv:NAME`, `file:PATH` or `scratch:ID`.
+        model_id: `efficientnet_lite0`, `minilm`, `timm:NAME`, `tv:NAME`, `hf:NAME_OR_PATH`,
+            `file:PATH` or `scratch:ID`.
         arch: For `file:` ids, the architecture the weights fit (`--arch`).
         offline: Never touch the network (also on with `HF_HUB_OFFLINE=1` or `GRAFTKIT_OFFLINE=1`).
         seed: Seeds random initialisation (`scratch:` ids, `pretrained=False`).
         pretrained: False builds the same architecture with random weights, like `scratch:`.
+        head_kind: Text models: `features` (pooled features; the encoder of an encoder-decoder),
+            `seq2seq` (`AutoModelForSeq2SeqLM`) or `causal-lm` (`AutoModelForCausalLM`).
+        trust_remote_code: Text models: run model code shipped with the model (`--trust-remote-code`).
+        max_length: Text models: maximum tokens per text (`--max-length`; default 128 or the
+            model's limit).
+        pooling: Text models: `mean`, `cls` or `last` (default `mean`; `last` for decoders).
 
     Returns:
         An `nn.Module` backbone whose `weights` records the id, architecture, source and the
@@ -107,14 +125,21 @@ def load_backbone(
         WeightsNotAvailableError: Weights not cached and offline (or the download failed); the
             message names `graft pull ID`.
         WeightsMismatchError: The weights do not fit the architecture, or fail their checksum.
-        ConfigError: `file:` without `arch`, or an unreadable path.
+        ConfigError: `file:` without `arch`, or an unreadable path; text options for an image
+            model; a model that needs `--trust-remote-code`; a head the model cannot take.
 
     Example:
         >>> bb = load_backbone("efficientnet_lite0")
         >>> bb.weights.sha256[:8]
         '57934424'
+        >>> load_backbone("hf:t5-small", head_kind="seq2seq").kind
+        'encoder-decoder'
     """
     spec = resolve(model_id, arch)
+    if spec.modality == "text":
+        options = hf_hub.TextOptions(head_kind, trust_remote_code, max_length, pooling)
+        return hf_hub.load_text(spec, offline=is_offline(offline), options=options, pretrained=pretrained, seed=seed)
+    _check_image_options(model_id, head_kind, max_length, pooling)
     if spec.source == "scratch" or not pretrained:
         backbone = build_architecture(spec.arch, seed=seed)
         backbone.weights = replace(backbone.weights, model_id=model_id)
@@ -129,6 +154,18 @@ def load_backbone(
     return _load_file(spec)
 
 
+def _check_image_options(model_id: str, head_kind: str, max_length: int | None, pooling: str | None) -> None:
+    problems = []
+    if head_kind != "features":
+        problems.append(f"a {head_kind} task needs a text model (hf:NAME), and {model_id} is an image model")
+    if max_length is not None:
+        problems.append("--max-length applies only to text models")
+    if pooling is not None:
+        problems.append("--pooling applies only to text models")
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+
+
 def pull(model_id: str) -> Path:
     """Put the weights of `model_id` into the local cache, downloading them if needed.
 
@@ -136,10 +173,10 @@ def pull(model_id: str) -> Path:
     machine once the cache (`HF_HUB_CACHE`, `$TORCH_HOME/hub`) is copied over.
 
     Args:
-        model_id: A built-in, `timm:` or `tv:` id (`file:` ids are returned as they are).
+        model_id: A built-in, `timm:`, `tv:` or `hf:` id (`file:` ids are returned as they are).
 
     Returns:
-        The local weights file.
+        The local weights file; for text models, the folder holding config, tokenizer and weights.
 
     Raises:
         WeightsNotAvailableError: The download failed; the message says why.
@@ -154,9 +191,15 @@ def pull(model_id: str) -> Path:
     spec = resolve(model_id)
     if spec.source == "scratch":
         raise ConfigError(f"'{model_id}' uses random weights; there is nothing to pull.")
+    if spec.source == "builtin" and spec.name in builtin.TEXT_BUILTINS:
+        folder, _ = builtin.checked_text_folder(builtin.TEXT_BUILTINS[spec.name])
+        return folder
     if spec.source == "builtin":
         path, _ = builtin.checked_weights_path(builtin.BUILTINS[spec.name])
         return path
+    if spec.source == "hf":
+        # Python files come too (never run without --trust-remote-code), so no second pull is needed.
+        return hf_hub.locate(spec.name, model_id, offline=is_offline(), trust_remote_code=True)
     if spec.source == "timm":
         return timm_hub.locate(spec.name, model_id, offline=is_offline())
     if spec.source == "tv":

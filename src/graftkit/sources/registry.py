@@ -1,4 +1,8 @@
-"""`graft models`: list model ids, their size, input size and whether their weights are here."""
+"""`graft models`: list model ids, their size, input size and whether their weights are here.
+
+Text models are listed too: the built-in `minilm` and every transformers model in the local
+Hugging Face cache (as `hf:ORG/NAME`); their parameters are counted from the safetensors header.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import torch
 
 from graftkit.backbones.base import WeightsInfo
-from graftkit.sources import builtin, timm_hub
+from graftkit.sources import builtin, hf_hub, timm_hub
 from graftkit.sources.ids import tv_names
 
 CURATED: tuple[str, ...] = (
@@ -39,15 +43,17 @@ class ModelInfo:
     id: str
     """The model id to pass to `--model`."""
     source: str
-    """`builtin`, `timm` or `tv`."""
+    """`builtin`, `timm`, `tv` or `hf`."""
     params: int | None
     """Parameters of the backbone without classifier; None when not counted (long listings)."""
     input_size: int | None
-    """Side of the square input the pretrained weights expect, in pixels."""
+    """Side of the square input the pretrained weights expect, in pixels (None for text)."""
     available_offline: bool
     """Whether the weights are already on this machine (no network needed)."""
     description: str
     """Where the weights come from, in a line."""
+    modality: str = "image"
+    """`image` or `text`."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +65,35 @@ def _all_ids() -> list[str]:
     tagged = timm.list_models(pretrained=True)
     archs = dict.fromkeys(name.split(".")[0] for name in tagged)
     timm_ids = sorted(set(archs) | set(tagged))
-    return [*builtin.BUILTINS, *(f"timm:{n}" for n in timm_ids), *(f"tv:{n}" for n in tv_names())]
+    return [
+        *builtin.BUILTINS,
+        *builtin.TEXT_BUILTINS,
+        *(f"timm:{n}" for n in timm_ids),
+        *(f"tv:{n}" for n in tv_names()),
+        *_hf_cached_ids(),
+    ]
+
+
+def _hf_cached_ids() -> list[str]:
+    return [f"hf:{m.repo}" for m in hf_hub.cached_models()]
+
+
+def _text_info(model_id: str) -> ModelInfo:
+    if model_id in builtin.TEXT_BUILTINS:
+        entry = builtin.TEXT_BUILTINS[model_id]
+        try:
+            folder = entry.folder()
+        except Exception:  # package not installed
+            return ModelInfo(model_id, "builtin", None, None, False, entry.description, "text")
+        here = entry.weights_path().is_file()
+        return ModelInfo(model_id, "builtin", hf_hub.count_parameters(folder), None, here, entry.description, "text")
+    name = model_id[len("hf:") :]
+    local = hf_hub.find_cached(*hf_hub.split_revision(name))
+    if local is None:
+        return ModelInfo(model_id, "hf", None, None, False, "transformers model on the Hugging Face hub", "text")
+    kind = next((m.model_type for m in hf_hub.cached_models() if m.folder == local), None)
+    desc = f"transformers {kind or 'text'} model in the Hugging Face cache"
+    return ModelInfo(model_id, "hf", hf_hub.count_parameters(local), None, True, desc, "text")
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -114,7 +148,7 @@ def _tv_info(name: str, count: bool) -> tuple[int | None, int | None, bool, str]
 
 
 def model_info(model_id: str, *, count_params: bool = True) -> ModelInfo:
-    """Describe one built-in, `timm:` or `tv:` id without loading weights or using the network.
+    """Describe one built-in, `timm:`, `tv:` or `hf:` id without loading weights or using the network.
 
     Args:
         model_id: The id.
@@ -123,6 +157,8 @@ def model_info(model_id: str, *, count_params: bool = True) -> ModelInfo:
     Returns:
         The description.
     """
+    if model_id in builtin.TEXT_BUILTINS or model_id.startswith("hf:"):
+        return _text_info(model_id)
     if model_id in builtin.BUILTINS:
         entry = builtin.BUILTINS[model_id]
         params, size, _, _ = _timm_info(model_id, entry.timm_name, count_params)
@@ -140,12 +176,13 @@ def model_info(model_id: str, *, count_params: bool = True) -> ModelInfo:
 
 
 def list_models(pattern: str | None = None, all: bool = False) -> list[ModelInfo]:  # noqa: A002
-    """List model ids: by default the built-ins and a curated set of common models.
+    """List model ids: by default the built-ins, a curated set of common models and the
+    transformers models already in the local Hugging Face cache.
 
     Args:
         pattern: Shell-style wildcards matched against every id, case-insensitively
-            (`timm:*resnet*`, `*lite*`, `tv:vit_*`); searches all timm pretrained names and all
-            torchvision classification models.
+            (`timm:*resnet*`, `*lite*`, `tv:vit_*`, `hf:*`); searches all timm pretrained names,
+            all torchvision classification models and the cached transformers models.
         all: List every id (without a pattern). Parameter counts are only filled in when at most
             40 ids are listed.
 
@@ -157,7 +194,7 @@ def list_models(pattern: str | None = None, all: bool = False) -> list[ModelInfo
         ['efficientnet_lite0', 'timm:efficientnet_lite0', 'timm:tf_efficientnet_lite0']
     """
     if pattern is None and not all:
-        ids = [*builtin.BUILTINS, *CURATED]
+        ids = [*builtin.BUILTINS, *builtin.TEXT_BUILTINS, *CURATED, *_hf_cached_ids()]
     else:
         wanted = (pattern or "*").lower()
         ids = [i for i in _all_ids() if fnmatch.fnmatchcase(i.lower(), wanted)]
