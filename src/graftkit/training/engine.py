@@ -77,6 +77,17 @@ class LocalEngine:
         return value  # single process: nothing to reduce
 
 
+def resolve_device(requested: str = "auto") -> str:
+    """`auto` → `cuda` when a CUDA GPU is usable, else `cpu`; an unusable `cuda` is a ConfigError."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        from graftkit.errors import ConfigError
+
+        raise ConfigError(f"--device {requested}: no CUDA GPU is usable here (torch.cuda.is_available() is False); use --device cpu")
+    return requested
+
+
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
