@@ -29,20 +29,21 @@ class TrainConfig:
     arch: str | None = None
     """Architecture id that a `file:` model's weights fit, e.g. `timm:resnet18`."""
     strategy: str = "linear-probe"
-    """`linear-probe`, `finetune`, `partial:N`, `gradual` or `lora` (PEFT adapters + the new head)."""
+    """`linear-probe`, `finetune`, `partial:N`, `gradual`, `lora` (PEFT adapters + the new head) or
+    `auto` (chosen from the data size, a quick probe, the model size and `--time-budget`)."""
     epochs: int = 10
     """Passes over the training data."""
     batch_size: int = 32
     """Samples per optimizer step."""
     lr: float | None = None
     """Peak learning rate of the head; None picks the default for the strategy and modality
-    (probe 3e-3; images 1e-3; text: fine-tune 1e-4, LoRA 1e-3)."""
+    (probe 3e-3, others 1e-3)."""
     lr_decay: float | None = None
     """Layer-wise learning-rate decay: each group further from the output gets `lr_decay` × the next
     (None: 0.8 for images, 0.9 for text)."""
     backbone_lr_scale: float | None = None
     """Learning rate of the top backbone group relative to the head when fine-tuning (None: 1.0 for
-    images, 0.5 for text)."""
+    images, 0.05 for text, i.e. 5e-5 under a 1e-3 head)."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and norm weights)."""
     schedule: str = "cosine"
@@ -55,10 +56,11 @@ class TrainConfig:
     """Cross-entropy label smoothing in [0, 1)."""
     class_weights: str = "none"
     """`balanced` weights the loss by inverse class frequency."""
-    head_init: str = "random"
+    head_init: str | None = None
     """`probe` first trains the new head as a linear probe on cached features, then fine-tunes
-    (LP-FT, like fastai's fine_tune); `random` (default: no gain measured, benchmarks/RESULTS.md)
-    fine-tunes from a freshly initialised head."""
+    (LP-FT, like fastai's fine_tune); `random` fine-tunes from a freshly initialised head. None:
+    `random` for images (no gain measured), `probe` for text (+6.7 points measured on the demo
+    sentiment data; benchmarks/RESULTS.md)."""
     head_dropout: float = 0.0
     """Dropout before the new output layer."""
     image_size: int | None = None
@@ -72,6 +74,8 @@ class TrainConfig:
     monitor: str | None = None
     """Validation metric that picks the best epoch and drives early stopping (None: the task's own:
     accuracy, macro_f1 for multi-label, mae for regression, loss for generation)."""
+    device: str = "auto"
+    """`auto` (the first CUDA GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`."""
     precision: str = "auto"
     """`auto` (chosen per model and CPU from measurements), `fp32` or `bf16`."""
     channels_last: bool | None = None
@@ -86,6 +90,9 @@ class TrainConfig:
     """Never touch the network; fail at once if weights are missing."""
     feature_cache: bool = True
     """Cache frozen-backbone features on disk and reuse them across runs."""
+    time_budget: float | None = None
+    """Wall-clock budget for the run in seconds (`--time-budget 10m`): epochs are fitted to it from
+    a measured epoch time, and training stops before an epoch would overrun it."""
     text_col: str | None = None
     """Text data: the column holding the text (None: `text`, `sentence`, `review`, ... or `source`)."""
     label_col: str | None = None
@@ -138,6 +145,8 @@ class TrainConfig:
             problems.append(f"--head-dropout must be in [0, 1), got {self.head_dropout}")
         if not 0 < self.val_fraction < 1:
             problems.append(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            problems.append(f"--time-budget must be positive, got {self.time_budget}")
         if self.patience is not None and self.patience < 1:
             problems.append(f"--patience must be at least 1, got {self.patience}")
         for name in ("lora_r", "lora_alpha", "num_beams", "max_new_tokens"):
@@ -154,12 +163,14 @@ class TrainConfig:
             ("precision", PRECISIONS),
             ("augment", AUGMENTS),
             ("class_weights", CLASS_WEIGHTS),
-            ("head_init", ("probe", "random")),
+            ("head_init", ("probe", "random", None)),
             ("task", TASKS),
         ):
             value = getattr(self, name)
             if value not in allowed:
                 problems.append(_choice_problem(name, value, allowed))
+        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            problems.append(f"--device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         if self.monitor is not None and self.monitor not in MONITORS:
             problems.append(_choice_problem("monitor", self.monitor, MONITORS))
         if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
@@ -188,12 +199,13 @@ class TrainConfig:
         kind = self.parsed_strategy.kind
         lr = self.lr
         if lr is None:
-            lr = 3e-3 if kind == "linear-probe" else (1e-3 if kind == "lora" or not text else 1e-4)
+            lr = 3e-3 if kind == "linear-probe" else 1e-3
         return replace(
             self,
             lr=lr,
             lr_decay=self.lr_decay if self.lr_decay is not None else (0.9 if text else 0.8),
-            backbone_lr_scale=self.backbone_lr_scale if self.backbone_lr_scale is not None else (0.5 if text else 1.0),
+            backbone_lr_scale=self.backbone_lr_scale if self.backbone_lr_scale is not None else (0.05 if text else 1.0),
+            head_init=self.head_init or ("probe" if text and kind != "lora" else "random"),
             monitor=self.monitor or default_monitor,
         )
 
