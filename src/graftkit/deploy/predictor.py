@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -29,22 +29,72 @@ class Predictor:
 
     Args:
         run_dir: a finished run directory.
-        device: torch device to run on.
+        device: torch device to run on (the `torch` backend).
+        backend: `torch` (the PyTorch model), `onnx` (`export/model.onnx` under ONNX Runtime) or
+            `onnx-int8` (`export/model.int8.onnx`); the ONNX files come from `graft export`.
     """
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
-        from graftkit.rundir import load_model
+    def __init__(self, run_dir: str | Path, device: str = "cpu", backend: str = "torch") -> None:
         from graftkit.training.engine import LocalEngine, tune_malloc
 
         tune_malloc()
         self.run_dir = Path(run_dir)
-        self.model, self.meta, self.task = load_model(self.run_dir)
-        precision = self.meta.get("precision", {})
-        self.engine = LocalEngine(device, precision=precision.get("inference", "fp32"), channels_last=precision.get("channels_last", False))
-        self.model = self.engine.setup(self.model)
+        self.backend = backend
+        if backend == "torch":
+            from graftkit.rundir import load_model
+
+            self.model, self.meta, self.task = load_model(self.run_dir)
+            precision = self.meta.get("precision", {})
+            # Precision is re-decided for the device predicting (a run trained in bf16 on a GPU
+            # predicts in fp32 on a CPU without native bf16), unless the run asked for one.
+            from graftkit.training.engine import choose_precision
+
+            requested = self.meta.get("config", {}).get("precision", "auto")
+            inference, _ = choose_precision(self.meta["model"]["arch"], training=False, requested=requested, device=str(device))
+            self.engine = LocalEngine(device, precision=inference, channels_last=precision.get("channels_last", False))
+            self.model = self.engine.setup(self.model)
+            self.preprocess = self.model.backbone.preprocess
+            self.tokenizer = getattr(self.model.backbone, "tokenizer", None)
+        else:
+            self._load_onnx(backend)
         self.classes: list[str] = self.task.classes
-        self.preprocess = self.model.backbone.preprocess
         self.modality: str = self.meta.get("modality", "image")
+
+    def _load_onnx(self, backend: str) -> None:
+        """Everything predict needs without building the PyTorch model: graft.json, the task, the
+        preprocessing (and tokenizer) and an ONNX Runtime session."""
+        from graftkit.deploy.runtime import BACKENDS, EXPORT_DIR, OnnxRuntimeModel
+        from graftkit.errors import ConfigError
+        from graftkit.rundir import check_run_dir, read_json
+        from graftkit.tasks import GENERATIVE_TASKS, task_from_dict
+        from graftkit.training.engine import LocalEngine
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"--backend {backend!r} is not known; choose one of: {', '.join(BACKENDS)}")
+        self.meta = read_json(check_run_dir(self.run_dir) / "graft.json")
+        self.task = task_from_dict(self.meta["task"])
+        if self.task.name in GENERATIVE_TASKS:
+            raise ConfigError(f"a {self.task.name} run generates text and has no ONNX export: use --backend torch")
+        self.model = OnnxRuntimeModel(self.run_dir, int8=backend == "onnx-int8")
+        self.engine = LocalEngine("cpu")
+        self.tokenizer = None
+        if self.meta.get("modality") == "text":
+            from graftkit.backbones.base import TextPreprocess
+            from graftkit.deploy.samples import load_run_tokenizer
+
+            self.preprocess = TextPreprocess.from_dict(self.meta["preprocess"])
+            self.tokenizer = load_run_tokenizer(self.run_dir / EXPORT_DIR, self.meta)
+        else:
+            from graftkit.backbones.base import ImagePreprocess
+
+            self.preprocess = ImagePreprocess.from_dict(self.meta["preprocess"])
+
+    def _logits(self, batch: Any) -> torch.Tensor:
+        """The model's raw outputs for one preprocessed batch (a tensor, or a dict for text)."""
+        if self.backend != "torch":
+            return self.model(batch if isinstance(batch, dict) else {"pixel_values": batch})
+        with self.engine.autocast():
+            return self.model(self.engine.to_device(batch))
 
     def predict_proba(self, inputs: Sequence[Any], batch_size: int = 32) -> torch.Tensor:
         """The task's outputs per input: class probabilities `[N, C]` (per-label probabilities for
@@ -62,8 +112,7 @@ class Predictor:
         with torch.inference_mode():
             for start in range(0, len(inputs), batch_size):
                 batch = torch.stack([transform(_as_tensor(x, load_image)) for x in inputs[start : start + batch_size]])
-                with self.engine.autocast():
-                    logits = self.model(self.engine.to_device(batch))
+                logits = self._logits(batch)
                 out.append(self.task.activate(logits.float()).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.classes)))
 
@@ -75,13 +124,11 @@ class Predictor:
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
         if bad:
             raise DataError([f"input {i} is {'empty' if isinstance(texts[i], str) else 'not a string'}: text runs predict on non-empty strings" for i in bad[:20]])
-        backbone = self.model.backbone
-        loader = make_text_loader(texts, None, backbone.tokenizer, max_length=self.preprocess.max_length, batch_size=batch_size, shuffle=False)
+        loader = make_text_loader(texts, None, self.tokenizer, max_length=self.preprocess.max_length, batch_size=batch_size, shuffle=False)
         out = []
         with torch.inference_mode():
             for batch, _ in loader:
-                with self.engine.autocast():
-                    logits = self.model(self.engine.to_device(batch))
+                logits = self._logits(batch)
                 out.append(self.task.activate(logits.float()).cpu())
         if not out:
             return torch.zeros((0, max(len(self.classes), 1)))
@@ -108,6 +155,30 @@ class Predictor:
             ]
         return [Prediction(_name(x, i, self.modality), d[0][0], d[0][1], d) for i, (x, d) in enumerate(zip(inputs, decoded))]
 
+    def predict_iter(self, inputs: Sequence[Any], top_k: int = 1, batch_size: int = 32, progress: bool = False) -> Iterator[Prediction]:
+        """`predict`, yielding results a few batches at a time (for long input lists and streams).
+
+        Args:
+            inputs: As for `predict`.
+            top_k: Classes per result.
+            batch_size: Inputs per forward pass.
+            progress: Show a progress bar on stderr (only on a terminal, and only for more than
+                four batches).
+
+        Example:
+            >>> for p in graftkit.load("runs/flowers").predict_iter(files, progress=True):
+            ...     print(p.input, p.label)
+        """
+        from graftkit.training.progress import EpochProgress
+
+        chunk = batch_size * 4
+        unit = "text" if self.modality == "text" else "img"
+        with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=unit, enabled=progress and len(inputs) > chunk) as bar:
+            for start in range(0, len(inputs), chunk):
+                part = list(inputs[start : start + chunk])
+                yield from self.predict(part, top_k=top_k, batch_size=batch_size)
+                bar.advance(len(part))
+
 
 def _as_tensor(x: Any, load_image) -> torch.Tensor:
     if isinstance(x, (str, Path)):
@@ -127,10 +198,16 @@ def _name(x: Any, i: int, modality: str = "image") -> str:
     return str(x) if isinstance(x, (str, Path)) else f"<input {i}>"
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> Predictor:
+def load(run_dir: str | Path, device: str = "cpu", backend: str = "torch") -> Predictor:
     """Load a run directory for prediction: offline, no training data, no pickle.
 
+    Args:
+        run_dir: a finished run directory.
+        device: torch device (the `torch` backend).
+        backend: `torch`, `onnx` or `onnx-int8` (the last two need `graft export` first).
+
     Raises:
-        RunDirError: the folder is not a finished run.
+        RunDirError: the folder is not a finished run, or the ONNX export is missing or stale.
+        ConfigError: unknown backend, or an ONNX backend for a text-generating run.
     """
-    return Predictor(run_dir, device=device)
+    return Predictor(run_dir, device=device, backend=backend)

@@ -1,0 +1,92 @@
+"""ONNX Runtime backend: run `RUN/export/model.onnx` (or the int8 model) on named input batches.
+
+onnxruntime is imported only when a session is built, so `import graftkit.deploy` stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from graftkit.errors import RunDirError
+from graftkit.rundir import read_json
+
+EXPORT_DIR = "export"
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+TORCHSCRIPT_FILE = "model.pt"
+PREPROCESS_FILE = "preprocess.json"
+PARITY_FILE = "parity.json"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+"""`torch`: the PyTorch model; `onnx`: export/model.onnx; `onnx-int8`: export/model.int8.onnx."""
+
+
+def weights_digest(run_dir: Path) -> str:
+    """SHA-256 of `model.safetensors`: an export records it, so a retrained run's stale export is caught."""
+    h = hashlib.sha256()
+    with open(Path(run_dir) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_session(path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session with every graph optimisation on.
+
+    Args:
+        path: An `.onnx` file.
+        threads: Intra-op threads (None: torch's thread count, so both backends use the same cores).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.log_severity_level = 3  # errors only: no per-node warnings on stderr
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntimeModel:
+    """An exported model under ONNX Runtime, called like the PyTorch model: named batch → logits.
+
+    Args:
+        run_dir: A run directory with `export/model.onnx` (from `graft export RUN --format onnx`).
+        int8: Use `export/model.int8.onnx` (from `--quantize int8`) instead.
+        threads: Intra-op threads (None: torch's thread count).
+
+    Raises:
+        RunDirError: The export is missing, or stale (made from other weights than the run's
+            model.safetensors); the message names the `graft export` command that fixes it.
+
+    Example:
+        >>> ort_model = OnnxRuntimeModel("runs/flowers")
+        >>> logits = ort_model({"pixel_values": torch.zeros(1, 3, 224, 224)})
+    """
+
+    def __init__(self, run_dir: str | Path, *, int8: bool = False, threads: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        folder = self.run_dir / EXPORT_DIR
+        self.path = folder / (INT8_FILE if int8 else ONNX_FILE)
+        fix = f"graft export {self.run_dir} --format onnx" + (" --quantize int8" if int8 else "")
+        if not self.path.is_file() or not (folder / PREPROCESS_FILE).is_file():
+            raise RunDirError(f"{self.path} does not exist: export the run first with `{fix}`.")
+        self.spec = read_json(folder / PREPROCESS_FILE)
+        made_from = self.spec.get("weights_sha256")
+        if made_from and made_from != weights_digest(self.run_dir):
+            raise RunDirError(f"{self.path} was exported from other weights than {self.run_dir}/model.safetensors: run `{fix}` again.")
+        self.session = make_session(self.path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits `[B, C]` (float32, CPU) for a batch of named inputs."""
+        feeds = {n: _numpy(batch[n]) for n in self.input_names}
+        (logits,) = self.session.run(None, feeds)
+        return torch.from_numpy(logits)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy())

@@ -1,0 +1,177 @@
+"""Inputs for checking an exported model: the run's validation samples, or synthetic ones.
+
+Parity checks, int8 calibration and the accuracy of a quantized model all need real inputs. A
+run directory lists its exact split in `split.json`: image runs the files (relative to the data
+root), text runs the row numbers of the data file, which is read again with the run's settings.
+When those files are gone (the run was copied to another machine), seeded synthetic inputs are
+used instead, and the description says so: a parity figure on noise is weaker evidence than one
+on validation data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from graftkit.rundir import read_json
+
+
+@dataclass
+class Samples:
+    """Inputs to run an exported model on, with labels when they are real validation samples."""
+
+    items: list[Any]
+    """Image paths or uint8 `[3, H, W]` tensors (image runs); strings (text runs)."""
+    labels: list[Any] | None
+    """The items' labels (class names, lists of names, numbers), or None for synthetic inputs."""
+    source: str
+    """Where they came from, e.g. `validation images from split.json (120 of 120)`."""
+
+    @property
+    def real(self) -> bool:
+        return self.labels is not None
+
+
+def validation_samples(run_dir: str | Path, meta: dict[str, Any], limit: int | None = None, seed: int = 0) -> Samples:
+    """The run's validation samples when their files still exist, else synthetic inputs.
+
+    Args:
+        run_dir: A finished run directory.
+        meta: Its graft.json.
+        limit: At most this many samples (the first ones, in split order).
+        seed: Seed for synthetic inputs.
+
+    Returns:
+        `Samples`; `labels` is None when the inputs are synthetic.
+    """
+    run_dir = Path(run_dir)
+    text = meta.get("modality") == "text"
+    found = _text_validation(run_dir, meta) if text else _image_validation(run_dir)
+    if found is not None and found.items:
+        if limit is not None:
+            found.items, found.labels = found.items[:limit], found.labels[:limit]
+        return found
+    why = found.source if found is not None else "the run has no split.json"
+    n = min(limit or 64, 64)  # enough to see a broken export; synthetic inputs say nothing about accuracy
+    if text:
+        return Samples(_synthetic_texts(run_dir, meta, n, seed), None, f"synthetic texts ({why})")
+    size = int(meta["preprocess"]["input_size"])
+    return Samples(_synthetic_images(n, size, seed), None, f"synthetic images ({why})")
+
+
+def calibration_images(run_dir: str | Path, limit: int = 128) -> Samples | None:
+    """Training images of an image run (every k-th, at most `limit`) for int8 calibration, or None
+    when their files are gone. Calibrating on training images keeps the validation images, on
+    which the int8 model's accuracy is measured, out of the choice of its ranges."""
+    found = _image_validation(Path(run_dir), "train")
+    if found is None or not found.items:
+        return None
+    step = max(1, len(found.items) // limit)
+    found.items, found.labels = found.items[::step][:limit], found.labels[::step][:limit]
+    if step > 1:
+        found.source += f", every {step}th: {len(found.items)}"
+    return found
+
+
+def _image_validation(run_dir: Path, split_name: str = "val") -> Samples | None:
+    path = run_dir / "split.json"
+    if not path.is_file():
+        return None
+    split = read_json(path)
+    listed = (split.get("files") or {}).get(split_name) or []
+    roots = [Path(split[k]) for k in ("val_root", "root") if split.get(k)]
+    items, labels = [], []
+    for rel, label in listed:
+        candidates = [Path(rel)] if Path(rel).is_absolute() else [r / rel for r in roots]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is not None:
+            items.append(hit)
+            labels.append(label)
+    what = "validation" if split_name == "val" else "training"
+    if not items:
+        return Samples([], [], f"none of the {len(listed)} {what} files listed in split.json exist here")
+    return Samples(items, labels, f"{what} images from split.json ({len(items)} of {len(listed)})")
+
+
+def _text_validation(run_dir: Path, meta: dict[str, Any]) -> Samples | None:
+    from graftkit.errors import GraftError
+
+    data = meta.get("data") or {}
+    source = data.get("root")
+    if not source or not Path(source).exists():
+        return Samples([], [], f"the data file {source} does not exist here")
+    cfg = meta.get("config") or {}
+    try:
+        from graftkit.data.text import read_text_data
+
+        dataset = read_text_data(
+            source, task=cfg.get("task", "classification"), text_col=cfg.get("text_col"), label_col=cfg.get("label_col"),
+            val_fraction=cfg.get("val_fraction", 0.2), seed=cfg.get("seed", 0), encoding=cfg.get("encoding"),
+        )  # fmt: skip
+    except GraftError as e:
+        return Samples([], [], f"the data file {source} cannot be read again ({str(e).splitlines()[0]})")
+    rows = None
+    if (run_dir / "split.json").is_file():
+        rows = set((read_json(run_dir / "split.json").get("rows") or {}).get("val") or [])
+    val = [s for s in dataset.val if not rows or s.row in rows]
+    return Samples([s.text for s in val], [s.label for s in val], f"validation texts from {Path(source).name} ({len(val)})")
+
+
+def _synthetic_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
+    # Smooth colour fields (low-resolution noise, upsampled) rather than pixel noise: their
+    # statistics are closer to photographs, so the logits are not all alike.
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand((n, 3, 8, 8), generator=g)
+    big = torch.nn.functional.interpolate(low, size=(size + size // 7, size + size // 7), mode="bicubic", align_corners=False)
+    return [(img.clamp(0, 1) * 255).to(torch.uint8) for img in big]
+
+
+def _synthetic_texts(run_dir: Path, meta: dict[str, Any], n: int, seed: int) -> list[str]:
+    tokenizer = load_run_tokenizer(run_dir, meta)
+    specials = set(getattr(tokenizer, "all_special_tokens", []))
+    words = [w for w in sorted(tokenizer.get_vocab()) if w not in specials and w.isalpha()] or ["text"]
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        length = int(torch.randint(3, 24, (1,), generator=g))
+        idx = torch.randint(0, len(words), (length,), generator=g).tolist()
+        out.append(" ".join(words[i] for i in idx))
+    return out
+
+
+def load_run_tokenizer(folder: Path, meta: dict[str, Any]) -> Any:
+    """The tokenizer saved with a text run (`RUN/hf/`) or beside its export (`RUN/export/`)."""
+    from graftkit.backbones.hf_backbone import load_tokenizer
+
+    text = meta.get("text") or {}
+    sub = folder / text.get("architecture_dir", "hf")
+    return load_tokenizer(sub if sub.is_dir() else folder, text.get("kind", "encoder"))
+
+
+def model_batches(items: list[Any], meta: dict[str, Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+    """The model's named inputs, batch by batch: `pixel_values` `[B, 3, S, S]` for image runs,
+    `input_ids` and `attention_mask` `[B, T]` (padded to the batch's longest text) for text runs.
+
+    Args:
+        items: Image paths / uint8 tensors, or texts.
+        meta: The run's graft.json.
+        batch_size: Items per batch.
+        tokenizer: The run's tokenizer (text runs).
+    """
+    if meta.get("modality") == "text":
+        max_length = int(meta["preprocess"]["max_length"])
+        for start in range(0, len(items), batch_size):
+            enc = tokenizer(list(items[start : start + batch_size]), padding=True, truncation=True, max_length=max_length,
+                            return_token_type_ids=False, return_tensors="pt")  # fmt: skip
+            yield {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
+        return
+    from graftkit.backbones.base import ImagePreprocess
+    from graftkit.data import build_transform, load_image
+
+    transform = build_transform(ImagePreprocess.from_dict(meta["preprocess"]), "none", train=False)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        yield {"pixel_values": torch.stack([transform(load_image(x) if isinstance(x, (str, Path)) else x) for x in chunk])}

@@ -1,0 +1,405 @@
+"""`graft serve`: a run directory behind a small HTTP API, with a web page.
+
+(No `from __future__ import annotations` here: FastAPI reads the route functions' annotations at
+run time, and they name locally imported classes.)
+
+| route               | what                                                                          |
+|---------------------|-------------------------------------------------------------------------------|
+| `GET /`             | the web page: drop or pick an image (or type a text), see the top classes      |
+| `POST /predict`     | image runs: multipart upload (one or more files) or a raw `image/*` body;     |
+|                     | text runs: JSON `{"text": "..."}` or `{"texts": ["...", ...]}`; `?top_k=5`     |
+| `GET /info`         | the model card: task, classes, metrics, input spec, limits                    |
+| `GET /health`       | `{"status": "ok"}` once the model is loaded                                   |
+| `GET /openapi.json` | the OpenAPI spec (`/docs` renders it)                                         |
+
+Concurrent requests are micro-batched (`MicroBatcher`). Every bad request gets a 4xx answer
+`{"error": "..."}` that names the problem (wrong content type, malformed JSON, an unreadable or
+truncated image, too many pixels, an empty or too long text, a body over the size limit); the
+service keeps serving. FastAPI and uvicorn are imported when an app is built.
+"""
+
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from graftkit.rundir import read_json
+
+log = logging.getLogger("graftkit.serve")
+WEB_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+_MAX_ASPECT = 100
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may send; anything beyond is refused with a 413 naming the limit."""
+
+    max_body_bytes: int = 20 * 2**20
+    """Request body size (all files together), bytes."""
+    max_files: int = 16
+    """Images per request."""
+    max_pixels: int = 40_000_000
+    """Pixels per image (width x height); checked from the header before decoding."""
+    max_texts: int = 64
+    """Texts per request."""
+    max_text_chars: int = 20_000
+    """Characters per text (the model reads at most its max_length tokens of it anyway)."""
+
+
+class ApiError(Exception):
+    """A bad request: answered with `status` and `{"error": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(
+    run_dir: str | Path,
+    *,
+    backend: str = "torch",
+    max_batch: int = 16,
+    max_wait_ms: float = 5.0,
+    limits: ServeLimits | None = None,
+    predictor: Any = None,
+) -> Any:
+    """Build the FastAPI app serving a run.
+
+    Args:
+        run_dir: A finished run directory.
+        backend: `torch`, `onnx` or `onnx-int8` (see `graftkit.load`).
+        max_batch: Most inputs the model runs at once (across concurrent requests).
+        max_wait_ms: How long a batch waits for more requests.
+        limits: Request limits (defaults: `ServeLimits()`).
+        predictor: An already loaded `Predictor` for `run_dir` (tests, benchmarks).
+
+    Returns:
+        A `fastapi.FastAPI` app; run it with uvicorn or test it with `fastapi.testclient.TestClient`.
+
+    Raises:
+        RunDirError, ConfigError: as `graftkit.load`.
+
+    Example:
+        >>> from fastapi.testclient import TestClient
+        >>> client = TestClient(create_app("runs/flowers"))
+        >>> client.post("/predict", files={"file": open("rose.jpg", "rb")}).json()["predictions"][0]["label"]
+        'rose'
+    """
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from graftkit.deploy.batching import MicroBatcher
+    from graftkit.deploy.predictor import load
+
+    limits = limits or ServeLimits()
+    predictor = predictor or load(run_dir, backend=backend)
+    run_dir = Path(run_dir)
+    text = predictor.modality == "text"
+    n_out = max(len(predictor.classes), 1)
+    batcher = MicroBatcher(lambda xs: predictor.predict(xs, top_k=n_out, batch_size=max_batch), max_batch=max_batch, max_wait_ms=max_wait_ms)
+    card = model_card(run_dir, predictor, backend, limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title=f"graftkit: {run_dir.name}",
+        version=str(card.get("graftkit_version", "")),
+        description=f"{card['task']} on {card['modality']} inputs with {card['model']['id']}. POST /predict; GET /info for the model card.",
+    )
+    app.state.batcher = batcher
+    app.state.predictor = predictor
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:  # a bug, not a bad request
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the service keeps running"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():  # noqa: ANN202 (locally imported types confuse FastAPI's annotation resolution)
+        return HTMLResponse(_web_file("index.html"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):  # noqa: ANN202
+        if name not in WEB_FILES:
+            raise ApiError(404, f"no such file: {name}")
+        return Response(_web_file(name), media_type=WEB_FILES[name])
+
+    @app.get("/health", summary="Liveness: the model is loaded")
+    async def health() -> dict:
+        return {"status": "ok", "backend": backend, "queued": batcher.queued, "batches": batcher.batches, "items": batcher.items}
+
+    @app.get("/info", summary="The model card: task, classes, metrics, input spec, limits")
+    async def info() -> dict:
+        return card
+
+    responses = {
+        400: {"description": "Malformed body (JSON, multipart)", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+        413: {"description": "Over a limit (body size, pixels, files, texts, text length)", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+        415: {"description": "Wrong content type", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+        422: {"description": "Unusable input (unreadable image, empty text, bad parameter)", "content": {"application/json": {"schema": _ERROR_SCHEMA}}},
+    }
+
+    @app.post(
+        "/predict",
+        summary="Top-k predictions for " + ("one or more texts" if text else "one or more images"),
+        responses={200: {"content": {"application/json": {"schema": _PREDICT_SCHEMA}}}, **responses},
+        openapi_extra={"requestBody": _request_body(text, limits)},
+    )
+    async def predict(request: Request, top_k: int = Query(5, ge=1, le=1000, description="classes per input")):  # noqa: ANN202
+        body = await _read_body(request, limits.max_body_bytes)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if text:
+            names, inputs = _texts_from(body, ctype, limits)
+        else:
+            names, inputs = await _images_from(request, body, ctype, limits)
+        preds = await batcher.submit(inputs)
+        k = min(top_k, n_out)
+        out = []
+        for name, p in zip(names, preds):
+            d = p.to_dict()
+            d["input"], d["top_k"] = name, d["top_k"][:k]
+            out.append(d)
+        return JSONResponse({"predictions": out})
+
+    return app
+
+
+# ----------------------------------------------------------------------------------------------
+# Request parsing
+
+
+async def _read_body(request: Any, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (also when chunked)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise ApiError(413, f"request body is {int(declared)} bytes; the limit is {limit} bytes")
+        except ValueError:
+            raise ApiError(400, f"Content-Length {declared!r} is not a number") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _texts_from(body: bytes, ctype: str, limits: ServeLimits) -> tuple[list[str], list[str]]:
+    if ctype != "application/json":
+        raise ApiError(415, f"this is a text model: send JSON (Content-Type: application/json) like {{\"text\": \"...\"}} or {{\"texts\": [...]}}, not {ctype or 'no content type'}")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ApiError(400, f"body is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not ({"text", "texts"} & set(data)):
+        raise ApiError(422, 'JSON body must be an object with "text" (a string) or "texts" (a list of strings)')
+    if "text" in data and "texts" in data:
+        raise ApiError(422, 'send either "text" or "texts", not both')
+    texts = [data["text"]] if "text" in data else data["texts"]
+    if not isinstance(texts, list) or not texts:
+        raise ApiError(422, '"texts" must be a non-empty list of strings')
+    if len(texts) > limits.max_texts:
+        raise ApiError(413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}")
+    for i, t in enumerate(texts):
+        where = '"text"' if "text" in data else f'"texts"[{i}]'
+        if not isinstance(t, str):
+            raise ApiError(422, f"{where} must be a string, got {type(t).__name__}")
+        if not t.strip():
+            raise ApiError(422, f"{where} is empty: send some text")
+        if len(t) > limits.max_text_chars:
+            raise ApiError(413, f"{where} has {len(t)} characters; the limit is {limits.max_text_chars}")
+    return texts, texts
+
+
+async def _images_from(request: Any, body: bytes, ctype: str, limits: ServeLimits) -> tuple[list[str], list[Any]]:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    if ctype in IMAGE_TYPES:  # a raw image body (curl --data-binary @x.jpg -H 'Content-Type: image/jpeg')
+        files = [("body", body)]
+    elif ctype == "multipart/form-data":
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=limits.max_files, max_fields=100)
+        except Exception as e:  # starlette raises HTTPException (or MultiPartException) for malformed or oversized forms
+            detail = str(getattr(e, "detail", None) or e)
+            if "Too many files" in detail:
+                raise ApiError(413, f"more than {limits.max_files} images in one request; the limit is {limits.max_files}") from None
+            raise ApiError(400, f"cannot parse the multipart body: {detail}") from None
+        uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not uploads:
+            raise ApiError(422, "no image in the form: send one or more files in a field named 'file'")
+        files = [(u.filename or f"file {i}", await u.read()) for i, u in enumerate(uploads)]
+    else:
+        raise ApiError(415, f"this is an image model: send multipart/form-data with one or more image files (field 'file'), or a raw image/* body, not {ctype or 'no content type'}")
+    if len(files) > limits.max_files:
+        raise ApiError(413, f"{len(files)} images in one request; the limit is {limits.max_files}")
+    images = await run_in_threadpool(lambda: [decode_upload(data, name, limits.max_pixels) for name, data in files])
+    return [name for name, _ in files], images
+
+
+def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
+    """Decode an uploaded image into a uint8 `[3, H, W]` tensor, exactly as `graft predict` reads files.
+
+    Raises:
+        ApiError: 422 for empty, unreadable or truncated data; 413 for more than `max_pixels`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from graftkit.data import images as imaging  # the decoders `load_image` uses, on bytes
+    from graftkit.errors import DataError
+
+    if not data:
+        raise ApiError(422, f"{name}: the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=imaging._PIL_FORMATS) as im:
+                width, height = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError(413, f"{name}: the image has too many pixels; the limit is {max_pixels}") from None
+    except UnidentifiedImageError:
+        raise ApiError(422, f"{name}: not an image in a known format; send JPEG, PNG, WebP, GIF, BMP or TIFF") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ApiError(422, f"{name}: not a readable image ({str(e)[:160]})") from None
+    if width * height > max_pixels:
+        raise ApiError(413, f"{name}: the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    if width == 0 or height == 0:
+        raise ApiError(422, f"{name}: the image is {width}x{height} pixels")
+    if max(width, height) / min(width, height) > _MAX_ASPECT:  # resizing the short side would blow it up
+        raise ApiError(422, f"{name}: the image is {width}x{height} pixels; sides more than {_MAX_ASPECT}:1 apart are not accepted")
+    buf = bytearray(data)
+    if data.startswith(imaging._JPEG_MAGIC) and not bytes(data).rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ApiError(422, f"{name}: the JPEG data is truncated (no end-of-image marker)")
+    try:
+        if imaging._jpeg_components(buf) in (1, 3):
+            image = imaging._decode_jpeg_fast(buf)
+            if image is not None:
+                return image
+        return imaging._decode_with_pil(buf, Path(name))
+    except DataError as e:
+        raise ApiError(422, f"{name}: not a readable image ({str(e.__cause__ or e.problems[0])[:160]})") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Model card, OpenAPI fragments, web files
+
+
+def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits) -> dict[str, Any]:
+    """What `GET /info` returns: the run's task, classes, metrics and input spec, from its files."""
+    import graftkit
+
+    meta = predictor.meta
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    val = metrics.get("val") or {}
+    scalars = {k: v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    pre = meta.get("preprocess", {})
+    if predictor.modality == "text":
+        spec = {"kind": "text", "content_type": "application/json", "body": {"text": "string"}, "max_tokens": pre.get("max_length")}
+    else:
+        spec = {"kind": "image", "content_type": "multipart/form-data (field 'file')", "input_size": pre.get("input_size"),
+                "formats": ["jpeg", "png", "webp", "gif", "bmp", "tiff"]}  # fmt: skip
+    parity = run_dir / "export" / "parity.json"
+    return {
+        "name": run_dir.name,
+        "task": meta["task"]["name"],
+        "modality": predictor.modality,
+        "classes": list(predictor.classes),
+        "model": {"id": meta["model"].get("model_id"), "arch": meta["model"].get("arch"), "strategy": meta.get("strategy")},
+        "metrics": {"val": scalars, "per_class": val.get("per_class") or {}, "test": {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))}},
+        "data": {k: (meta.get("data") or {}).get(k) for k in ("totals", "split")},
+        "input": spec,
+        "limits": asdict(limits),
+        "backend": backend,
+        "export": read_json(parity) if parity.is_file() else None,
+        "created": meta.get("created"),
+        "graftkit_version": graftkit.__version__,
+    }
+
+
+_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_PREDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"predictions": {"type": "array", "items": {"type": "object", "properties": {
+        "input": {"type": "string"}, "label": {"type": "string"}, "score": {"type": "number"},
+        "top_k": {"type": "array", "items": {"type": "object", "properties": {"label": {"type": "string"}, "score": {"type": "number"}}}},
+    }}}},
+    "required": ["predictions"],
+}  # fmt: skip
+
+
+def _request_body(text: bool, limits: ServeLimits) -> dict[str, Any]:
+    if text:
+        one = {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars}
+        schema = {"oneOf": [
+            {"type": "object", "properties": {"text": one}, "required": ["text"], "additionalProperties": False},
+            {"type": "object", "properties": {"texts": {"type": "array", "items": one, "minItems": 1, "maxItems": limits.max_texts}},
+             "required": ["texts"], "additionalProperties": False},
+        ]}  # fmt: skip
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": binary}, "required": ["file"]}},
+            "image/jpeg": {"schema": binary},
+            "image/png": {"schema": binary},
+        },
+    }
+
+
+def _web_file(name: str) -> bytes:
+    return (resources.files("graftkit.deploy") / "web" / name).read_bytes()
+
+
+def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, backend: str = "torch", max_batch: int = 16, max_wait_ms: float = 5.0) -> None:
+    """Serve a run with uvicorn until interrupted (`graft serve`).
+
+    Args:
+        run_dir: A finished run directory.
+        host: Interface to listen on (`0.0.0.0` for every interface).
+        port: TCP port.
+        backend: `torch`, `onnx` or `onnx-int8`.
+        max_batch: Most inputs the model runs at once.
+        max_wait_ms: How long a batch waits for more requests.
+    """
+    import uvicorn
+
+    from graftkit.training.progress import info
+
+    app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
+    info(f"serving {run_dir} ({backend}) on http://{shown}:{port}/  (API: /predict, /info, /health, /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

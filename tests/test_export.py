@@ -1,0 +1,188 @@
+"""graft export: ONNX / TorchScript / int8 beside the run, parity with PyTorch, the ONNX predict backend."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import graftkit
+from graftkit.cli import main
+from graftkit.deploy.export import ExportParityError, export
+from graftkit.errors import ConfigError, RunDirError
+from tests._deploy_runs import copy_run, image_run, text_run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """The tiny image run, exported to ONNX fp32 + int8 once for the module."""
+    run = copy_run(image_run(tmp_path_factory), tmp_path_factory.mktemp("export") / "run")
+    export(run, "onnx", quantize="int8")
+    return run
+
+
+def _read(run: Path, name: str) -> dict:
+    return json.loads((run / "export" / name).read_text())
+
+
+def test_onnx_export_writes_model_preprocess_and_parity(exported):
+    parity = _read(exported, "parity.json")["onnx"]
+    assert parity["passed"] and parity["top1_agreement"] == 1.0 and parity["max_abs_logit_diff"] < 1e-4
+    assert parity["inputs"].startswith("validation images from split.json") and parity["real_inputs"]
+    spec = _read(exported, "preprocess.json")
+    assert spec["classes"] == ["cat", "dog", "fox"] and spec["inputs"]["pixel_values"]["shape"][0] == "batch"
+    assert spec["image"]["center_crop"] == spec["inputs"]["pixel_values"]["shape"][2] and len(spec["image"]["mean"]) == 3
+    assert spec["output"]["activation"] == "softmax"
+    # recorded in the run too, and the model card mentions the export
+    metrics = json.loads((exported / "metrics.json").read_text())
+    assert metrics["export"]["onnx"]["passed"] and "onnx-int8" in metrics["export"]
+    assert "## Export" in (exported / "MODEL_CARD.md").read_text()
+
+
+def test_onnx_batch_axis_is_dynamic(exported):
+    from graftkit.deploy.runtime import OnnxRuntimeModel
+
+    model = OnnxRuntimeModel(exported)
+    size = _read(exported, "preprocess.json")["inputs"]["pixel_values"]["shape"][2]
+    for n in (1, 5):
+        assert model({"pixel_values": torch.randn(n, 3, size, size)}).shape == (n, 3)
+
+
+def test_int8_parity_accuracy_and_speed_are_measured(exported):
+    rec = _read(exported, "parity.json")["onnx-int8"]
+    assert rec["passed"] and rec["quantization"]["method"] == "static" and rec["calibration"].startswith("training images")
+    val = rec["validation"]
+    assert val["metric"] == "accuracy" and set(val) >= {"torch", "onnx", "onnx-int8", "change", "n"}
+    assert val["change"] == pytest.approx(val["onnx-int8"]["accuracy"] - val["onnx"]["accuracy"])
+    assert all(v > 0 for v in rec["latency_ms_single"].values()) and rec["speedup_vs_fp32"] > 0
+    assert (exported / "export" / "model.int8.onnx").stat().st_size < (exported / "export" / "model.onnx").stat().st_size
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_onnx_backends_predict_like_torch(exported, tmp_path_factory, backend):
+    files = sorted((tmp_path_factory.getbasetemp() / "deploy-runs" / "images").glob("*/*.png"))[::3]
+    ref = graftkit.load(exported).predict_proba(files)
+    got = graftkit.load(exported, backend=backend).predict_proba(files)
+    if backend == "onnx":
+        torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    else:
+        assert (got.argmax(1) == ref.argmax(1)).float().mean() >= 0.8
+
+
+def test_cli_predict_onnx_from_stdin_and_manifests(exported, tmp_path_factory, tmp_path, monkeypatch, capsys):
+    images = tmp_path_factory.getbasetemp() / "deploy-runs" / "images"
+    files = sorted(images.glob("*/*.png"))[:4]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(map(str, files)) + "\n"))
+    assert main(["predict", str(exported), "-", "--backend", "onnx", "--format", "json", "--top-k", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == [str(f) for f in files] and len(rows[0]["top_k"]) == 2
+
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"image": str(f)}) + "\n" for f in files[:2]))
+    shutil.copytree(images, tmp_path / "cat_dog_fox")
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"cat_dog_fox/{f.relative_to(images)}\n" for f in files))
+    assert main(["predict", str(exported), str(tmp_path / "m.csv"), str(tmp_path / "m.jsonl"), "--backend", "onnx", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("input,label,score") and len(lines) == 1 + 4 + 2
+
+
+def test_manifest_without_the_column_names_it(exported, tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("filename_typo\nx.png\n")
+    assert main(["predict", str(exported), str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "'path'" in err and "filename_typo" in err and "--column" in err
+
+
+def test_missing_or_stale_export_names_the_fix(exported, tmp_path):
+    bare = copy_run(exported, tmp_path / "bare")
+    shutil.rmtree(bare / "export")
+    with pytest.raises(RunDirError, match="graft export .* --format onnx"):
+        graftkit.load(bare, backend="onnx")
+    stale = copy_run(exported, tmp_path / "stale")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(stale / "model.safetensors"))
+    key = next(k for k in state if k.startswith("head."))
+    state[key] = state[key] + 1
+    save_file(state, str(stale / "model.safetensors"))
+    with pytest.raises(RunDirError, match="exported from other weights"):
+        graftkit.load(stale, backend="onnx")
+
+
+def test_torchscript_export_on_synthetic_inputs_when_data_is_gone(exported, tmp_path):
+    run = copy_run(exported, tmp_path / "moved")
+    split = json.loads((run / "split.json").read_text())
+    split["root"] = str(tmp_path / "no-longer-here")
+    (run / "split.json").write_text(json.dumps(split))
+    result = export(run, "torchscript")
+    rec = result.parity["torchscript"]
+    assert rec["passed"] and rec["inputs"].startswith("synthetic images") and not rec["real_inputs"]
+    assert rec["max_abs_logit_diff"] < 1e-4 and (run / "export" / "model.pt").is_file()
+    assert "onnx" in _read(run, "parity.json")  # earlier records are kept
+
+
+def test_parity_failure_fails_loudly_and_removes_the_file(exported, tmp_path, monkeypatch):
+    run = copy_run(exported, tmp_path / "broken")
+    import graftkit.deploy.export as ex
+
+    real = ex._session_runner
+
+    def shuffled(session):
+        run_ = real(session)
+        return lambda batch: run_(batch).roll(1, dims=1)  # a "wrong" exporter: classes shifted
+
+    monkeypatch.setattr(ex, "_session_runner", shuffled)
+    with pytest.raises(ExportParityError, match="top-1 class agreement"):
+        export(run, "onnx")
+    assert not (run / "export" / "model.onnx").exists()
+    assert _read(run, "parity.json")["onnx"]["passed"] is False
+
+
+def test_bad_options_are_reported_together(exported):
+    with pytest.raises(ConfigError, match="--format 'tflite'.*--exporter 'x'"):
+        export(exported, "tflite", exporter="x")
+    with pytest.raises(ConfigError, match="needs --format onnx"):
+        export(exported, "torchscript", quantize="int8")
+
+
+def test_generative_runs_are_not_exportable():
+    from graftkit.deploy.signature import signature_for
+
+    with pytest.raises(ConfigError, match="seq2seq run"):
+        signature_for(torch.nn.Identity(), {"task": {"name": "seq2seq"}})
+
+
+def test_text_export_fp32_int8_and_onnx_predict(tmp_path_factory, tiny_bert_dir, tmp_path):
+    run = copy_run(text_run(tmp_path_factory, tiny_bert_dir), tmp_path / "text")
+    result = export(run, "onnx", quantize="int8")
+    fp32, int8 = result.parity["onnx"], result.parity["onnx-int8"]
+    assert fp32["passed"] and fp32["max_abs_logit_diff"] < 1e-4 and fp32["inputs"].startswith("validation texts")
+    assert int8["passed"] and int8["quantization"]["method"] == "dynamic" and "change" in int8["validation"]
+    spec = _read(run, "preprocess.json")
+    assert spec["inputs"]["input_ids"]["shape"] == ["batch", "sequence"] and spec["text"]["tokenizer"] == "tokenizer.json"
+    assert (run / "export" / "tokenizer.json").is_file()
+    texts = ["the movie was very good good", "the film was so awful awful and boring dull dull", "fine"]
+    ref = graftkit.load(run).predict_proba(texts)
+    got = graftkit.load(run, backend="onnx").predict_proba(texts)  # mixed lengths: dynamic sequence axis
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    session = __import__("onnxruntime").InferenceSession(str(run / "export" / "model.onnx"))
+    for b, t in ((1, 3), (4, 17)):
+        feeds = {"input_ids": np.ones((b, t), np.int64), "attention_mask": np.ones((b, t), np.int64)}
+        assert session.run(None, feeds)[0].shape == (b, 2)
+
+
+def test_text_predict_reads_stdin_txt_and_csv(tmp_path_factory, tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    run = text_run(tmp_path_factory, tiny_bert_dir)
+    (tmp_path / "notes.txt").write_text("the film was dull\nthe song was lovely\n")
+    (tmp_path / "more.csv").write_text("id,review\n1,a wonderful story\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the plot was awful\n\nthe music was great\n"))
+    args = ["predict", str(run), "-", str(tmp_path / "notes.txt"), "a literal text", "--format", "json"]
+    assert main(args) == 0
+    inputs = [json.loads(line)["input"] for line in capsys.readouterr().out.splitlines()]
+    assert inputs == ["the plot was awful", "the music was great", "the film was dull", "the song was lovely", "a literal text"]
+    assert main(["predict", str(run), str(tmp_path / "more.csv"), "--column", "review", "--format", "csv"]) == 0
+    assert "a wonderful story" in capsys.readouterr().out
