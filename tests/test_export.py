@@ -186,3 +186,22 @@ def test_text_predict_reads_stdin_txt_and_csv(tmp_path_factory, tiny_bert_dir, t
     assert inputs == ["the plot was awful", "the music was great", "the film was dull", "the song was lovely", "a literal text"]
     assert main(["predict", str(run), str(tmp_path / "more.csv"), "--column", "review", "--format", "csv"]) == 0
     assert "a wonderful story" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra", [{"strategy": "lora"}, {"strategy": "finetune", "task": "multilabel"}, {"strategy": "finetune", "task": "regression", "label_col": "score"}])
+def test_lora_multilabel_and_regression_runs_export_with_parity(tiny_bert_dir, tmp_path, extra):
+    """LoRA adapters are merged into the exported graph; multi-label and regression heads export too."""
+    import graftkit
+    from graftkit.deploy.export import export
+    from tests.test_text_train import write_sentiment_csv
+
+    data = write_sentiment_csv(tmp_path / "r.csv", n=24)
+    if extra.get("task") == "multilabel":  # labels as `a|b` lists
+        rows = data.read_text().splitlines()
+        data.write_text("\n".join([rows[0]] + [r.replace(",positive,", ",good|positive,") for r in rows[1:]]) + "\n")
+    run = graftkit.fit(data, model=f"hf:{tiny_bert_dir}", out=tmp_path / "run", epochs=1, batch_size=8, offline=True, **extra)
+    export(run.dir, "onnx")  # raises ExportParityError below the agreement threshold
+    assert (run.dir / "export" / "model.onnx").is_file() and (run.dir / "export" / "parity.json").is_file()
+    onnx_out = graftkit.load(run.dir, backend="onnx").predict_proba(["the film was good", "the film was bad"])
+    torch_out = graftkit.load(run.dir).predict_proba(["the film was good", "the film was bad"])
+    assert torch.allclose(onnx_out, torch_out, atol=1e-4)
