@@ -152,3 +152,14 @@ def vader_split_csvs(seed: int = 0, n_train: int = 8000, n_test: int = 2000, lim
     tag = f"s{seed}-{len(train)}-{len(test)}"
     folder = WORK / "vader-split"
     return write_text_csv(train, folder / f"train-{tag}.csv"), write_text_csv(test, folder / f"test-{tag}.csv")
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """`KEY=VALUE` from a `--…-setting` flag; the value is JSON when it parses (numbers, booleans)."""
+    import json
+
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

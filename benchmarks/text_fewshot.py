@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from _common import parse_setting as _setting
 from _common import WORK, few_shot, machine, report, vader_split, write_text_csv
 
 LABELS = ["negative", "positive"]
@@ -96,14 +97,6 @@ def run_graftkit(train_csv: Path, test_csv: Path, *, strategy: str, seed: int, s
 def _per_shot(text: str) -> dict[int, int]:
     """`8:20,64:5` → {8: 20, 64: 5}."""
     return {int(k): int(v) for k, v in (part.split(":") for part in text.split(","))}
-
-
-def _setting(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> None:

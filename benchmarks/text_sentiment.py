@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from _common import parse_setting as _setting
 from _common import WORK, fresh_cache, machine, report, vader_split, write_text_csv
 
 STRATEGIES = ("linear-probe", "finetune", "lora")
@@ -33,14 +34,6 @@ DEFAULTS = {
     "lora": {"epochs": 2, "batch_size": 32},
 }
 TARGETS = {"linear-probe": 0.77, "finetune": 0.80}
-
-
-def _setting(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> None:

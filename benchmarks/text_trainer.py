@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from _common import parse_setting as _setting
 from _common import WORK, machine, report, vader_split, write_text_csv
 
 LABELS = ["negative", "positive"]
@@ -147,14 +148,6 @@ def graftkit_side(train_csv: Path, test_csv: Path, n_train: int, args: argparse.
     }
     print(f"graftkit: accuracy {result['accuracy']:.4f}, train {result['train_s']:.0f} s, total {result['total_s']:.0f} s", flush=True)
     return result
-
-
-def _setting(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> None:

