@@ -25,7 +25,11 @@ def __getattr__(name: str):
         from graftkit.training.config import TrainConfig
 
         return TrainConfig
+    if name in ("rank", "lr_find", "tune", "curve"):  # choose and adjust (graftkit.selection)
+        import importlib
+
+        return getattr(importlib.import_module(f"graftkit.selection.{name}"), name)
     raise AttributeError(f"module 'graftkit' has no attribute {name!r}")
 
 
-__all__ = ["fit", "load", "evaluate", "TrainConfig", "GraftError", "__version__"]
+__all__ = ["fit", "load", "evaluate", "TrainConfig", "rank", "lr_find", "tune", "curve", "GraftError", "__version__"]

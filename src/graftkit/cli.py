@@ -154,7 +154,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     ranking = rank(args.data, [m.strip() for m in args.models.split(",") if m.strip()], out=args.out, by=args.by, folds=args.folds,
                    max_per_class=args.max_per_class, image_size=args.image_size, batch_size=args.batch_size,
-                   num_workers=args.num_workers, offline=args.offline, seed=args.seed)  # fmt: skip
+                   num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device)  # fmt: skip
     Console().print(format_ranking_table(ranking))
     for m in ranking.models:
         if m.status != "ok":
@@ -168,7 +168,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     r = lr_find(args.data, model=args.model, strategy=args.strategy, out=args.out, start_lr=args.start_lr, end_lr=args.end_lr,
                 steps=args.steps, batch_size=args.batch_size, image_size=args.image_size, augment=args.augment,
-                num_workers=args.num_workers, offline=args.offline, seed=args.seed)  # fmt: skip
+                num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device)  # fmt: skip
     more = f" (steepest descent at {r.steepest:.2e})" if r.steepest else ""
     print(f"suggested learning rate: {r.suggestion:.2e}{more}; use --lr {r.suggestion:.2g}")
     if r.still_falling:
@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int)
     p.add_argument("--offline", action="store_true", help="never touch the network; models without local weights are skipped")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one) | cpu | cuda[:N]")
 
     p = add("lr-find", cmd_lr_find, "Sweep the learning rate exponentially; plot the loss and suggest a learning rate.")
     p.add_argument("data", help="labelled data, as for `graft train`")
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int)
     p.add_argument("--offline", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one) | cpu | cuda[:N]")
 
     p = add("tune", cmd_tune, "Optuna search over lr, weight decay, strategy, depth, augmentation and label smoothing; keeps the best run.")
     p.add_argument("data", help="labelled data, as for `graft train`")

@@ -107,6 +107,8 @@ def write_report(
     data_summary: dict[str, Any] | None = None,
     best_epoch: int | None = None,
     examples: list[dict[str, Any]] | None = None,
+    auto: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG plots into ``out_dir``.
 
@@ -125,6 +127,10 @@ def write_report(
         data_summary: Facts about the data (counts per split, class balance...).
         best_epoch: Epoch whose weights were kept, marked on the learning curves.
         examples: Rows of generated text (``input``, ``reference``, ``generated``) to show.
+        auto: How ``--strategy auto`` / ``--time-budget`` planned the run (``strategy``,
+            ``epochs``, ``reasons``, ``measurements``).
+        calibration: Temperature scaling fitted on validation (``temperature``, ``ece``,
+            ``ece_calibrated``); shown with ``reliability.png`` when that file is in ``out_dir``.
 
     Returns:
         The path of ``report.html``.
@@ -170,6 +176,22 @@ def write_report(
             _per_class_html(per_class),
             _img(PER_CLASS_PNG, "per-class precision, recall and F1"),
         ]
+    if auto:
+        reasons = "".join(f"<li>{escape(str(r))}</li>" for r in auto.get("reasons", []))
+        sections += [
+            f"<h2>Strategy: {escape(str(auto.get('strategy')))}, {escape(str(auto.get('epochs')))} epochs</h2>",
+            f"<ul>{reasons}</ul>",
+        ]
+    if calibration:
+        sections += [
+            "<h2>Calibration (val)</h2>",
+            f'<p class="meta">Temperature scaling fitted on the validation split: T = '
+            f"{calibration['temperature']:.3f}; expected calibration error (15 bins) "
+            f"{calibration['ece']:.4f} before, {calibration['ece_calibrated']:.4f} after. "
+            "Scaling never changes the predicted class.</p>",
+        ]
+        if (out / "reliability.png").is_file():
+            sections.append(_img("reliability.png", "reliability diagram"))
     if examples:
         cols = list(examples[0])
         rows = "".join("<tr>" + "".join(f"<td>{escape(str(e.get(c, '')))}</td>" for c in cols) + "</tr>" for e in examples)

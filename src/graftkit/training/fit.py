@@ -22,7 +22,7 @@ from graftkit.errors import ConfigError
 from graftkit.tasks import ClassificationTask, GenerativeModel, GraftModel, balanced_class_weights
 from graftkit.training.checkpoint import Checkpointer, load_resume_point, save_safetensors
 from graftkit.training.config import TrainConfig
-from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, tune_malloc
+from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device, tune_malloc
 from graftkit.training.finetune import train_finetune
 from graftkit.training.inputs import ImageInputs, TextInputs
 from graftkit.training.loop import Callback, Decision, LoopState
@@ -116,6 +116,12 @@ def fit(
     dataset = _read_data(data, val, cfg, modality)
     backbone = _load_backbone(cfg, modality)
     task = _build_task(cfg, dataset)
+    plan, plan_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
+    if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
+        from graftkit.training.auto import plan_run  # --strategy auto / --time-budget: measure, decide, fit the epochs
+
+        plan = plan_run(dataset, backbone, task, cfg, elapsed_s=time.perf_counter() - t0)
+        cfg = dataclasses.replace(cfg, strategy=plan.strategy, epochs=plan.epochs)
     cfg = cfg.resolved(modality, task.default_monitor)
     if cfg.monitor not in task.metric_names:
         raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metric_names)}")
@@ -124,8 +130,9 @@ def fit(
     if generative and strat.kind == "linear-probe":
         raise ConfigError(f"--task {task.name} trains the model's own output layer: use --strategy finetune, lora, partial:N or gradual, not linear-probe")
     arch = backbone.weights.arch
-    train_precision, train_reason = choose_precision(arch, training=strat.kind != "linear-probe", requested=cfg.precision)
-    infer_precision, infer_reason = choose_precision(arch, training=False, requested=cfg.precision)
+    device = resolve_device(cfg.device)
+    train_precision, train_reason = choose_precision(arch, training=strat.kind != "linear-probe", requested=cfg.precision, device=device)
+    infer_precision, infer_reason = choose_precision(arch, training=False, requested=cfg.precision, device=device)
     channels_last = modality == "image" and choose_channels_last(arch, cfg.channels_last)
     inputs = (TextInputs if modality == "text" else ImageInputs)(dataset, backbone, cfg)
     n_what = "texts" if modality == "text" else "images"
@@ -133,7 +140,7 @@ def fit(
         f"model {cfg.model} ({arch}), task {task.name}, strategy {strat}"
         + (f", {len(task.classes)} classes" if task.classes else "")
         + f", {len(dataset.train)} train / {len(dataset.val)} val {n_what} ({dataset.split}); "
-        f"precision: train {train_precision}, inference {infer_precision}"
+        f"device {device}, precision: train {train_precision}, inference {infer_precision}"
     )
 
     precision = {
@@ -142,8 +149,11 @@ def fit(
         "inference": infer_precision,
         "inference_reason": infer_reason,
         "channels_last": channels_last,
+        "device": device,
     }
     meta = _run_metadata(backbone, task, cfg, dataset, precision, inputs.summary(), generative)
+    if plan is not None:
+        meta[plan_key] = plan.to_dict()
     if resume:  # keep the original start time
         meta["created"] = rundir.read_json(run_dir / "graft.json").get("created", meta["created"])
     if modality == "text":
@@ -161,15 +171,19 @@ def fit(
     all_callbacks: list[Callback] = [Checkpointer(run_dir)]
     if cfg.patience is not None:
         all_callbacks.append(EarlyStopping(cfg.patience))
+    if cfg.time_budget is not None:
+        from graftkit.training.budget import TimeBudget
+
+        all_callbacks.append(TimeBudget(cfg.time_budget, start=t0))
     all_callbacks.extend(callbacks)
-    infer_engine = LocalEngine(precision=infer_precision, channels_last=channels_last)
+    infer_engine = LocalEngine(device, precision=infer_precision, channels_last=channels_last)
     resume_point = load_resume_point(run_dir) if resume else None
 
     if strat.kind == "linear-probe":
         result, outputs, feature_stats = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
         trained = GraftModel(backbone, head)
     else:
-        train_engine = LocalEngine(precision=train_precision, channels_last=channels_last)
+        train_engine = LocalEngine(device, precision=train_precision, channels_last=channels_last)
         feature_stats = None
         if cfg.head_init == "probe" and resume_point is None and head is not None:
             # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
@@ -185,6 +199,10 @@ def fit(
         result, outputs = train_finetune(inputs, trained, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
 
     final = _final_metrics(task, outputs, trained, dataset, cfg)
+    if task.name == "classification":  # temperature scaling on val; ECE per split; reliability diagram
+        from graftkit.evaluation.calibration import calibrate_run
+
+        meta["calibration"] = calibrate_run(outputs, final, run_dir)
     meta["task"] = task.to_dict()  # multi-label thresholds are tuned on validation data
     metrics = _write_results(run_dir, trained, meta, result, final, feature_stats, time.perf_counter() - t0)
     from graftkit.evaluation import write_report
@@ -199,7 +217,12 @@ def fit(
         data_summary=meta["data"],
         best_epoch=metrics["best_epoch"],
         examples=final["val"].get("examples"),
+        auto=meta.get("auto") or meta.get("time_budget"),
+        calibration=meta.get("calibration"),
     )
+    from graftkit.evaluation.model_card import write_model_card
+
+    write_model_card(run_dir)  # MODEL_CARD.md: data, metrics per class, settings, intended use, how to load
     headline = _headline(task, final["val"])
     info(f"[bold]val {headline}[/bold] (best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.1f} s) → {run_dir}  report: {report}")
     return Run(run_dir, metrics, result.history, cfg)

@@ -1,13 +1,14 @@
 """Frozen-backbone features of labelled samples, with the engine and cache key `fit()` uses.
 
-Shared by `--strategy auto` (its quick probe) and `graftkit.selection` (ranking, LR finder,
-tuning): features computed by any of them are read back from the cache by the others and by the
-linear probe.
+Shared by `--strategy auto` (its quick probe) and `graftkit.selection` (ranking, LR finder):
+features computed by any of them are read back from the cache by the others and by the linear
+probe. Works for every modality through the training input adapters (`training/inputs.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,13 +26,23 @@ class Features:
     seconds: float
 
 
-def inference_engine(backbone: nn.Module, precision: str = "auto"):
-    """The inference engine `fit()` uses for this backbone's frozen features."""
-    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision
+def make_inputs(data: Any, backbone: nn.Module, cfg: Any):
+    """The input adapter for the backbone's modality (`ImageInputs` or `TextInputs`)."""
+    from graftkit.training.inputs import ImageInputs, TextInputs
+
+    return (TextInputs if getattr(backbone, "modality", "image") == "text" else ImageInputs)(data, backbone, cfg)
+
+
+def inference_engine(backbone: nn.Module, precision: str = "auto", device: str = "auto"):
+    """The inference engine `fit()` uses for this backbone's frozen features (same device and
+    precision, hence the same feature-cache key)."""
+    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
 
     arch = backbone.weights.arch
-    prec, _ = choose_precision(arch, training=False, requested=precision)
-    return LocalEngine(precision=prec, channels_last=choose_channels_last(arch, None))
+    device = resolve_device(device)
+    prec, _ = choose_precision(arch, training=False, requested=precision, device=device)
+    image = getattr(backbone, "modality", "image") == "image"
+    return LocalEngine(device, precision=prec, channels_last=image and choose_channels_last(arch, None))
 
 
 def labelled_features(
@@ -43,17 +54,19 @@ def labelled_features(
     num_workers: int | None = None,
     cache: bool = True,
     engine: Any = None,
+    device: str = "auto",
 ) -> Features:
-    """Features of labelled image samples (`.path`, `.label`), computing only what the cache lacks.
+    """Features of labelled samples (images or texts), computing only what the cache lacks.
 
     Args:
         backbone: The backbone; its groups are frozen and it is put in eval mode while extracting.
-        samples: Samples with `path` and `label`.
+        samples: Image samples (`.path`, `.label`) or text samples (`.text`, `.label`).
         classes: Class names; a label's index in this list is its integer label.
-        batch_size: Images per forward pass.
-        num_workers: Loader worker processes (None: from the CPU count).
+        batch_size: Inputs per forward pass (text loaders use at least 64).
+        num_workers: Image loader worker processes (None: from the CPU count).
         cache: Use the on-disk feature cache (`$GRAFTKIT_CACHE/features`).
-        engine: Inference engine; default `inference_engine(backbone)`.
+        engine: Inference engine; default `inference_engine(backbone, device=device)`.
+        device: `auto` (a CUDA GPU when there is one), `cpu` or `cuda[:N]`, as `--device`.
 
     Returns:
         `Features` in the order of `samples`.
@@ -65,17 +78,18 @@ def labelled_features(
     """
     from graftkit.data.cache import FeatureCache
     from graftkit.strategies import freeze_layer_groups
-    from graftkit.training._build import eval_loader_factory
     from graftkit.training.config import TrainConfig
     from graftkit.training.features import extract_features, feature_cache_key
 
-    engine = engine or inference_engine(backbone)
+    engine = engine or inference_engine(backbone, device=device)
     freeze_layer_groups(backbone.layer_groups(), 0)
     backbone = engine.setup(backbone)
     store = FeatureCache(feature_cache_key(backbone, engine.precision, engine.channels_last)) if cache else None
     cfg = TrainConfig(batch_size=batch_size, num_workers=num_workers)
+    inputs = make_inputs(SimpleNamespace(train=list(samples), val=[], test=[]), backbone, cfg)
+    items = inputs.items("train")
     feats, stats = extract_features(
-        backbone, [s.path for s in samples], eval_loader_factory(backbone, cfg), engine, store, description="features"
+        backbone, items, inputs.unlabelled_loader, engine, store, description="features", digests=inputs.digests
     )
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[s.label] for s in samples], dtype=np.int64)
