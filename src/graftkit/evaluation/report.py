@@ -96,6 +96,21 @@ def _img(filename: str, alt: str) -> str:
     return f'<img src="{escape(filename)}" alt="{escape(alt)}">'
 
 
+def html_page(title: str, sections: list[str]) -> str:
+    """A whole self-contained HTML page: the report's style, `title`, then `sections` (HTML)."""
+    created = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{escape(title)}</h1>"
+        f'<p class="meta">graftkit report &middot; {escape(created)}</p>\n'
+        + "\n".join(sections)
+        + "\n</body></html>\n"
+    )
+
+
 def write_report(
     out_dir: str | Path,
     *,
@@ -202,17 +217,7 @@ def write_report(
     if settings:
         sections += ["<h2>Settings</h2>", _kv_table(settings)]
 
-    created = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    html = (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">graftkit report &middot; {escape(created)}</p>\n'
-        + "\n".join(sections)
-        + "\n</body></html>\n"
-    )
+    html = html_page(title, sections)
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
     return path

@@ -6,7 +6,6 @@ imported only when a plot is drawn.
 
 from __future__ import annotations
 
-import datetime as _dt
 from html import escape
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,20 +52,11 @@ def write_page(path: str | Path, title: str, sections: Sequence[str]) -> Path:
     Returns:
         `path` as a `Path`.
     """
-    from graftkit.evaluation.report import _CSS
+    from graftkit.evaluation.report import html_page
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    created = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    html = (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">graftkit report &middot; {escape(created)}</p>\n' + "\n".join(sections) + "\n</body></html>\n"
-    )
-    path.write_text(html, encoding="utf-8")
+    path.write_text(html_page(title, sections), encoding="utf-8")
     return path
 
 
