@@ -85,10 +85,9 @@ def curve(
     Example:
         >>> r = curve("data/", model="efficientnet_lite0", fractions=[0.1, 0.5, 1], out="runs/curve")
     """
-    import shutil
 
     from graftkit.errors import ConfigError
-    from graftkit.selection._data import modality_of, read_data
+    from graftkit.selection._data import fresh_out_dir, modality_of, read_data
     from graftkit.training.config import TrainConfig
     from graftkit.training.fit import fit
     from graftkit.training.progress import info
@@ -108,12 +107,7 @@ def curve(
         problems.append(f"--model {model} is already random-init; give the pretrained id (its scratch: twin is the baseline)")
     if problems:
         raise ConfigError("invalid curve settings:\n" + "\n".join(f"  - {p}" for p in problems))
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out} already exists: choose another --out or pass --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = fresh_out_dir(out, overwrite)
 
     modality = modality_of(model)
     cfg = TrainConfig.from_settings(model=model, seed=seed, **settings)

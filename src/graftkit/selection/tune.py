@@ -134,6 +134,7 @@ def tune(
     import optuna
 
     from graftkit.errors import ConfigError
+    from graftkit.selection._data import fresh_out_dir
     from graftkit.training.budget import TimeBudget
     from graftkit.training.fit import fit
     from graftkit.training.progress import info
@@ -150,11 +151,7 @@ def tune(
         problems.append(f"{', '.join(clash)} are searched or set by tune itself; drop them from the fixed settings")
     if problems:
         raise ConfigError("invalid tuning settings:\n" + "\n".join(f"  - {p}" for p in problems))
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out} already exists: choose another --out or pass --overwrite")
-        shutil.rmtree(out)
+    out = fresh_out_dir(out, overwrite)
     (out / "trials").mkdir(parents=True)
 
     monitor = settings.get("monitor") or "accuracy"

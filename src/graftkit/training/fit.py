@@ -113,8 +113,8 @@ def fit(
     t0 = time.perf_counter()
     modality = model_modality(cfg.model)
     _check_task_fits(cfg, modality)
-    dataset = _read_data(data, val, cfg, modality)
-    backbone = _load_backbone(cfg, modality)
+    dataset = read_data(data, val, cfg, modality)
+    backbone = load_backbone_for(cfg, modality)
     task = _build_task(cfg, dataset)
     plan, plan_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
     if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
@@ -229,7 +229,9 @@ def fit(
 
 
 def model_modality(model_id: str) -> str:
-    """`text` for transformers ids (`hf:…`, `minilm`, and their `scratch:` twins), else `image`."""
+    """`text` for transformers ids (`hf:…`, `minilm`, and their `scratch:` twins), else `image`.
+    A string check, not `resolve`: the selection tools ask it for every candidate before
+    reporting all unknown ids together."""
     name = model_id.removeprefix("scratch:")
     return "text" if name.startswith("hf:") or name == "minilm" else "image"
 
@@ -242,7 +244,7 @@ def _check_task_fits(cfg: TrainConfig, modality: str) -> None:
         )
 
 
-def _read_data(data, val, cfg: TrainConfig, modality: str):
+def read_data(data, val, cfg: TrainConfig, modality: str):
     if modality == "text":
         from graftkit.data.text import read_text_data
 
@@ -255,7 +257,7 @@ def _read_data(data, val, cfg: TrainConfig, modality: str):
     return read_image_data(data, val=val, val_fraction=cfg.val_fraction, seed=cfg.seed)
 
 
-def _load_backbone(cfg: TrainConfig, modality: str):
+def load_backbone_for(cfg: TrainConfig, modality: str):
     if modality == "text":
         head_kind = cfg.task if cfg.task in ("seq2seq", "causal-lm") else "features"
         return load_backbone(
