@@ -32,7 +32,7 @@ def machine() -> str:
     import torch
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    from graftkit.training.engine import cpu_has_native_bf16
+    from graftkit.engine import cpu_has_native_bf16
 
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}"
 

@@ -21,7 +21,7 @@ def child(mode: str) -> None:
     import torch
 
     if mode == "graftkit":
-        from graftkit.training.engine import tune_malloc
+        from graftkit.engine import tune_malloc
 
         assert tune_malloc()
     m = timm.create_model("tf_efficientnet_lite0", num_classes=0).eval().to(memory_format=torch.channels_last)

@@ -58,7 +58,7 @@ def main() -> None:
     from graftkit.deploy.runtime import OnnxRuntimeModel
     from graftkit.deploy.samples import model_batches, validation_samples
     from graftkit.deploy.signature import example_inputs, signature_for
-    from graftkit.training.engine import tune_malloc
+    from graftkit.engine import tune_malloc
 
     tune_malloc()
     run = args.run or _demo_run("text" if args.text else "image")

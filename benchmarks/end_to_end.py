@@ -24,7 +24,7 @@ def main() -> None:
     import graftkit
     from graftkit.data import ImageFileDataset, Sample, build_transform, read_image_data
     from graftkit.sources import load_backbone
-    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, tune_malloc
+    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, tune_malloc
 
     tune_malloc()  # what graftkit does in every run: the floor is measured under the same allocator settings
     data = fashion_mnist_folder("fmnist-1000-jpg", "train", 100)

@@ -41,7 +41,7 @@ def _train_speed(model, batch_fn, loss_fn, engine, steps: int = 30, warmup: int 
 def main() -> None:
     from graftkit.sources import build_architecture
     from graftkit.tasks import ClassificationTask, GraftModel
-    from graftkit.training.engine import LocalEngine, choose_precision
+    from graftkit.engine import LocalEngine, choose_precision
 
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="gpu_check.json")

@@ -38,7 +38,7 @@ def data():
 
 
 def graftkit_round(ds) -> float:
-    from graftkit.training.engine import LocalEngine
+    from graftkit.engine import LocalEngine
     from graftkit.training.loop import LoopOptions, train_loop
     from graftkit.training.schedule import build_scheduler
 

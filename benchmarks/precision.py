@@ -41,7 +41,7 @@ def measure(model, x, *, train: bool, bf16: bool, reps: int) -> float:
 def main() -> None:
     import timm
 
-    from graftkit.training.engine import choose_precision
+    from graftkit.engine import choose_precision
 
     rows = []
     for name in ("tf_efficientnet_lite0", "resnet18"):

@@ -34,7 +34,7 @@ def uncached_probe(data) -> tuple[float, float]:
     from graftkit.data import ImageFileDataset, build_transform, default_num_workers, make_loader, read_image_data
     from graftkit.sources import load_backbone
     from graftkit.tasks import ClassificationTask
-    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision
+    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision
     from graftkit.training.schedule import build_scheduler
 
     t0 = time.perf_counter()

@@ -183,7 +183,7 @@ def test_finetune_can_warm_up_the_head_as_a_probe(tiny_images, tmp_path, capsys)
 
 
 def test_tune_malloc_is_idempotent_and_can_be_switched_off(monkeypatch):
-    import graftkit.training.engine as engine
+    import graftkit.engine.memory as engine
 
     monkeypatch.setattr(engine, "_MALLOC_TUNED", False)
     monkeypatch.setenv("GRAFTKIT_TUNE_MALLOC", "0")

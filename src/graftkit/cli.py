@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command not in ("models", "pull"):
-            from graftkit.training.engine import tune_malloc
+            from graftkit.engine import tune_malloc
 
             tune_malloc()  # the CLI owns its process: 2x faster CPU inference (see tune_malloc)
         return args.fn(args)

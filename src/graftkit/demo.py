@@ -48,7 +48,7 @@ def run_demo(kind: str = "image", out: str | Path | None = None, strategy: str =
         return _run_text_demo(out or "runs/demo-text", strategy, epochs)
     out = out or "runs/demo"
     from graftkit.training.fit import fit
-    from graftkit.training.progress import info
+    from graftkit.engine.progress import info
 
     data = demo_data_dir()
     info(f"demo: Fashion-MNIST subset (600 images, 10 classes, MIT license) unpacked at {data}")
@@ -63,7 +63,7 @@ def run_demo(kind: str = "image", out: str | Path | None = None, strategy: str =
 
 def _run_text_demo(out: str | Path, strategy: str, epochs: int | None):
     from graftkit.training.fit import fit
-    from graftkit.training.progress import info
+    from graftkit.engine.progress import info
 
     data = text_demo_data()
     info(f"demo: 600 movie-review snippets (VADER, MIT license), positive / negative, at {data}")

@@ -120,7 +120,7 @@ def export(
         -0.0083
     """
     from graftkit.rundir import load_model
-    from graftkit.training.engine import tune_malloc
+    from graftkit.engine import tune_malloc
 
     _check_options(format, quantize, exporter, min_agreement)
     tune_malloc()
@@ -316,7 +316,7 @@ def _agreement(task: Any, ref: torch.Tensor, out: torch.Tensor, precision: str) 
 
 def _compare_speed_and_accuracy(records: dict, checker: _Checker, sig: Signature, meta: dict, runners: dict) -> None:
     """Validation metric of PyTorch, fp32 and int8, and single-input latency of each: measured here."""
-    from graftkit.training.engine import LocalEngine
+    from graftkit.engine import LocalEngine
 
     rec = records["onnx-int8"]
     if checker.samples.real:

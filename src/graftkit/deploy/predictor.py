@@ -35,7 +35,7 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | Path, device: str = "cpu", backend: str = "torch") -> None:
-        from graftkit.training.engine import LocalEngine, tune_malloc
+        from graftkit.engine import LocalEngine, tune_malloc
 
         tune_malloc()
         self.run_dir = Path(run_dir)
@@ -47,7 +47,7 @@ class Predictor:
             precision = self.meta.get("precision", {})
             # Precision is re-decided for the device predicting (a run trained in bf16 on a GPU
             # predicts in fp32 on a CPU without native bf16), unless the run asked for one.
-            from graftkit.training.engine import choose_precision
+            from graftkit.engine import choose_precision
 
             requested = self.meta.get("config", {}).get("precision", "auto")
             inference, _ = choose_precision(self.meta["model"]["arch"], training=False, requested=requested, device=str(device))
@@ -67,7 +67,7 @@ class Predictor:
         from graftkit.errors import ConfigError
         from graftkit.rundir import check_run_dir, read_json
         from graftkit.tasks import GENERATIVE_TASKS, task_from_dict
-        from graftkit.training.engine import LocalEngine
+        from graftkit.engine import LocalEngine
 
         if backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r} is not known; choose one of: {', '.join(BACKENDS)}")
@@ -169,7 +169,7 @@ class Predictor:
             >>> for p in graftkit.load("runs/flowers").predict_iter(files, progress=True):
             ...     print(p.input, p.label)
         """
-        from graftkit.training.progress import EpochProgress
+        from graftkit.engine.progress import EpochProgress
 
         chunk = batch_size * 4
         unit = "text" if self.modality == "text" else "img"

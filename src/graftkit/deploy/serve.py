@@ -397,7 +397,7 @@ def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, bac
     """
     import uvicorn
 
-    from graftkit.training.progress import info
+    from graftkit.engine.progress import info
 
     app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms)
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host

@@ -34,7 +34,7 @@ def evaluate(
     """
     from graftkit.data import ImageFileDataset, build_transform, default_num_workers, make_loader, read_labelled_images
     from graftkit.evaluation.report import write_report
-    from graftkit.training.engine import LocalEngine
+    from graftkit.engine import LocalEngine
     from graftkit.training.loop import predict_probs
 
     model, meta, task = rundir.load_model(run_dir)

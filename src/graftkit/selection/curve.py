@@ -90,7 +90,7 @@ def curve(
     from graftkit.selection._data import fresh_out_dir, modality_of, read_data
     from graftkit.training.config import TrainConfig
     from graftkit.training.fit import fit
-    from graftkit.training.progress import info
+    from graftkit.engine.progress import info
 
     settings = dict(settings or {})
     # Cold features in every run: the wall times are what a run costs from nothing (a warm cache

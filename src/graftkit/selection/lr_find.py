@@ -147,7 +147,7 @@ def lr_sweep(
         `(lrs, losses, smoothed)` up to where the sweep stopped; `smoothed` is the zero-phase
         average of `losses` (`smooth_zero_phase`).
     """
-    from graftkit.training.engine import LocalEngine
+    from graftkit.engine import LocalEngine
 
     engine = engine or LocalEngine()
     saved_state = copy.deepcopy(model.state_dict())
@@ -317,7 +317,7 @@ def _probe_sweep(backbone, head, dataset, batch_size, num_workers, device, **swe
 def _finetune_sweep(backbone, head, dataset, task, strat, cfg, **sweep):
     from graftkit.strategies import freeze_layer_groups, layerwise_lr_groups, set_frozen_norms_eval, trainable_group_count
     from graftkit.tasks import GraftModel
-    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
+    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
     from graftkit.training.frozen import make_inputs
 
     arch = backbone.weights.arch

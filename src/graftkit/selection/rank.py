@@ -205,7 +205,7 @@ def _score_model(model_id: str, samples: list, classes: list[str], base: Any, mo
     from graftkit.selection._data import load_backbone_for
     from graftkit.selection._source import source_classifier
     from graftkit.training.frozen import labelled_features
-    from graftkit.training.progress import info
+    from graftkit.engine.progress import info
 
     row = ModelRank(model_id)
     t0 = time.perf_counter()

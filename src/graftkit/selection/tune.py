@@ -137,7 +137,7 @@ def tune(
     from graftkit.selection._data import fresh_out_dir
     from graftkit.training.budget import TimeBudget
     from graftkit.training.fit import fit
-    from graftkit.training.progress import info
+    from graftkit.engine.progress import info
 
     settings = dict(settings or {})
     problems = []

@@ -22,7 +22,7 @@ from torch import nn
 
 from graftkit.strategies.auto import FEW_PER_CLASS, LORA_MIN_PARAMS, MIN_FINETUNE_EPOCHS, affordable_epochs, choose_strategy
 from graftkit.strategies.spec import STRATEGY_NAMES
-from graftkit.training.progress import info
+from graftkit.engine.progress import info
 
 
 @dataclass
@@ -137,7 +137,7 @@ def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, 
         example, loader start-up, and `final_seconds` (the end-of-run validation and test pass).
     """
     from graftkit.tasks import GraftModel
-    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
+    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
     from graftkit.training.frozen import make_inputs
 
     arch = backbone.weights.arch

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from graftkit.data.cache import FeatureCache, file_digests
-from graftkit.training.engine import Engine, eval_mode
-from graftkit.training.progress import EpochProgress
+from graftkit.engine import Engine, eval_mode
+from graftkit.engine.progress import EpochProgress
 
 
 @dataclass

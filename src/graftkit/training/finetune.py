@@ -13,7 +13,7 @@ from graftkit.strategies import (
 )
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.loop import predict_probs, train_loop
-from graftkit.training.progress import info
+from graftkit.engine.progress import info
 
 
 def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, resume_point):

@@ -22,12 +22,12 @@ from graftkit.errors import ConfigError
 from graftkit.tasks import ClassificationTask, GenerativeModel, GraftModel, balanced_class_weights
 from graftkit.training.checkpoint import Checkpointer, load_resume_point, save_safetensors
 from graftkit.training.config import TrainConfig
-from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device, tune_malloc
+from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device, tune_malloc
 from graftkit.training.finetune import train_finetune
 from graftkit.training.inputs import ImageInputs, TextInputs
 from graftkit.training.loop import Callback, Decision, LoopState
 from graftkit.training.probe import train_probe
-from graftkit.training.progress import info
+from graftkit.engine.progress import info
 
 
 @dataclass

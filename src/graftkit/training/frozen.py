@@ -36,7 +36,7 @@ def make_inputs(data: Any, backbone: nn.Module, cfg: Any):
 def inference_engine(backbone: nn.Module, precision: str = "auto", device: str = "auto"):
     """The inference engine `fit()` uses for this backbone's frozen features (same device and
     precision, hence the same feature-cache key)."""
-    from graftkit.training.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
+    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
 
     arch = backbone.weights.arch
     device = resolve_device(device)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from graftkit.training.engine import Engine, eval_mode
-from graftkit.training.progress import EpochProgress
+from graftkit.engine import Engine, eval_mode
+from graftkit.engine.progress import EpochProgress
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from graftkit.strategies import count_parameters, freeze_layer_groups
 from graftkit.tasks import GraftModel
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.features import FeatureStats, extract_features, feature_cache_key
-from graftkit.training.engine import LocalEngine
+from graftkit.engine import LocalEngine
 from graftkit.training.loop import predict_probs, train_loop
-from graftkit.training.progress import info
+from graftkit.engine.progress import info
 
 
 def probe_features(inputs, backbone, cfg, engine, splits=("train", "val", "test")) -> tuple[dict[str, torch.Tensor], FeatureStats]:

@@ -1,0 +1,20 @@
+"""The engine layer: device placement, precision, memory format, progress display.
+
+The lowest layer that touches torch: training, selection and deploy all build on it, so the
+decisions it makes (which device, which precision, channels_last or not) are made in one place.
+"""
+
+from graftkit.engine.device import Engine, LocalEngine, eval_mode, resolve_device
+from graftkit.engine.memory import tune_malloc
+from graftkit.engine.precision import choose_channels_last, choose_precision, cpu_has_native_bf16
+
+__all__ = [
+    "Engine",
+    "LocalEngine",
+    "choose_channels_last",
+    "choose_precision",
+    "cpu_has_native_bf16",
+    "eval_mode",
+    "resolve_device",
+    "tune_malloc",
+]

@@ -1,0 +1,94 @@
+"""The seam between the training loop and the hardware.
+
+Device placement, mixed precision, backward, gradient clipping and metric reduction go through an
+`Engine`, so that multi-GPU training can hand them to Lightning Fabric or Accelerate (whose objects
+have the same verbs) without touching the loop. `LocalEngine` is the single-process default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Protocol
+
+import torch
+from torch import nn
+
+
+class Engine(Protocol):
+    """What the loop needs from the hardware layer."""
+
+    device: torch.device
+    precision: str
+    is_main: bool
+
+    def setup(self, model: nn.Module) -> nn.Module: ...
+    def to_device(self, batch: Any) -> Any: ...
+    def autocast(self) -> contextlib.AbstractContextManager: ...
+    def backward(self, loss: torch.Tensor) -> None: ...
+    def clip_grad_norm(self, model: nn.Module, max_norm: float) -> torch.Tensor: ...
+    def reduce_sum(self, value: torch.Tensor) -> torch.Tensor: ...
+
+
+class LocalEngine:
+    """One process, one device (CPU by default)."""
+
+    def __init__(self, device: str | torch.device = "cpu", precision: str = "fp32", channels_last: bool = False) -> None:
+        self.device = torch.device(device)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.is_main = True
+
+    def setup(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def to_device(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            if self.channels_last and batch.ndim == 4:
+                return batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self.to_device(b) for b in batch)
+        if isinstance(batch, dict):  # tokenized text: input_ids, attention_mask, labels
+            return {k: self.to_device(v) for k, v in batch.items()}
+        return batch
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()  # bf16 autocast needs no loss scaling
+
+    def clip_grad_norm(self, model: nn.Module, max_norm: float) -> torch.Tensor:
+        params = [p for p in model.parameters() if p.grad is not None]
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        return value  # single process: nothing to reduce
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """`auto` → `cuda` when a CUDA GPU is usable, else `cpu`; an unusable `cuda` is a ConfigError."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        from graftkit.errors import ConfigError
+
+        raise ConfigError(f"--device {requested}: no CUDA GPU is usable here (torch.cuda.is_available() is False); use --device cpu")
+    return requested
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily switch to eval mode, restoring each module's own mode afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
