@@ -40,7 +40,7 @@ def _groups(model: str) -> int:
 
 def run_one(name: str, data, test, model: str, strategy: str, budget: float, extra: dict) -> dict:
     import graftkit
-    from graftkit.evaluation.evaluate import evaluate
+    from graftkit.deploy.evaluate import evaluate
 
     out = WORK / "runs" / f"auto-{name}-{strategy.replace(':', '')}"
     shutil.rmtree(out, ignore_errors=True)

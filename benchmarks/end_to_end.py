@@ -34,7 +34,7 @@ def main() -> None:
     arch = backbone.weights.arch
     engine = LocalEngine(precision=choose_precision(arch, training=False)[0], channels_last=choose_channels_last(arch))
     backbone = engine.setup(backbone).eval()
-    ds = ImageFileDataset([Sample(p, "") for p in paths], {"": 0}, build_transform(backbone.preprocess, "none"))
+    ds = ImageFileDataset([Sample(p, "") for p in paths], None, build_transform(backbone.preprocess, "none"))
 
     t0 = time.perf_counter()
     batch = [ds[i][0] for i in range(len(ds))]

@@ -64,7 +64,7 @@ def main() -> None:
         result[f"efficientnet_lite0_{precision}"] = r
 
     if args.minilm_config:
-        from graftkit.backbones.hf_backbone import build_hf_architecture
+        from graftkit.sources.hf_weights import build_hf_architecture
 
         tb = build_hf_architecture(Path(args.minilm_config), head_kind="features")
         model = GraftModel(tb, task.build_head(tb.num_features))

@@ -46,11 +46,10 @@ def uncached_probe(data) -> tuple[float, float]:
     task = ClassificationTask(images.classes)
     torch.manual_seed(SEED)
     head = task.build_head(backbone.num_features)
-    c2i = {c: i for i, c in enumerate(images.classes)}
     tf = build_transform(backbone.preprocess, "none", train=False)
     workers = default_num_workers()
-    train = make_loader(ImageFileDataset(images.train, c2i, tf), batch_size=BATCH, shuffle=True, num_workers=workers, seed=SEED)
-    val = make_loader(ImageFileDataset(images.val, c2i, tf), batch_size=64, shuffle=False, num_workers=workers, seed=SEED)
+    train = make_loader(ImageFileDataset(images.train, task.encode([s.label for s in images.train]), tf), batch_size=BATCH, shuffle=True, num_workers=workers, seed=SEED)
+    val = make_loader(ImageFileDataset(images.val, task.encode([s.label for s in images.val]), tf), batch_size=64, shuffle=False, num_workers=workers, seed=SEED)
     opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=0.01)
     sched = build_scheduler(opt, EPOCHS * len(train), schedule="cosine", warmup_fraction=0.1)
     best = 0.0

@@ -31,7 +31,7 @@ IMAGE_MODELS = ["efficientnet_lite0", "efficientnet_lite2", "scratch:timm:tf_eff
 
 def images(per_class: int) -> dict:
     import graftkit
-    from graftkit.evaluation.evaluate import evaluate
+    from graftkit.deploy.evaluate import evaluate
 
     train = fashion_mnist_folder(f"fmnist-train-{per_class}pc-png", "train", per_class, fmt="png", size=None, seed=1)
     test = fashion_mnist_folder("fmnist-test-100pc-png", "t10k", 100, fmt="png", size=None, seed=2)

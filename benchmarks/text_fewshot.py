@@ -19,7 +19,7 @@ Reported: mean ± sample standard deviation of test accuracy over the seeds, and
 - **graftkit**: `graftkit.fit(..., model="minilm", strategy=...)` for each of `--methods`'
   strategies (`linear-probe`, `finetune`, `lora`), with no separate validation data — the few
   examples are passed as `val` too, and `monitor="loss"` keeps the lowest-loss epoch (the test texts
-  are never seen before scoring). Test accuracy from `graftkit.evaluation.evaluate.evaluate`.
+  are never seen before scoring). Test accuracy from `graftkit.deploy.evaluate.evaluate`.
   Epochs per shot come from `--probe-epochs` / `--finetune-epochs`; anything else via
   `--probe-setting` / `--finetune-setting KEY=VALUE`.
 """
@@ -85,7 +85,7 @@ def run_setfit(train: list[tuple[str, str]], test: list[tuple[str, str]], *, see
 def run_graftkit(train_csv: Path, test_csv: Path, *, strategy: str, seed: int, settings: dict) -> dict:
     """`graftkit.fit` on the few examples (also its `val`); accuracy on `test_csv`."""
     import graftkit
-    from graftkit.evaluation.evaluate import evaluate
+    from graftkit.deploy.evaluate import evaluate
 
     out = WORK / "runs" / f"fewshot-{strategy}"
     shutil.rmtree(out, ignore_errors=True)

@@ -18,7 +18,7 @@ from _common import WORK, fashion_mnist_folder, fresh_cache, machine, report
 
 def run(name: str, train, test, **settings) -> tuple[float, float, float]:
     import graftkit
-    from graftkit.evaluation.evaluate import evaluate
+    from graftkit.deploy.evaluate import evaluate
 
     out = WORK / "runs" / f"transfer-{name}"
     shutil.rmtree(out, ignore_errors=True)

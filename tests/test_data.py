@@ -418,7 +418,7 @@ def test_read_labelled_images(tmp_path):
     _class_folder(root, {"fox": 2})
     with pytest.raises(DataError) as e:
         read_labelled_images(root, classes=["cat", "dog"])
-    assert "label 'fox' is not a training class (2 file(s):" in str(e.value) and "fox_000.jpg" in str(e.value)
+    assert "label 'fox' is not one of the run's classes (cat, dog) (2 file(s):" in str(e.value) and "fox_000.jpg" in str(e.value)
 
 
 def test_read_labelled_images_split_folder_needs_a_split(tmp_path):
@@ -500,10 +500,13 @@ def test_batch_mix_gives_soft_targets(mix):
 def test_dataset_and_reproducible_loader(tmp_path):
     root = _class_folder(tmp_path / "data", {"cat": 4, "dog": 4})
     data = read_image_data(root, val_fraction=0.25)
-    ds = ImageFileDataset(data.train, data.class_to_idx, build_transform(ImagePreprocess(input_size=16), "light", train=True))
+    targets = torch.tensor([data.class_to_idx[s.label] for s in data.train])
+    ds = ImageFileDataset(data.train, targets, build_transform(ImagePreprocess(input_size=16), "light", train=True))
     image, label = ds[0]
     assert image.shape == (3, 16, 16) and label == data.class_to_idx[data.train[0].label]
-    assert ds.targets == [data.class_to_idx[s.label] for s in data.train]
+    assert ds.targets is targets
+    with pytest.raises(ValueError, match="target rows"):
+        ImageFileDataset(data.train, targets[:-1])
 
     def epoch(workers: int):
         torch.manual_seed(123)  # main-process augmentation uses the global generator

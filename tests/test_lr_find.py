@@ -40,6 +40,7 @@ def _tiny_model():
 
 def test_sweep_restores_weights_batchnorm_statistics_flags_and_modes():
     from graftkit.strategies import freeze_layer_groups, layerwise_lr_groups
+    from graftkit.tasks import ClassificationTask
 
     model, backbone = _tiny_model()
     groups = backbone.layer_groups()
@@ -50,7 +51,8 @@ def test_sweep_restores_weights_batchnorm_statistics_flags_and_modes():
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 3, 32, 32, generator=gen), torch.arange(16) % 3
     params = layerwise_lr_groups(groups, model.head, lr=1.0, backbone_lr_scale=1.0, decay=0.8, weight_decay=0.01)
-    lrs, losses, _ = lr_sweep(model, lambda: [(x[:8], y[:8]), (x[8:], y[8:])], torch.nn.functional.cross_entropy, params, steps=12, start_lr=1e-4, end_lr=1.0)
+    task = ClassificationTask(["a", "b", "c"])
+    lrs, losses, _ = lr_sweep(model, [(x[:8], y[:8]), (x[8:], y[8:])], task, params, steps=12, start_lr=1e-4, end_lr=1.0)
     assert len(lrs) == 12 and losses[0] != losses[-1]  # it trained
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)  # BN running stats too

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from graftkit.evaluation.model_card import write_model_card
+from graftkit.rundir.model_card import write_model_card
 from tests._deploy_runs import copy_run, image_run, text_run
 
 

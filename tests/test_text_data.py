@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from graftkit.data.labels import LabelKind
 from graftkit.data.text import TextSample, read_text_data, read_texts
 from graftkit.data.text_loader import (
     make_causal_lm_loader,
@@ -41,7 +42,7 @@ def _reviews() -> list[tuple[str, str]]:
 
 def test_csv_classification(tmp_path: Path) -> None:
     data = read_text_data(_csv(tmp_path / "r.csv", _reviews()))
-    assert data.classes == ["neg", "pos"] and data.task == "classification" and data.encoding == "utf-8"
+    assert data.classes == ["neg", "pos"] and data.label_kind is LabelKind.CLASS and data.encoding == "utf-8"
     assert len(data.train) + len(data.val) == 12 and data.test == []
     assert data.split == "seeded stratified 20% (seed 0)"
     assert sorted(s.label for s in data.val) == ["neg", "pos"]  # round(6 * 0.2) = 1 per class
@@ -85,53 +86,53 @@ def test_jsonl_and_explicit_columns(tmp_path: Path) -> None:
 
 def test_txt_causal_lm_paragraphs_or_lines(tmp_path: Path) -> None:
     paragraphs = _write(tmp_path / "p.txt", "\nfirst line\nsame paragraph\n\nsecond\n\n\nthird one\n")
-    data = read_text_data(paragraphs, task="causal-lm", val_fraction=0.34)
+    data = read_text_data(paragraphs, label_kind=LabelKind.CONTINUATION, val_fraction=0.34)
     samples = sorted(data.train + data.val, key=lambda s: s.row)
     assert [(s.text, s.row) for s in samples] == [("first line\nsame paragraph", 2), ("second", 5), ("third one", 8)]
     lines = _write(tmp_path / "l.txt", "one\ntwo\nthree\nfour\nfive\n")
-    data = read_text_data(lines, task="causal-lm")
+    data = read_text_data(lines, label_kind=LabelKind.CONTINUATION)
     assert sorted(s.text for s in data.train + data.val) == ["five", "four", "one", "three", "two"]
     assert len(data.val) == 1 and data.split == "seeded 20% (seed 0)" and data.classes == []
     with pytest.raises(DataError, match="a .txt file has no labels"):
-        read_text_data(lines, task="classification")
+        read_text_data(lines, label_kind=LabelKind.CLASS)
 
 
 def test_causal_lm_prompt_response(tmp_path: Path) -> None:
     rows = [json.dumps({"prompt": f"say {w}", "response": w}) for w in ["one", "two", "three", "four"]]
-    data = read_text_data(_write(tmp_path / "pr.jsonl", "\n".join(rows)), task="causal-lm")
+    data = read_text_data(_write(tmp_path / "pr.jsonl", "\n".join(rows)), label_kind=LabelKind.CONTINUATION)
     s = sorted(data.train + data.val, key=lambda s: s.row)[0]
     assert (s.text, s.target, s.label) == ("say one", "one", None)
-    plain = read_text_data(_csv(tmp_path / "t.csv", [("a b",), ("c d",)], header="text"), task="causal-lm")
+    plain = read_text_data(_csv(tmp_path / "t.csv", [("a b",), ("c d",)], header="text"), label_kind=LabelKind.CONTINUATION)
     assert {s.target for s in plain.train + plain.val} == {None}
 
 
 def test_seq2seq_columns(tmp_path: Path) -> None:
     rows = [("hello world", "bonjour le monde"), ("yes", "oui"), ("no", "non"), ("one", "un"), ("two", "deux")]
-    data = read_text_data(_csv(tmp_path / "s.csv", rows, header="source,target"), task="seq2seq")
+    data = read_text_data(_csv(tmp_path / "s.csv", rows, header="source,target"), label_kind=LabelKind.SEQUENCE)
     pairs = {(s.text, s.target) for s in data.train + data.val}
     assert pairs == set(rows) and data.classes == [] and len(data.val) == 1
     with pytest.raises(DataError, match="missing target in line 3"):
         read_text_data(_csv(tmp_path / "m.csv", [("hello", "salut"), ("yes", "")], header="source,target"),
-                       task="seq2seq")  # fmt: skip
+                       label_kind=LabelKind.SEQUENCE)  # fmt: skip
 
 
 def test_multilabel_and_regression(tmp_path: Path) -> None:
     rows = [("a", "x|y"), ("b", "y"), ("c", ""), ("d", "z| x"), ("e", "x")]
-    data = read_text_data(_csv(tmp_path / "m.csv", rows, header="text,labels"), task="multilabel", val_fraction=0.2)
+    data = read_text_data(_csv(tmp_path / "m.csv", rows, header="text,labels"), label_kind=LabelKind.CLASSES, val_fraction=0.2)
     by_text = {s.text: s.label for s in data.train + data.val}
     assert by_text == {"a": ["x", "y"], "b": ["y"], "c": [], "d": ["x", "z"], "e": ["x"]}
     jsonl = _write(tmp_path / "m.jsonl", "\n".join(json.dumps({"text": t, "labels": ls}) for t, ls in
                                                     [("a", ["x", "y"]), ("b", ["y"]), ("c", "x|z")]))  # fmt: skip
-    assert {s.text: s.label for s in read_text_data(jsonl, task="multilabel").train + read_text_data(
-        jsonl, task="multilabel").val}["c"] == ["x", "z"]  # fmt: skip
+    assert {s.text: s.label for s in read_text_data(jsonl, label_kind=LabelKind.CLASSES).train + read_text_data(
+        jsonl, label_kind=LabelKind.CLASSES).val}["c"] == ["x", "z"]  # fmt: skip
 
     reg = _csv(tmp_path / "r.csv", [("a", "1.5"), ("b", " -2 "), ("c", "3e1"), ("d", "0")], header="text,score")
-    data = read_text_data(reg, task="regression")
+    data = read_text_data(reg, label_kind=LabelKind.VALUE)
     assert sorted(s.label for s in data.train + data.val) == [-2.0, 0.0, 1.5, 30.0] and data.classes == []
     assert set(data.to_dict()["target_stats"]) == {"mean", "std", "min", "max"}
     bad = _csv(tmp_path / "b.csv", [("a", "1"), ("b", "lots"), ("c", "nan"), ("d", "")], header="text,score")
     with pytest.raises(DataError) as info:
-        read_text_data(bad, task="regression")
+        read_text_data(bad, label_kind=LabelKind.VALUE)
     message = str(info.value)
     assert "values that are not numbers (e.g. 'lots') in lines 3, 4" in message
     assert "missing value in line 5" in message
@@ -171,7 +172,7 @@ def test_latin1_is_read_with_a_warning(tmp_path: Path) -> None:
 def test_empty_files(tmp_path: Path) -> None:
     for name, content in [("e.csv", ""), ("h.csv", "text,label\n"), ("e.jsonl", "\n\n"), ("e.txt", "  \n")]:
         with pytest.raises(DataError, match="empty|only a header|no JSON objects"):
-            read_text_data(_write(tmp_path / name, content), task="causal-lm" if name.endswith("txt") else "classification")
+            read_text_data(_write(tmp_path / name, content), label_kind=LabelKind.CONTINUATION if name.endswith("txt") else LabelKind.CLASS)
 
 
 def test_all_problems_at_once_with_row_numbers(tmp_path: Path) -> None:
@@ -194,7 +195,7 @@ def test_split_folder_and_unknown_labels(tmp_path: Path) -> None:
     _csv(folder / "train.csv", _reviews())
     _csv(folder / "val.csv", [("nice film", "pos"), ("meh", "neutral")])
     _write(folder / "test.jsonl", json.dumps({"text": "great", "label": "pos"}) + "\n")
-    with pytest.raises(DataError, match="val label 'neutral' is not a training class .*lines 3"):
+    with pytest.raises(DataError, match="val label 'neutral' is not a training class .*line 3"):
         read_text_data(folder)
     _csv(folder / "val.csv", [("nice film", "pos"), ("meh", "neg")])
     data = read_text_data(folder)
@@ -208,8 +209,8 @@ def test_split_folder_and_unknown_labels(tmp_path: Path) -> None:
 def test_too_few_classes_and_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="found 1 class in train"):
         read_text_data(_csv(tmp_path / "one.csv", [("a", "x"), ("b", "x"), ("c", "x")]))
-    with pytest.raises(ConfigError, match="--task 'ner'"):
-        read_text_data(tmp_path / "one.csv", task="ner")
+    with pytest.raises(ConfigError, match="label kind 'ner'"):
+        read_text_data(tmp_path / "one.csv", label_kind="ner")
     with pytest.raises(ConfigError, match="--val-fraction"):
         read_text_data(tmp_path / "one.csv", val_fraction=1.0)
 
@@ -237,7 +238,7 @@ def test_read_texts_for_prediction(tmp_path: Path) -> None:
 
 @pytest.fixture
 def bert_tokenizer(tiny_bert_dir: Path):
-    from graftkit.backbones.hf_backbone import load_tokenizer
+    from graftkit.sources.hf_weights import load_tokenizer
 
     return load_tokenizer(tiny_bert_dir, "encoder")
 
@@ -312,7 +313,7 @@ def test_truncation_is_counted(bert_tokenizer) -> None:
 
 
 def test_seq2seq_loader_labels(tiny_t5_dir: Path) -> None:
-    from graftkit.backbones.hf_backbone import load_tokenizer
+    from graftkit.sources.hf_weights import load_tokenizer
 
     tok = load_tokenizer(tiny_t5_dir, "encoder-decoder")
     sources = ["translate english french hello world", "yes", "one two three four five"]
@@ -328,7 +329,7 @@ def test_seq2seq_loader_labels(tiny_t5_dir: Path) -> None:
 
 
 def test_causal_lm_loader_masks_padding_and_prompts(tiny_gpt2_dir: Path) -> None:
-    from graftkit.backbones.hf_backbone import load_tokenizer
+    from graftkit.sources.hf_weights import load_tokenizer
 
     tok = load_tokenizer(tiny_gpt2_dir, "decoder")
     eos = tok.eos_token_id

@@ -151,7 +151,7 @@ def test_decoder_pads_with_eos(tiny_gpt2_dir: Path) -> None:
                                                    ("t5", "features")])  # fmt: skip
 def test_save_architecture_and_rebuild(tiny_dirs: dict[str, Path], tmp_path: Path, family: str,
                                        head_kind: str) -> None:  # fmt: skip
-    from graftkit.backbones.hf_backbone import build_hf_architecture
+    from graftkit.sources.hf_weights import build_hf_architecture
 
     bb = load_backbone(f"hf:{tiny_dirs[family]}", head_kind=head_kind, max_length=32)
     bb.save_architecture(tmp_path / "arch")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("graftkit")  # pyproject.toml's version, recorded at install time
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 from graftkit.errors import GraftError  # noqa: E402  (cheap; no torch import)
 
@@ -18,7 +27,7 @@ def __getattr__(name: str):
 
         return load
     if name == "evaluate":
-        from graftkit.evaluation.evaluate import evaluate
+        from graftkit.deploy.evaluate import evaluate
 
         return evaluate
     if name == "TrainConfig":

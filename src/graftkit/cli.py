@@ -33,6 +33,19 @@ def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None
             p.add_argument(flag, type=conv, default=None, help=docs.get(f.name), metavar=f.name.upper())
 
 
+def _precision_flags(p: argparse.ArgumentParser, what: str, *, default: str = "auto", run: bool = True) -> None:
+    """`--precision` and `--channels-last` of a command that runs a model; left to auto, the
+    engine decides (`graftkit.engine.inference_settings` / `training_settings`)."""
+    auto = "the run's own --precision, else chosen for this device and model" if run else "chosen for this device and model"
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default, help=f"numeric format of {what} (auto: {auto}; default {default})")
+    layout = "the run's own, else per model" if run else "per model"
+    p.add_argument("--channels-last", choices=["on", "off"], default=None, help=f"channels_last memory format for CNNs in {what} (default: {layout})")
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
 def _duration(text: str) -> float:
     """`--time-budget` values (`90s`, `10m`, `1.5h`) in seconds."""
     from graftkit.strategies.auto import parse_duration
@@ -79,9 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from graftkit.evaluation import print_metrics
-    from graftkit.evaluation.evaluate import evaluate
+    from graftkit.deploy.evaluate import evaluate
 
-    result = evaluate(args.run, args.data, out=args.out, split=args.split, batch_size=args.batch_size)
+    result = evaluate(args.run, args.data, out=args.out, split=args.split, batch_size=args.batch_size,
+                      precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     print_metrics(result["test"], title=f"{args.run} on {args.data}")
     return 0
 
@@ -90,7 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from graftkit.deploy import load
     from graftkit.deploy.batch import expand_inputs, write_predictions
 
-    predictor = load(args.run, backend=args.backend)  # a bad run directory is reported before the inputs are read
+    predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last))  # a bad run directory is reported before the inputs are read
     items = expand_inputs(args.inputs, predictor.modality, column=args.column)
     write_predictions(predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True), args.format, args.top_k)
     return 0
@@ -99,7 +113,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from graftkit.deploy.export import export
 
-    result = export(args.run, args.format, quantize=args.quantize, min_agreement=args.min_agreement, max_samples=args.max_samples, exporter=args.exporter)
+    result = export(args.run, args.format, quantize=args.quantize, min_agreement=args.min_agreement, max_samples=args.max_samples, exporter=args.exporter,
+                    precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     print(result.summary())
     return 0
 
@@ -107,7 +122,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from graftkit.deploy.serve import serve
 
-    serve(args.run, host=args.host, port=args.port, backend=args.backend, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    serve(args.run, host=args.host, port=args.port, backend=args.backend, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+          precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     return 0
 
 
@@ -154,7 +170,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     ranking = rank(args.data, [m.strip() for m in args.models.split(",") if m.strip()], out=args.out, by=args.by, folds=args.folds,
                    max_per_class=args.max_per_class, image_size=args.image_size, batch_size=args.batch_size,
-                   num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device)  # fmt: skip
+                   num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device,
+                   precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     Console().print(format_ranking_table(ranking))
     for m in ranking.models:
         if m.status != "ok":
@@ -168,7 +185,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     r = lr_find(args.data, model=args.model, strategy=args.strategy, out=args.out, start_lr=args.start_lr, end_lr=args.end_lr,
                 steps=args.steps, batch_size=args.batch_size, image_size=args.image_size, augment=args.augment,
-                num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device)  # fmt: skip
+                num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device,
+                precision=args.precision, channels_last=_on_off(args.channels_last),
+                settings={k: v for k in ("mix", "grad_clip", "accumulate") if (v := getattr(args, k)) is not None})  # fmt: skip
     more = f" (steepest descent at {r.steepest:.2e})" if r.steepest else ""
     print(f"suggested learning rate: {r.suggestion:.2e}{more}; use --lr {r.suggestion:.2g}")
     if r.still_falling:
@@ -226,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default RUN/eval/<data name>)")
     p.add_argument("--split", choices=["train", "val", "test"], help="which split of a split folder or manifest to score")
     p.add_argument("--batch-size", type=int, default=64)
+    _precision_flags(p, "the model")
 
     p = add("predict", cmd_predict, "Predict classes (or generate text) for images, folders, globs or texts.")
     p.add_argument("run")
@@ -235,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
     p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
+    _precision_flags(p, "the torch backend")
 
     p = add("export", cmd_export, "Export a run to ONNX or TorchScript, check it against PyTorch, optionally quantize to int8.")
     p.add_argument("run")
@@ -243,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32, 0.80 int8)")
     p.add_argument("--max-samples", type=int, default=256, help="validation samples used for parity, calibration and accuracy")
     p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="PyTorch's ONNX exporter")
+    _precision_flags(p, "the PyTorch reference the export is checked against (fp32: the exported graph's own)", default="fp32")
 
     p = add("serve", cmd_serve, "Serve a run over HTTP: POST /predict, GET /info, /health, /openapi.json, and a web page at /.")
     p.add_argument("run")
@@ -251,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch")
     p.add_argument("--max-batch", type=int, default=16, help="most inputs run together when requests arrive at once")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the first request of a batch waits for others")
+    _precision_flags(p, "the torch backend")
 
     p = add("rank", cmd_rank, "Rank pretrained backbones for your data: LogME, H-score, NCE/LEEP and a k-fold probe per model.")
     p.add_argument("data", help="labelled images or text, as for `graft train`")
@@ -265,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="never touch the network; models without local weights are skipped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one) | cpu | cuda[:N]")
+    _precision_flags(p, "feature extraction", run=False)
 
     p = add("lr-find", cmd_lr_find, "Sweep the learning rate exponentially; plot the loss and suggest a learning rate.")
     p.add_argument("data", help="labelled data, as for `graft train`")
@@ -281,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one) | cpu | cuda[:N]")
+    _precision_flags(p, "the sweep, as graft train uses them", run=False)
+    p.add_argument("--mix", choices=["mixup", "cutmix", "mixup-cutmix"], help="batch mixing of the run to sweep for (unfrozen strategies)")
+    p.add_argument("--grad-clip", type=float, help="gradient-norm clipping of the run to sweep for (default 1.0, as graft train)")
+    p.add_argument("--accumulate", type=int, help="gradient accumulation of the run to sweep for (one learning rate per optimizer step)")
 
     p = add("tune", cmd_tune, "Optuna search over lr, weight decay, strategy, depth, augmentation and label smoothing; keeps the best run.")
     p.add_argument("data", help="labelled data, as for `graft train`")

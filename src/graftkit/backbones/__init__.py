@@ -1,7 +1,8 @@
 """The Backbone contract and its adapters (DESIGN.md §2).
 
-`TimmBackbone`, `TorchvisionBackbone` and `HFBackbone` (with `build_hf_architecture`) are imported
-lazily: importing this package costs only torch.
+`TimmBackbone`, `TorchvisionBackbone` and `HFBackbone` are imported lazily: importing this package
+costs only torch. Building them from weights is `graftkit.sources`' job (`load_backbone`,
+`build_architecture`, `sources.hf_weights.build_hf_architecture`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ _LAZY = {
     "TimmBackbone": "graftkit.backbones.timm_backbone",
     "TorchvisionBackbone": "graftkit.backbones.torchvision_backbone",
     "HFBackbone": "graftkit.backbones.hf_backbone",
-    "build_hf_architecture": "graftkit.backbones.hf_backbone",
 }
 
 
@@ -34,5 +34,4 @@ __all__ = [
     "TimmBackbone",
     "TorchvisionBackbone",
     "HFBackbone",
-    "build_hf_architecture",
 ]

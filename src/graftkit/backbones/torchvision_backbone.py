@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from graftkit.backbones._groups import collapse_groups
-from graftkit.backbones._state import load_strict
+from graftkit.backbones.state import load_strict
 from graftkit.backbones.base import ImagePreprocess, WeightsInfo
 from graftkit.errors import ConfigError
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,49 +28,44 @@ __all__ = ["ImageFileDataset", "make_loader", "default_num_workers"]
 
 
 class ImageFileDataset(Dataset):
-    """Decodes `samples` with `load_image` and applies `transform`.
+    """Decodes `samples` with `load_image` and applies `transform`; yields `(image, target)`.
+
+    The dataset does not know what a label is: the caller encodes the labels (`task.encode`)
+    into one target row per sample, so the same dataset serves class ids, multi-hot rows and
+    numbers.
 
     Args:
-        samples: The labelled files.
-        class_to_idx: Class name -> label id. None for unlabelled use (every label is -1).
+        samples: The image files.
+        targets: One row per sample, in order (`[N]` class ids, `[N, C]` multi-hot, `[N]`
+            values); None for unlabelled use (every target is -1).
         transform: Applied to the uint8 `[3, H, W]` image; None returns the image as decoded.
 
     Example:
-        >>> ds = ImageFileDataset(data.train, data.class_to_idx, build_transform(pre, "light", True))
-        >>> image, label = ds[0]  # float32 [3, 224, 224], int
+        >>> ds = ImageFileDataset(data.train, task.encode([s.label for s in data.train]), build_transform(pre, "light", True))
+        >>> image, target = ds[0]  # float32 [3, 224, 224], its row of targets
     """
 
     def __init__(
         self,
         samples: Sequence[Sample],
-        class_to_idx: Mapping[str, int] | None,
+        targets: torch.Tensor | None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.samples = list(samples)
-        self.class_to_idx = dict(class_to_idx) if class_to_idx is not None else None
+        self.targets = targets
+        """The targets given, one row per sample (None: unlabelled)."""
         self.transform = transform
-        if self.class_to_idx is not None:
-            unknown = sorted({s.label for s in self.samples} - set(self.class_to_idx))
-            if unknown:  # readers validate labels first; reaching here is a programming error
-                raise ValueError(f"labels not in class_to_idx: {unknown}")
+        if targets is not None and len(targets) != len(self.samples):  # callers encode every sample
+            raise ValueError(f"{len(targets)} target rows for {len(self.samples)} samples")
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        sample = self.samples[index]
-        image = load_image(sample.path)  # uint8 (3, H, W)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor | int]:
+        image = load_image(self.samples[index].path)  # uint8 (3, H, W)
         if self.transform is not None:
             image = self.transform(image)
-        label = self.class_to_idx[sample.label] if self.class_to_idx is not None else -1
-        return image, label
-
-    @property
-    def targets(self) -> list[int]:
-        """Label id of every sample, in order (for samplers and class weights)."""
-        if self.class_to_idx is None:
-            return [-1] * len(self.samples)
-        return [self.class_to_idx[s.label] for s in self.samples]
+        return image, (self.targets[index] if self.targets is not None else -1)
 
 
 def default_num_workers() -> int:

@@ -48,7 +48,15 @@ from PIL import (  # noqa: F401  (imported for their registration side effect)
 
 from graftkit.errors import DataError
 
-__all__ = ["SUPPORTED_EXTENSIONS", "load_image", "check_image", "is_image_file"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "PIL_FORMATS",
+    "JPEG_MAGIC",
+    "load_image",
+    "decode_image_bytes",
+    "check_image",
+    "is_image_file",
+]
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -58,9 +66,11 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
 # PIL format names we decode; restricting `Image.open` to them means a PDF or an EPS renamed to
 # `.jpg` is reported as unreadable rather than half-decoded. MPO is the multi-picture JPEG that
 # many cameras write (PIL's JPEG opener returns it; it has no opener of its own).
-_PIL_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP")
+PIL_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "TIFF", "WEBP")
+"""PIL format names decoded (pass as `Image.open(..., formats=PIL_FORMATS)` to probe an image the same way)."""
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_MAGIC = b"\xff\xd8\xff"
+"""The first bytes of every JPEG."""
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -98,11 +108,32 @@ def load_image(path: str | os.PathLike[str]) -> torch.Tensor:
         raise DataError([f"{path}: cannot be read ({e.strerror or e}): check the path and permissions"], str(path)) from e
     if not data:
         raise DataError([f"{path}: file is empty (0 bytes): remove it or replace it with a valid image"], str(path))
-    if _jpeg_components(data) in (1, 3):
-        image = _decode_jpeg_fast(data)
+    return decode_image_bytes(data, path)
+
+
+def decode_image_bytes(data: bytes | bytearray, name: str | os.PathLike[str] = "<bytes>") -> torch.Tensor:
+    """Decode an encoded image (file contents, an upload) exactly as `load_image` decodes a file.
+
+    Args:
+        data: The encoded bytes (JPEG, PNG, BMP, GIF, TIFF, WebP), not empty.
+        name: Names the image in error messages (a file name or path).
+
+    Returns:
+        A uint8 tensor `[3, H, W]`, upright RGB (see `load_image`).
+
+    Raises:
+        DataError: The bytes cannot be decoded; the message names `name`.
+
+    Example:
+        >>> decode_image_bytes(request_body, "upload.jpg").shape
+        torch.Size([3, 375, 500])
+    """
+    buf = data if isinstance(data, bytearray) else bytearray(data)  # torch.frombuffer needs writable memory
+    if _jpeg_components(buf) in (1, 3):
+        image = _decode_jpeg_fast(buf)
         if image is not None:
             return image
-    return _decode_with_pil(data, path)
+    return _decode_with_pil(buf, Path(name))
 
 
 def check_image(path: str | os.PathLike[str]) -> str | None:
@@ -133,7 +164,7 @@ def check_image(path: str | os.PathLike[str]) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=_PIL_FORMATS) as im:
+            with Image.open(path, formats=PIL_FORMATS) as im:
                 width, height = im.size
                 fmt = im.format
                 if width == 0 or height == 0:
@@ -159,7 +190,7 @@ def check_image(path: str | os.PathLike[str]) -> str | None:
 
 def _jpeg_components(data: bytes | bytearray) -> int | None:
     """Number of colour components in a JPEG's frame header (1 grey, 3 YCbCr, 4 CMYK/YCCK), or None."""
-    if not data.startswith(_JPEG_MAGIC):
+    if not data.startswith(JPEG_MAGIC):
         return None
     i, n = 2, len(data)
     while i + 4 <= n:
@@ -231,7 +262,7 @@ def _jpeg_tail_ok(path: Path) -> bool:
 
 def _decode_with_pil(data: bytes | bytearray, path: Path) -> torch.Tensor:
     try:
-        with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as im:
+        with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
             im.seek(0)  # multi-frame files: the first frame
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to rotate

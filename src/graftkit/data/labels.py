@@ -32,3 +32,11 @@ class LabelKind(str, Enum):
     def stratified(self) -> bool:
         """A validation split is stratified by class (single-label classes only)."""
         return self is LabelKind.CLASS
+
+    @property
+    def noun(self) -> str:
+        """What one label is called in messages: `label`, `value`, `target` or `response`."""
+        return _NOUNS.get(self, "label")
+
+
+_NOUNS = {LabelKind.VALUE: "value", LabelKind.SEQUENCE: "target", LabelKind.CONTINUATION: "response"}

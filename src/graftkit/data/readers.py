@@ -7,25 +7,31 @@ Accepted inputs:
   manifest's folder, or absolute) and optionally `split` (`train`, `val`/`valid`/`validation`,
   `test`).
 
+What a label is comes from the task as a `LabelKind`: folders hold one class per image (`CLASS`);
+manifests also hold several (`CLASSES`: `a|b`, or a JSON list) or a number (`VALUE`). Labels are
+parsed, split, checked and counted by `graftkit.data.core`, as for texts.
+
 Everything is validated before training starts and every problem is reported in one `DataError`
 (at most 20 messages per kind, then a count). Hidden files (`.DS_Store`, `._x.jpg`, ...) and
-`Thumbs.db`/`desktop.ini` are ignored silently. Without a validation split, a seeded stratified
-split is made (see `stratified_split`).
+`Thumbs.db`/`desktop.ini` are ignored silently. Without a validation split, a seeded split is made
+(`core.seeded_split`: stratified by class for `CLASS`).
 """
 
 from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from graftkit.data import core
 from graftkit.data._problems import Problems
+from graftkit.data.core import SPLIT_ALIASES as _SPLIT_ALIASES
 from graftkit.data.images import SUPPORTED_EXTENSIONS, check_image
+from graftkit.data.labels import LabelKind
 from graftkit.errors import ConfigError
 
 __all__ = [
@@ -37,7 +43,11 @@ __all__ = [
     "stratified_split",
 ]
 
-_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+_IMAGE_KINDS = (LabelKind.CLASS, LabelKind.CLASSES, LabelKind.VALUE)
+_KIND_WORDS = {
+    LabelKind.CLASSES: "several labels per image (like a|b, for --task multilabel)",
+    LabelKind.VALUE: "numeric targets (for --task regression)",
+}
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 _MANIFEST_SUFFIXES = (".csv", ".jsonl")
 _SUPPORTED = ", ".join(sorted(SUPPORTED_EXTENSIONS))
@@ -49,13 +59,14 @@ class Sample:
 
     path: Path
     """The image file (absolute when read by `read_image_data`)."""
-    label: str
-    """Its class name."""
+    label: Any
+    """Its label, parsed by its `LabelKind`: a class name, a sorted list of names, or a float
+    (see `graftkit.data.core`)."""
 
 
 @dataclass
 class ImageData:
-    """A validated, split image-classification data set."""
+    """A validated, split image data set."""
 
     train: list[Sample]
     """Training samples, sorted by path."""
@@ -64,7 +75,8 @@ class ImageData:
     test: list[Sample]
     """Test samples (may be empty), sorted by path."""
     classes: list[str]
-    """Sorted training class names; the index of a name is its label id."""
+    """Sorted training class names (every name of a multi-label set); [] for `VALUE` labels.
+    The index of a name is its label id."""
     root: Path
     """The data folder (for a manifest: the manifest's folder)."""
     split: str
@@ -73,21 +85,22 @@ class ImageData:
     """`class-folder`, `split-folder` or `manifest`."""
     val_root: Path | None = None
     """The separate validation source passed as `val`, if any."""
+    label_kind: LabelKind = LabelKind.CLASS
+    """How the labels were read."""
 
     @property
     def class_to_idx(self) -> dict[str, int]:
         """Class name -> label id."""
         return {name: i for i, name in enumerate(self.classes)}
 
+    def splits(self) -> list[tuple[str, list[Sample]]]:
+        """`[("train", ...), ("val", ...), ("test", ...)]`."""
+        return [("train", self.train), ("val", self.val), ("test", self.test)]
+
     def counts(self) -> dict[str, dict[str, int]]:
-        """Images per class for each split: `{"train": {"cat": 40, ...}, "val": {...}, "test": {...}}`."""
-        out: dict[str, dict[str, int]] = {}
-        for name, samples in (("train", self.train), ("val", self.val), ("test", self.test)):
-            per_class = dict.fromkeys(self.classes, 0)
-            for s in samples:
-                per_class[s.label] = per_class.get(s.label, 0) + 1
-            out[name] = per_class
-        return out
+        """Images per class for each split: `{"train": {"cat": 40, ...}, "val": {...}, "test": {...}}`
+        (a multi-label image counts once per label; {} for `VALUE` labels)."""
+        return core.split_counts(self.splits(), self.classes)
 
     def to_dict(self, include_files: bool = False) -> dict[str, Any]:
         """A JSON-ready description for graft.json and the report.
@@ -100,31 +113,20 @@ class ImageData:
             "root": str(self.root),
             "layout": self.layout,
             "split": self.split,
-            "classes": list(self.classes),
-            "totals": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
-            "counts": self.counts(),
+            **core.label_summary(self.label_kind, self.classes, self.splits()),
         }
         if self.val_root is not None:
             d["val_root"] = str(self.val_root)
         if include_files:
             d["files"] = {
-                name: [[_relative(s.path, self.root), s.label] for s in samples]
-                for name, samples in (("train", self.train), ("val", self.val), ("test", self.test))
+                name: [[_relative(s.path, self.root), s.label] for s in samples] for name, samples in self.splits()
             }
         return d
 
     def summary(self) -> str:
         """A short human-readable table: one line per class with its count in each split."""
-        counts = self.counts()
-        width = max(len(c) for c in self.classes) if self.classes else 5
-        head = (
-            f"{len(self.classes)} classes; train {len(self.train)}, val {len(self.val)}, test {len(self.test)} "
-            f"({self.split}; {self.layout} {self.root})"
-        )
-        rows = [f"  {'class':<{width}}  {'train':>6} {'val':>6} {'test':>6}"]
-        for c in self.classes:
-            rows.append(f"  {c:<{width}}  {counts['train'][c]:>6} {counts['val'][c]:>6} {counts['test'][c]:>6}")
-        return "\n".join([head, *rows])
+        detail = f"{self.split}; {self.layout} {self.root}"
+        return "\n".join(core.summary_lines(self.label_kind, self.classes, self.splits(), detail))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,15 +139,19 @@ def read_image_data(
     val: str | os.PathLike[str] | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    label_kind: LabelKind = LabelKind.CLASS,
 ) -> ImageData:
-    """Read, validate and split an image-classification data set.
+    """Read, validate and split an image data set.
 
     Args:
         path: A class folder, a split folder (`train/`, `val/`, `test/`) or a CSV/JSONL manifest.
         val: A separate validation set (class folder or manifest without a split column); not
             allowed when `path` already has a validation split.
-        val_fraction: Share of each class moved to validation when no validation split is given.
+        val_fraction: Share moved to validation when no validation split is given (of each
+            class for `CLASS` labels).
         seed: Seed of that split; the same files and seed always give the same split.
+        label_kind: How labels are written: `CLASS` (folders or manifests), `CLASSES` (`a|b` or a
+            JSON list) or `VALUE` (a number), both in manifests only.
 
     Returns:
         An `ImageData` with sorted samples and the sorted training class names.
@@ -153,8 +159,9 @@ def read_image_data(
     Raises:
         DataError: Listing every problem found: unreadable/empty images, unsupported files,
             empty classes, classes with fewer than 2 training images, fewer than 2 classes,
-            val/test labels unknown to train, manifest rows with missing columns or files.
-        ConfigError: `val_fraction` is not between 0 and 1.
+            val/test labels unknown to train, manifest rows with missing columns, files or
+            malformed labels, a folder given for labels only a manifest can hold.
+        ConfigError: `val_fraction` is not between 0 and 1; a label kind images cannot have.
 
     Example:
         >>> data = read_image_data("flowers/", val_fraction=0.2, seed=0)
@@ -163,9 +170,10 @@ def read_image_data(
     """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    label_kind = _check_image_kind(label_kind)
     path = Path(path).expanduser().absolute()
     problems = Problems()
-    splits, root, layout = _read_source(path, problems, allow_splits=True)
+    splits, root, layout = _read_source(path, problems, allow_splits=True, kind=label_kind)
     split_description = "given"
     val_root = None
 
@@ -176,23 +184,28 @@ def read_image_data(
                 "conflicting validation sets",
                 f"{path} already has a validation split and a separate val set {val_root} was given: pass only one",
             )
-        val_splits, _, _ = _read_source(val_root, problems, allow_splits=False)
+        val_splits, _, _ = _read_source(val_root, problems, allow_splits=False, kind=label_kind)
         splits["val"] = val_splits.get("all", [])
     train = splits.get("train", splits.get("all", []))
     given_val = splits.get("val")
     test = splits.get("test", [])
 
     if path.exists() and not problems.has_kind("unreadable sources"):
-        _check_labels(train, given_val or [], test, root, layout, given_val is not None, problems)
+        _check_labels(train, given_val or [], test, label_kind, layout, given_val is not None, problems)
     _check_files([*train, *(given_val or []), *test], problems)
     problems.raise_if_any(path)
 
-    if given_val is None:
-        train, val_samples = stratified_split(train, val_fraction, seed, root=root)
-        split_description = f"seeded stratified {val_fraction:.0%} (seed {seed})"
+    if given_val is None:  # every class keeps a training image, so val and test labels stay known
+        n = len(train)
+        train, val_samples = core.seeded_split(
+            train, val_fraction, seed, kind=label_kind, content=lambda s: _relative(s.path, root)
+        )
+        core.check_seeded_val(val_samples, n, problems, source=path, noun="image")
+        problems.raise_if_any(path)
+        split_description = core.split_description(label_kind, val_fraction, seed)
     else:
         val_samples = given_val
-    classes = sorted({s.label for s in train})
+    classes = core.training_classes(train, label_kind)
     return ImageData(
         train=_sorted(train),
         val=_sorted(val_samples),
@@ -202,6 +215,7 @@ def read_image_data(
         split=split_description,
         layout=layout,
         val_root=val_root,
+        label_kind=label_kind,
     )
 
 
@@ -210,6 +224,7 @@ def read_labelled_images(
     classes: list[str] | None = None,
     *,
     split: str | None = None,
+    label_kind: LabelKind = LabelKind.CLASS,
 ) -> tuple[list[Sample], list[str]]:
     """Read one labelled set, without splitting it (for `graft evaluate`).
 
@@ -219,6 +234,7 @@ def read_labelled_images(
         classes: The class names the model knows, in label-id order. Labels outside it are errors.
         split: Which split to read from a split folder or a manifest's `split` column
             (`train`, `val`, `test`).
+        label_kind: How labels are written (see `read_image_data`).
 
     Returns:
         `(samples sorted by path, classes)`; `classes` is the given list, else the sorted labels.
@@ -234,7 +250,8 @@ def read_labelled_images(
     problems = Problems()
     if split is not None and split not in _SPLIT_ALIASES:
         raise ConfigError(f"split {split!r} is not a split name; choose one of: train, val, test")
-    splits, _, _ = _read_source(path, problems, allow_splits=True)
+    label_kind = _check_image_kind(label_kind)
+    splits, _, _ = _read_source(path, problems, allow_splits=True, kind=label_kind)
     is_split = bool(splits) and "all" not in splits
     samples = splits.get("all", [])
     if split is None and is_split:
@@ -254,14 +271,14 @@ def read_labelled_images(
     if not problems.has_kind("unreadable sources") and not problems.has_kind("ambiguous inputs"):
         if not samples and not problems.has_kind("missing splits"):
             problems.add("empty inputs", f"{path}: no images found: check the path")
-        if classes is not None:
-            known = set(classes)
-            _unknown_labels(
-                samples, known, "evaluation", problems, fix="the model cannot predict it: remove these files or relabel them"
-            )
+        if classes is not None and label_kind.has_classes:
+            core.report_unknown_labels(
+                problems, samples, classes, split="", members=_files, known_as=f"one of the run's classes ({', '.join(classes)})",
+                fix="the model cannot predict it: remove these files or relabel them",
+            )  # fmt: skip
     _check_files(samples, problems)
     problems.raise_if_any(path)
-    names = list(classes) if classes is not None else sorted({s.label for s in samples})
+    names = list(classes) if classes is not None else core.training_classes(samples, label_kind)
     return _sorted(samples), names
 
 
@@ -322,12 +339,14 @@ def list_image_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
 def stratified_split(
     samples: list[Sample], val_fraction: float, seed: int, *, root: Path | None = None
 ) -> tuple[list[Sample], list[Sample]]:
-    """Split samples into train and val, class by class, deterministically for a seed.
+    """Split single-label samples into train and val, class by class, deterministically for a seed
+    (`core.seeded_split` with `LabelKind.CLASS`, hashing paths relative to `root`).
 
-    Each class with n images gives `round(n * val_fraction)` to val, at least 1 and at most n - 1
-    (so every class keeps one training image, and a class with 2 or more images has one in val).
-    Files are ordered by a hash of (seed, path relative to `root`), so the split does not depend
-    on listing order or on where the data folder lives, and adding a file moves few others.
+    Each class with n images gives `core.val_count(n, val_fraction)` to val: `n * val_fraction`
+    rounded half up, at least 1 and at most n - 1 (so every class keeps one training image, and a
+    class with 2 or more images has one in val). Files are ordered by a hash of (seed, path
+    relative to `root`), so the split does not depend on listing order or on where the data folder
+    lives, and adding a file moves few others.
 
     Args:
         samples: Labelled samples.
@@ -341,17 +360,8 @@ def stratified_split(
     Example:
         >>> train, val = stratified_split(samples, 0.2, seed=0)
     """
-    by_class: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_class.setdefault(s.label, []).append(s)
-    train: list[Sample] = []
-    val: list[Sample] = []
-    for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda s: _split_key(s.path, seed, root))
-        n = len(members)
-        n_val = 0 if n < 2 else min(n - 1, max(1, int(n * val_fraction + 0.5)))
-        val.extend(members[:n_val])
-        train.extend(members[n_val:])
+    name = (lambda s: _relative(s.path, root)) if root is not None else (lambda s: s.path.as_posix())
+    train, val = core.seeded_split(samples, val_fraction, seed, kind=LabelKind.CLASS, content=name)
     return _sorted(train), _sorted(val)
 
 
@@ -359,7 +369,9 @@ def stratified_split(
 # Sources: folder layouts and manifests -> {"all" | "train" | "val" | "test": [Sample]}
 
 
-def _read_source(path: Path, problems: Problems, *, allow_splits: bool) -> tuple[dict[str, list[Sample]], Path, str]:
+def _read_source(
+    path: Path, problems: Problems, *, allow_splits: bool, kind: LabelKind
+) -> tuple[dict[str, list[Sample]], Path, str]:
     """Read a folder or manifest into samples per split; problems are recorded, not raised."""
     if not path.exists():
         problems.add("unreadable sources", f"{path}: no such file or folder")
@@ -371,7 +383,14 @@ def _read_source(path: Path, problems: Problems, *, allow_splits: bool) -> tuple
                 f"{path}: not a folder or a .csv/.jsonl manifest: pass a class folder, a train/val/test folder or a manifest",
             )
             return {}, path.parent, "manifest"
-        return _read_manifest(path, problems, allow_splits=allow_splits), path.parent, "manifest"
+        return _read_manifest(path, problems, allow_splits=allow_splits, kind=kind), path.parent, "manifest"
+    if kind is not LabelKind.CLASS:
+        problems.add(
+            "unreadable sources",
+            f"{path}: a folder gives each image one class (--task classification); {_KIND_WORDS[kind]} need a "
+            "CSV or JSONL manifest with 'path' and 'label' columns: list the images in one and pass it",
+        )
+        return {}, path, "folder"
 
     subdirs = {e.name: Path(e.path) for e in os.scandir(path) if e.is_dir() and not _is_hidden(e.name)}
     split_dirs = {name: d for name, d in subdirs.items() if name.lower() in _SPLIT_ALIASES}
@@ -438,7 +457,7 @@ def _report_loose_images(root: Path, problems: Problems) -> None:
             )
 
 
-def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool) -> dict[str, list[Sample]]:
+def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool, kind: LabelKind) -> dict[str, list[Sample]]:
     """A CSV/JSONL manifest -> samples per split (`all` when it has no split column)."""
     try:
         rows, columns = _manifest_rows(path, problems)
@@ -463,18 +482,21 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool) -> dic
     base = path.parent
     out: dict[str, list[Sample]] = {}
     first_row: dict[Path, str] = {}
-    for where, row in rows:
-        raw_path, raw_label = row.get("path"), row.get("label")
+    bad_labels = core.RowProblems()
+    for line, row in rows:
+        where = f"line {line}"
+        raw_path = row.get("path")
         bad = False
-        for col, value in (("path", raw_path), ("label", raw_label)):
-            if value is None or (isinstance(value, str) and not value.strip()):
-                problems.add("bad manifest rows", f"{path} {where}: empty {col!r}: fill it in or remove the row")
-                bad = True
-            elif not isinstance(value, (str, int)) or isinstance(value, bool):
-                problems.add(
-                    "bad manifest rows", f"{path} {where}: {col!r} must be a string, got {json.dumps(value)}"
-                )
-                bad = True
+        if raw_path is None or (isinstance(raw_path, str) and not raw_path.strip()):
+            problems.add("bad manifest rows", f"{path} {where}: empty 'path': fill it in or remove the row")
+            bad = True
+        elif not isinstance(raw_path, (str, int)) or isinstance(raw_path, bool):
+            problems.add("bad manifest rows", f"{path} {where}: 'path' must be a string, got {json.dumps(raw_path)}")
+            bad = True
+        label = core.parse_label(row.get("label"), kind)
+        if isinstance(label, core.BadLabel):
+            bad_labels.add_label(label, line)
+            bad = True
         split_name = "all"
         if has_split:
             raw_split = str(row.get("split") or "").strip().lower()
@@ -510,7 +532,8 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool) -> dic
                 f"{path} {where}: file {rel!r} does not exist (paths are relative to {base}): fix the path or remove the row",
             )
             continue
-        out.setdefault(split_name, []).append(Sample(file, str(raw_label).strip()))
+        out.setdefault(split_name, []).append(Sample(file, label))
+    bad_labels.report(problems, path)
     if has_split:
         out.setdefault("train", [])
     else:
@@ -518,16 +541,16 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool) -> dic
     return out
 
 
-def _manifest_rows(path: Path, problems: Problems) -> tuple[list[tuple[str, dict]] | None, set[str]]:
-    """Rows as `(where, {column: value})` with lower-cased column names, and the set of columns."""
-    rows: list[tuple[str, dict]] = []
+def _manifest_rows(path: Path, problems: Problems) -> tuple[list[tuple[int, dict]] | None, set[str]]:
+    """Rows as `(line number, {column: value})` with lower-cased column names, and the set of columns."""
+    rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             fieldnames = [(n or "").strip().lower() for n in (reader.fieldnames or [])]
             for raw in reader:
                 row = {(k or "").strip().lower(): v for k, v in raw.items() if k is not None}
-                rows.append((f"line {reader.line_num}", row))
+                rows.append((reader.line_num, row))
         if not fieldnames:
             problems.add("unreadable sources", f"{path}: empty manifest: add a header line 'path,label' and rows")
             return None, set()
@@ -547,7 +570,7 @@ def _manifest_rows(path: Path, problems: Problems) -> tuple[list[tuple[str, dict
                 continue
             row = {str(k).strip().lower(): v for k, v in obj.items()}
             columns.update(row)
-            rows.append((f"line {number}", row))
+            rows.append((number, row))
     if not rows and not problems:
         problems.add("unreadable sources", f"{path}: empty manifest: add one JSON object per line with 'path' and 'label'")
         return None, set()
@@ -562,44 +585,47 @@ def _check_labels(
     train: list[Sample],
     val: list[Sample],
     test: list[Sample],
-    root: Path,
+    kind: LabelKind,
     layout: str,
     val_given: bool,
     problems: Problems,
 ) -> None:
-    """Class counts and label agreement between splits."""
-    counts: dict[str, int] = {}
-    for s in train:
-        counts[s.label] = counts.get(s.label, 0) + 1
+    """Class counts (every single-label class needs 2 training images) and label agreement between splits."""
     where = " in train" if layout == "split-folder" or val_given else ""
-    for label, n in sorted(counts.items()):
-        if n < 2:
-            fix = "add images or remove the folder" if layout != "manifest" else "add rows or remove the class"
-            problems.add("small classes", f"class {label!r} has 1 image{where} (need at least 2): {fix}")
-    if len(counts) < 2 and not problems.has_kind("missing columns"):
-        found = ", ".join(repr(c) for c in sorted(counts)) or "none"
-        problems.add(
-            "too few classes",
-            f"found {len(counts)} class{'es' if len(counts) != 1 else ''}{where} ({found}): a classifier needs "
-            "at least 2 - add one folder (or label) per class",
-        )
-    known = set(counts)
-    _unknown_labels(val, known, "val", problems, fix="add training images of this class or remove these files from val")
-    _unknown_labels(test, known, "test", problems, fix="add training images of this class or remove these files from test")
+    if kind is LabelKind.CLASS:
+        counts: dict[str, int] = {}
+        for s in train:
+            counts[s.label] = counts.get(s.label, 0) + 1
+        for label, n in sorted(counts.items()):
+            if n < 2:
+                fix = "add images or remove the folder" if layout != "manifest" else "add rows or remove the class"
+                problems.add("small classes", f"class {label!r} has 1 image{where} (need at least 2): {fix}")
+    classes = core.training_classes(train, kind)
+    if not problems.has_kind("missing columns") and not problems.has_kind("bad labels"):
+        core.check_training_labels(classes, len(train), kind, problems, where=where, fix=" - add one folder (or label) per class")
+    if kind.has_classes:
+        for name, samples in (("val", val), ("test", test)):
+            core.report_unknown_labels(
+                problems, samples, classes, split=name, members=_files,
+                fix=f"add training images of this class or remove these files from {name}",
+            )  # fmt: skip
 
 
-def _unknown_labels(samples: list[Sample], known: set[str], split: str, problems: Problems, *, fix: str) -> None:
-    by_label: dict[str, list[Sample]] = {}
-    for s in samples:
-        if s.label not in known:
-            by_label.setdefault(s.label, []).append(s)
-    for label, members in sorted(by_label.items()):
-        files = ", ".join(str(s.path) for s in sorted(members, key=lambda s: s.path)[:3])
-        more = f" and {len(members) - 3} more" if len(members) > 3 else ""
-        problems.add(
-            "unknown labels",
-            f"{split} label {label!r} is not a training class ({len(members)} file(s): {files}{more}): {fix}",
+def _files(samples: list[Sample]) -> str:
+    """`2 file(s): a.jpg, b.jpg` (at most 3 named), for messages about a group of samples."""
+    files = ", ".join(str(s.path) for s in sorted(samples, key=lambda s: s.path)[:3])
+    more = f" and {len(samples) - 3} more" if len(samples) > 3 else ""
+    return f"{len(samples)} file(s): {files}{more}"
+
+
+def _check_image_kind(kind: LabelKind) -> LabelKind:
+    kind = core.to_label_kind(kind)
+    if kind not in _IMAGE_KINDS:
+        raise ConfigError(
+            f"images have class labels, several class labels or numeric targets, not {kind.noun}s: "
+            "choose --task classification, multilabel or regression for an image model"
         )
+    return kind
 
 
 def _check_files(samples: list[Sample], problems: Problems) -> None:
@@ -631,11 +657,6 @@ def _walk_images(folder: Path) -> Iterable[tuple[Path, bool]]:
     return ((p, ok) for p, ok in _walk_files(folder) if ok)
 
 
-def _split_key(path: Path, seed: int, root: Path | None) -> bytes:
-    name = _relative(path, root) if root is not None else path.as_posix()
-    return hashlib.blake2b(f"{seed}\0{name}".encode(), digest_size=8).digest()
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -644,4 +665,4 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _sorted(samples: list[Sample]) -> list[Sample]:
-    return sorted(samples, key=lambda s: (str(s.path), s.label))
+    return sorted(samples, key=lambda s: str(s.path))

@@ -4,18 +4,19 @@ Accepted inputs:
 - a `.csv` (delimiter comma, tab or semicolon, from the header line), `.tsv` or `.jsonl` file with
   a text column and a label column; the column names are guessed (`text`, `sentence`, `review`,
   `content`; `label`, `labels`, `score`, ...) or given with `--text-col` / `--label-col`;
-- a `.txt` file for `causal-lm`: paragraphs separated by blank lines, or one text per line when
-  there is no blank line;
+- a `.txt` file for `CONTINUATION` labels (causal LM): paragraphs separated by blank lines, or one
+  text per line when there is no blank line;
 - a folder with `train.*` and optionally `val.*` (or `valid.*`, `validation.*`) and `test.*`.
 
-Tasks and their labels: `classification` (one class name), `multilabel` (names joined by `|`, or a
-JSON list in JSONL), `regression` (a number), `seq2seq` (`source` -> `target` text), `causal-lm`
-(plain `text`, or `prompt` + `response`: the loss is on the response only).
+What a label is comes from the task as a `LabelKind`: `CLASS` (one class name), `CLASSES` (names
+joined by `|`, or a JSON list in JSONL), `VALUE` (a number), `SEQUENCE` (`source` -> `target`
+text), `CONTINUATION` (plain `text`, or `prompt` + `response`: the loss is on the response only).
+Labels are parsed, split, checked and counted by `graftkit.data.core`, as for images.
 
 Files are read as UTF-8 (with or without a byte-order mark), else as latin-1 with a warning.
-Every problem is reported in one `DataError`. Without a validation split, a seeded split is made:
-stratified by class for classification, by a hash of (seed, text) so it does not depend on row
-order.
+Every problem is reported in one `DataError`. Without a validation split, a seeded split is made
+(`core.seeded_split`: stratified by class for `CLASS`, by a hash of (seed, text) so it does not
+depend on row order).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import hashlib
 import io
 import json
-import math
 import os
 import sys
 import warnings
@@ -35,32 +34,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graftkit.data import core
 from graftkit.data._problems import Problems
+from graftkit.data.core import SPLIT_ALIASES as _SPLIT_ALIASES
+from graftkit.data.labels import LabelKind
 from graftkit.errors import ConfigError
 
-__all__ = ["TextSample", "TextData", "TEXT_TASKS", "read_text_data", "read_texts", "read_labelled_texts"]
-
-TEXT_TASKS = ("classification", "multilabel", "regression", "seq2seq", "causal-lm")
-"""The tasks `read_text_data` reads labels for."""
+__all__ = ["TextSample", "TextData", "read_text_data", "read_texts", "read_labelled_texts"]
 
 _SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")
-_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _TEXT_COLUMNS = ("text", "sentence", "review", "content")
 _TEXT_DEFAULTS = {
-    "classification": _TEXT_COLUMNS,
-    "multilabel": _TEXT_COLUMNS,
-    "regression": _TEXT_COLUMNS,
-    "seq2seq": ("source", *_TEXT_COLUMNS),
-    "causal-lm": (*_TEXT_COLUMNS, "prompt"),
+    LabelKind.CLASS: _TEXT_COLUMNS,
+    LabelKind.CLASSES: _TEXT_COLUMNS,
+    LabelKind.VALUE: _TEXT_COLUMNS,
+    LabelKind.SEQUENCE: ("source", *_TEXT_COLUMNS),
+    LabelKind.CONTINUATION: (*_TEXT_COLUMNS, "prompt"),
 }
 _LABEL_DEFAULTS = {
-    "classification": ("label", "labels", "class", "category"),
-    "multilabel": ("labels", "label", "tags"),
-    "regression": ("score", "label", "target", "value"),
-    "seq2seq": ("target",),
-    "causal-lm": ("response",),
+    LabelKind.CLASS: ("label", "labels", "class", "category"),
+    LabelKind.CLASSES: ("labels", "label", "tags"),
+    LabelKind.VALUE: ("score", "label", "target", "value"),
+    LabelKind.SEQUENCE: ("target",),
+    LabelKind.CONTINUATION: ("response",),
 }
-_ROWS_SHOWN = 10  # row numbers listed per problem before "and N more"
+_TARGET_KINDS = (LabelKind.SEQUENCE, LabelKind.CONTINUATION)  # the label is a text, kept in `target`
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ class TextSample:
     text: str
     """The input text (the source of a seq2seq pair; the prompt of a prompt/response pair)."""
     label: str | list[str] | float | None = None
-    """Class name (classification), class names (multilabel), number (regression), else None."""
+    """Class name (`CLASS`), class names (`CLASSES`), number (`VALUE`), else None."""
     target: str | None = None
     """The seq2seq target, or the response of a prompt/response causal-LM pair."""
     row: int = 0
@@ -88,11 +86,11 @@ class TextData:
     test: list[TextSample]
     """Test examples (may be empty), in file order."""
     classes: list[str]
-    """Sorted training class names (classification, multilabel); [] for the other tasks."""
+    """Sorted training class names (`CLASS`, `CLASSES`); [] for the other label kinds."""
     split: str
     """Where val came from: `given` or e.g. `seeded stratified 20% (seed 0)`."""
-    task: str
-    """One of `TEXT_TASKS`."""
+    label_kind: LabelKind
+    """How the labels were read."""
     source: str
     """The file or folder read."""
     encoding: str
@@ -106,17 +104,8 @@ class TextData:
         return {name: i for i, name in enumerate(self.classes)}
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Examples per class for each split (classification and multilabel; empty otherwise)."""
-        out: dict[str, dict[str, int]] = {}
-        if not self.classes:
-            return out
-        for name, samples in (("train", self.train), ("val", self.val), ("test", self.test)):
-            per_class = dict.fromkeys(self.classes, 0)
-            for s in samples:
-                for label in s.label if isinstance(s.label, list) else [s.label]:
-                    per_class[str(label)] = per_class.get(str(label), 0) + 1
-            out[name] = per_class
-        return out
+        """Examples per class for each split (class label kinds; empty otherwise)."""
+        return core.split_counts(self.splits(), self.classes)
 
     def to_dict(self, include_files: bool = False) -> dict[str, Any]:
         """A JSON-ready description for graft.json and the report.
@@ -128,20 +117,11 @@ class TextData:
         d: dict[str, Any] = {
             "root": self.source,
             "layout": "text",
-            "task": self.task,
             "split": self.split,
             "encoding": self.encoding,
             "columns": dict(self.columns),
-            "classes": list(self.classes),
-            "totals": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            **core.label_summary(self.label_kind, self.classes, self.splits()),
         }
-        if self.classes:
-            d["counts"] = self.counts()
-        if self.task == "regression" and self.train:
-            values = [float(s.label) for s in self.train]  # type: ignore[arg-type]
-            mean = sum(values) / len(values)
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-            d["target_stats"] = {"mean": mean, "std": std, "min": min(values), "max": max(values)}
         if include_files:
             d["rows"] = {name: [s.row for s in samples] for name, samples in self.splits()}
         return d
@@ -152,18 +132,8 @@ class TextData:
 
     def summary(self) -> str:
         """A short human-readable description: sizes, split, and examples per class."""
-        head = (
-            f"{self.task}: train {len(self.train)}, val {len(self.val)}, test {len(self.test)} "
-            f"({self.split}; {self.source}, {self.encoding})"
-        )
-        if not self.classes:
-            return head
-        counts = self.counts()
-        width = max(len(c) for c in self.classes)
-        rows = [f"  {'class':<{width}}  {'train':>6} {'val':>6} {'test':>6}"]
-        for c in self.classes:
-            rows.append(f"  {c:<{width}}  {counts['train'][c]:>6} {counts['val'][c]:>6} {counts['test'][c]:>6}")
-        return "\n".join([f"{len(self.classes)} classes; " + head, *rows])
+        detail = f"{self.split}; {self.source}, {self.encoding}"
+        return "\n".join(core.summary_lines(self.label_kind, self.classes, self.splits(), detail))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,7 +143,7 @@ class TextData:
 def read_text_data(
     path: str | os.PathLike[str],
     *,
-    task: str = "classification",
+    label_kind: LabelKind = LabelKind.CLASS,
     text_col: str | None = None,
     label_col: str | None = None,
     val: str | os.PathLike[str] | None = None,
@@ -186,12 +156,13 @@ def read_text_data(
     Args:
         path: A `.csv`/`.tsv`/`.jsonl`/`.txt` file, or a folder with `train.*` (and optionally
             `val.*`, `test.*`) files of those kinds.
-        task: One of `TEXT_TASKS`; decides which columns are read and how labels are parsed.
+        label_kind: How labels are written (the task's `label_kind`); decides which columns are
+            read and how labels are parsed.
         text_col: The text column (`--text-col`); default: the first of `text`, `sentence`,
-            `review`, `content` (`source` first for seq2seq; `prompt` for causal-lm).
-        label_col: The label column (`--label-col`); default by task: `label`/`labels`
-            (classification, multilabel), `score`/`label` (regression), `target` (seq2seq),
-            `response` (causal-lm, optional).
+            `review`, `content` (`source` first for `SEQUENCE`; `prompt` for `CONTINUATION`).
+        label_col: The label column (`--label-col`); default by kind: `label`/`labels` (`CLASS`,
+            `CLASSES`), `score`/`label` (`VALUE`), `target` (`SEQUENCE`), `response`
+            (`CONTINUATION`, optional).
         val: A separate validation file; not allowed when `path` is a folder with a val file.
         val_fraction: Share moved to validation when no validation set is given.
         seed: Seed of that split; the same rows and seed always give the same split.
@@ -206,15 +177,15 @@ def read_text_data(
             present and the flag), empty texts, missing or malformed labels (with row numbers),
             classes with fewer than 2 examples when a split must be made, fewer than 2 classes,
             val/test labels unknown to train.
-        ConfigError: Unknown task, `val_fraction` not between 0 and 1, unknown encoding.
+        ConfigError: `label_kind` is not a `LabelKind`, `val_fraction` not between 0 and 1,
+            unknown encoding.
 
     Example:
-        >>> data = read_text_data("reviews.csv", task="classification", seed=0)
+        >>> data = read_text_data("reviews.csv", label_kind=LabelKind.CLASS, seed=0)
         >>> data.classes, len(data.train), data.split
         (['neg', 'pos'], 160, 'seeded stratified 20% (seed 0)')
     """
-    if task not in TEXT_TASKS:
-        raise ConfigError(f"--task {task!r} is not a text task; choose one of: {', '.join(TEXT_TASKS)}")
+    label_kind = core.to_label_kind(label_kind)
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     _check_encoding_name(encoding)
@@ -233,25 +204,25 @@ def read_text_data(
             problems.add("unreadable sources", f"{val_path}: no such file (the validation set)")
         else:
             files["val"] = val_path
-    reader = _Reader(task, text_col, label_col, encoding, problems)
+    reader = _Reader(label_kind, text_col, label_col, encoding, problems)
     splits = {name: reader.read(file) for name, file in files.items()}
     problems.raise_if_any(path)  # column and row problems first: label checks need clean rows
 
     train, given_val, test = splits.get("train", []), splits.get("val"), splits.get("test", [])
     split_description = "given"
     if given_val is None:
-        train, val_samples, split_description = _split(train, task, val_fraction, seed, files["train"], problems)
+        train, val_samples, split_description = _split(train, label_kind, val_fraction, seed, files["train"], problems)
     else:
         val_samples = given_val
-    _check_labels(task, train, val_samples, test, given_val is None, problems)
+    _check_labels(label_kind, train, val_samples, test, problems)
     problems.raise_if_any(path)
     return TextData(
         train=sorted(train, key=lambda s: s.row),
         val=sorted(val_samples, key=lambda s: s.row),
         test=sorted(test, key=lambda s: s.row),
-        classes=_classes(task, train),
+        classes=core.training_classes(train, label_kind),
         split=split_description,
-        task=task,
+        label_kind=label_kind,
         source=str(path),
         encoding=reader.encoding_used(),
         columns=reader.columns,
@@ -285,7 +256,7 @@ def read_texts(
     if not path.is_file():
         problems.add("unreadable sources", f"{path}: no such file")
         problems.raise_if_any(path)
-    reader = _Reader("classification", text_col, None, encoding, problems, labelled=False, txt_lines=True)
+    reader = _Reader(LabelKind.CLASS, text_col, None, encoding, problems, labelled=False, txt_lines=True)
     samples = reader.read(path)
     problems.raise_if_any(path)
     return samples
@@ -398,11 +369,11 @@ def _delimiter(header: str, path: Path) -> str:
 
 
 class _Reader:
-    """Reads files of one data set with the same columns and task, collecting problems."""
+    """Reads files of one data set with the same columns and label kind, collecting problems."""
 
-    def __init__(self, task: str, text_col: str | None, label_col: str | None, encoding: str | None,
+    def __init__(self, kind: LabelKind, text_col: str | None, label_col: str | None, encoding: str | None,
                  problems: Problems, *, labelled: bool = True, txt_lines: bool = False) -> None:  # fmt: skip
-        self.task = task
+        self.kind = kind
         self.text_col = text_col
         self.label_col = label_col
         self.encoding = encoding
@@ -411,7 +382,6 @@ class _Reader:
         self.txt_lines = txt_lines  # .txt: always one text per line (unlabelled input)
         self.encodings: list[str] = []
         self.columns: dict[str, str | None] = {}
-        self._examples: dict[str, str] = {}
 
     def encoding_used(self) -> str:
         return ", ".join(dict.fromkeys(self.encodings)) or (self.encoding or "utf-8")
@@ -440,11 +410,11 @@ class _Reader:
     # -- formats -----------------------------------------------------------------------------
 
     def _from_txt(self, path: Path, text: str) -> list[TextSample]:
-        if self.labelled and self.task != "causal-lm":
+        if self.labelled and self.kind is not LabelKind.CONTINUATION:
             self.problems.add(
                 "unreadable sources",
-                f"{path}: a .txt file has no labels; for --task {self.task} use a .csv, .tsv or .jsonl "
-                "file with a text and a label column",
+                f"{path}: a .txt file has no labels; for {self.kind.noun}s use a .csv, .tsv or .jsonl "
+                f"file with a text and a {self.kind.noun} column (a .txt file suits --task causal-lm)",
             )
             return []
         self.columns = {"text": None, "label": None}
@@ -548,138 +518,57 @@ class _Reader:
         return None
 
     def _samples(self, path: Path, rows: list[tuple[int, dict[str, Any]]], names: list[str]) -> list[TextSample]:
-        task = self.task
-        text_defaults = _TEXT_DEFAULTS[task]
-        if task == "causal-lm" and not self.text_col and not any(n.strip().lower() == "text" for n in names):
+        kind = self.kind
+        text_defaults = _TEXT_DEFAULTS[kind]
+        continuation = kind is LabelKind.CONTINUATION
+        if continuation and not self.text_col and not any(n.strip().lower() == "text" for n in names):
             text_defaults = ("prompt", *_TEXT_COLUMNS)  # prompt/response pairs
         text_name = self._pick(path, names, self.text_col, text_defaults, "text", "--text-col", True)
-        # causal-lm reads a response only for prompts, or when --label-col names one.
+        # A continuation is read only for prompts, or when --label-col names one.
         is_prompt = (text_name or "").strip().lower() == "prompt"
-        wants_label = self.labelled and (task != "causal-lm" or self.label_col is not None or is_prompt)
+        wants_label = self.labelled and (not continuation or self.label_col is not None or is_prompt)
         label_name = None
         if wants_label:
-            label_name = self._pick(path, names, self.label_col, _LABEL_DEFAULTS[task], _label_role(task),
-                                    "--label-col", True)  # fmt: skip
+            label_name = self._pick(path, names, self.label_col, _LABEL_DEFAULTS[kind], kind.noun, "--label-col", True)
         self.columns = {"text": text_name, "label": label_name}
         if text_name is None or (wants_label and label_name is None):
             return []
-        bad: dict[str, list[int]] = {}  # what is wrong -> row numbers
-        self._examples: dict[str, str] = {}  # what is wrong -> the first bad value
+        bad = core.RowProblems()
         samples: list[TextSample] = []
         for row, values in rows:
             text = values.get(text_name)
-            if not isinstance(text, str):
-                bad.setdefault("no text" if text is None else "text is not a string", []).append(row)
-                continue
-            if not text.strip():
-                bad.setdefault("empty or whitespace-only text", []).append(row)
+            if not isinstance(text, str) or not text.strip():
+                what = "empty or whitespace-only text" if isinstance(text, str) else "text is not a string"
+                what = "no text" if text is None else what
+                bad.add("empty texts", what, row, "fill in the text or remove these rows")
                 continue
             if label_name is None:
                 samples.append(TextSample(text, row=row))
                 continue
-            sample = self._labelled(text, values.get(label_name), row, bad)
-            if sample is not None:
-                samples.append(sample)
-        for what, numbers in bad.items():
-            shown = ", ".join(str(n) for n in numbers[:_ROWS_SHOWN])
-            more = f" and {len(numbers) - _ROWS_SHOWN} more" if len(numbers) > _ROWS_SHOWN else ""
-            kind = "empty texts" if "text" in what else "bad labels"
-            example = f" (e.g. {self._examples[what]!r})" if what in self._examples else ""
-            self.problems.add(
-                kind, f"{path}: {what}{example} in {_rows_word(numbers)} {shown}{more}: {_fix(what)}"
-            )
+            label = core.parse_label(values.get(label_name), kind)
+            if isinstance(label, core.BadLabel):
+                bad.add_label(label, row)
+            elif kind in _TARGET_KINDS:
+                samples.append(TextSample(text, target=label, row=row))
+            else:
+                samples.append(TextSample(text, label=label, row=row))
+        bad.report(self.problems, path)
         return samples
-
-    def _labelled(self, text: str, raw: Any, row: int, bad: dict[str, list[int]]) -> TextSample | None:
-        task = self.task
-        if task == "multilabel":
-            labels = _multilabel(raw)
-            if labels is None:
-                bad.setdefault("labels that are neither text nor a list of names", []).append(row)
-                return None
-            return TextSample(text, label=labels, row=row)
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            bad.setdefault(_missing(task), []).append(row)
-            return None
-        if task == "regression":
-            value = _number(raw)
-            if value is None:
-                bad.setdefault("values that are not numbers", []).append(row)
-                self._examples.setdefault("values that are not numbers", str(raw)[:30])
-                return None
-            return TextSample(text, label=value, row=row)
-        if isinstance(raw, (dict, list, bool)):
-            bad.setdefault(f"{_label_role(task)}s that are not text", []).append(row)
-            return None
-        value = raw.strip() if isinstance(raw, str) else str(raw)
-        if task == "classification":
-            return TextSample(text, label=value, row=row)
-        return TextSample(text, target=raw if isinstance(raw, str) else value, row=row)  # seq2seq, causal-lm
-
-
-def _label_role(task: str) -> str:
-    return {"seq2seq": "target", "causal-lm": "response", "regression": "value"}.get(task, "label")
-
-
-def _missing(task: str) -> str:
-    return {"seq2seq": "missing target", "causal-lm": "missing response", "regression": "missing value"}.get(
-        task, "missing label"
-    )
-
-
-def _rows_word(numbers: list[int]) -> str:
-    return "line" if len(numbers) == 1 else "lines"
-
-
-def _fix(what: str) -> str:
-    if "text" in what:
-        return "fill in the text or remove these rows"
-    if "number" in what:
-        return "use plain numbers like 3.5 or remove these rows"
-    return "fill them in or remove these rows"
-
-
-def _multilabel(raw: Any) -> list[str] | None:
-    # `a|b` text, or a JSON list of names; empty means "none of the classes".
-    if raw is None:
-        return []
-    if isinstance(raw, list):
-        if not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in raw):
-            return None
-        return sorted(dict.fromkeys(str(x).strip() for x in raw if str(x).strip()))
-    if isinstance(raw, (str, int)) and not isinstance(raw, bool):
-        return sorted(dict.fromkeys(p.strip() for p in str(raw).split("|") if p.strip()))
-    return None
-
-
-def _number(raw: Any) -> float | None:
-    if isinstance(raw, bool):
-        return None
-    try:
-        value = float(raw.strip()) if isinstance(raw, str) else float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 # ----------------------------------------------------------------------------------------------
 # Splits and label checks
 
 
-def _key(sample: TextSample, seed: int) -> bytes:
+def _content(sample: TextSample) -> str:
     # Content only, not the row: reordering the file does not change the split (ties keep file order).
-    content = f"{seed}\0{sample.text}\0{sample.target or ''}"
-    return hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return f"{sample.text}\0{sample.target or ''}"
 
 
-def _take(n: int, fraction: float) -> int:
-    return min(max(1, round(n * fraction)), n - 1)
-
-
-def _split(train: list[TextSample], task: str, fraction: float, seed: int, file: Path,
+def _split(train: list[TextSample], kind: LabelKind, fraction: float, seed: int, file: Path,
            problems: Problems) -> tuple[list[TextSample], list[TextSample], str]:  # fmt: skip
-    """Seeded split: stratified by class for classification, else over all rows."""
-    if task == "classification":
+    """Seeded split (`core.seeded_split`); single-label classes need 2 examples each."""
+    if kind.stratified:
         by_class: dict[str, list[TextSample]] = {}
         for s in train:
             by_class.setdefault(str(s.label), []).append(s)
@@ -693,72 +582,33 @@ def _split(train: list[TextSample], task: str, fraction: float, seed: int, file:
             )
         if small:
             return train, [], ""
-        keep, held = [], []
-        for c in sorted(by_class):
-            ordered = sorted(by_class[c], key=lambda s: _key(s, seed))
-            k = _take(len(ordered), fraction)
-            held += ordered[:k]
-            keep += ordered[k:]
-        return keep, held, f"seeded stratified {fraction:.0%} (seed {seed})"
-    if len(train) < 2:
-        problems.add(
-            "too few examples",
-            f"{file}: {len(train)} example(s); a validation split needs at least 2: add rows or give --val",
-        )
-        return train, [], ""
-    ordered = sorted(train, key=lambda s: _key(s, seed))
-    k = _take(len(ordered), fraction)
-    return ordered[k:], ordered[:k], f"seeded {fraction:.0%} (seed {seed})"
+    keep, held = core.seeded_split(train, fraction, seed, kind=kind, content=_content)
+    core.check_seeded_val(held, len(train), problems, source=file, noun="example")
+    return keep, held, core.split_description(kind, fraction, seed)
 
 
-def _check_labels(task: str, train: list[TextSample], val: list[TextSample], test: list[TextSample],
-                  seeded: bool, problems: Problems) -> None:  # fmt: skip
-    if task not in ("classification", "multilabel") or problems.has_kind("small classes"):
+def _check_labels(kind: LabelKind, train: list[TextSample], val: list[TextSample], test: list[TextSample],
+                  problems: Problems) -> None:  # fmt: skip
+    if not kind.has_classes or problems.has_kind("small classes"):
         return
-    known = set(_classes(task, train))
-    if task == "classification" and len(known) < 2:
-        found = ", ".join(repr(c) for c in sorted(known)) or "none"
-        problems.add(
-            "too few classes",
-            f"found {len(known)} class{'es' if len(known) != 1 else ''} in train ({found}): a classifier "
-            "needs at least 2",
-        )
-    if task == "multilabel" and not known:
-        problems.add("too few classes", "no labels in train: a multi-label classifier needs at least 1 class")
-    if seeded:
-        return
+    known = core.training_classes(train, kind)
+    core.check_training_labels(known, len(train), kind, problems, where=" in train")
     for name, samples in (("val", val), ("test", test)):
-        for label, rows in _unknown_labels(samples, known):
-            shown = ", ".join(str(r) for r in rows[:_ROWS_SHOWN]) + (" ..." if len(rows) > _ROWS_SHOWN else "")
-            problems.add(
-                "unknown labels",
-                f"{name} label {label!r} is not a training class ({len(rows)} row(s), lines {shown}): "
-                f"add training examples of it or remove these rows from {name}",
-            )
+        core.report_unknown_labels(
+            problems, samples, known, split=name, members=_rows,
+            fix=f"add training examples of it or remove these rows from {name}",
+        )  # fmt: skip
 
 
-def _unknown_labels(samples: list[TextSample], known: set[str]) -> list[tuple[str, list[int]]]:
-    """(label, rows) for every label in `samples` outside `known`, sorted by label."""
-    unknown: dict[str, list[int]] = {}
-    for s in samples:
-        for label in s.label if isinstance(s.label, list) else [s.label]:
-            if str(label) not in known:
-                unknown.setdefault(str(label), []).append(s.row)
-    return sorted(unknown.items())
-
-
-def _classes(task: str, train: list[TextSample]) -> list[str]:
-    if task == "classification":
-        return sorted({str(s.label) for s in train})
-    if task == "multilabel":
-        return sorted({label for s in train for label in (s.label or [])})  # type: ignore[union-attr]
-    return []
+def _rows(samples: list[TextSample]) -> str:
+    """`2 row(s), lines 3, 4`, for messages about a group of samples."""
+    return f"{len(samples)} row(s), {core.line_list([s.row for s in samples])}"
 
 
 def read_labelled_texts(
     path: str | os.PathLike[str],
     *,
-    task: str,
+    label_kind: LabelKind,
     classes: list[str],
     text_col: str | None = None,
     label_col: str | None = None,
@@ -770,12 +620,23 @@ def read_labelled_texts(
     Args:
         path: A CSV/TSV/JSONL/TXT file, or a folder of `train.*`/`val.*`/`test.*` files (then
             `split`, default `test`, picks one).
-        task: The run's task.
+        label_kind: How the run's task reads labels (its `label_kind`).
         classes: The run's classes; a label outside them is reported with its rows.
+        text_col: The text column (`--text-col`), as in `read_text_data`.
+        label_col: The label column (`--label-col`), as in `read_text_data`.
+        encoding: The file's encoding (`--encoding`), as in `read_text_data`.
+        split: Which file of a folder to read (`train`, `val`, `test`).
+
+    Returns:
+        The labelled samples, in file order.
 
     Raises:
         DataError: unreadable file, missing columns, empty texts, labels the run does not know.
+
+    Example:
+        >>> samples = read_labelled_texts("holdout.csv", label_kind=LabelKind.CLASS, classes=["neg", "pos"])
     """
+    label_kind = core.to_label_kind(label_kind)
     _check_encoding_name(encoding)
     path = Path(path).expanduser().absolute()
     problems = Problems()
@@ -789,14 +650,11 @@ def read_labelled_texts(
     elif not path.is_file():
         problems.add("unreadable sources", f"{path}: no such file")
         problems.raise_if_any(path)
-    samples = _Reader(task, text_col, label_col, encoding, problems).read(path)
-    if task in ("classification", "multilabel") and samples:
-        for label, rows in _unknown_labels(samples, set(classes)):
-            shown = ", ".join(str(r) for r in rows[:_ROWS_SHOWN]) + (" ..." if len(rows) > _ROWS_SHOWN else "")
-            problems.add(
-                "unknown labels",
-                f"label {label!r} is not one of the run's classes ({', '.join(classes)}): {len(rows)} row(s), lines {shown}; "
-                "fix or remove these rows, or train a run that knows this class",
-            )
+    samples = _Reader(label_kind, text_col, label_col, encoding, problems).read(path)
+    if label_kind.has_classes:
+        core.report_unknown_labels(
+            problems, samples, classes, split="", members=_rows, known_as=f"one of the run's classes ({', '.join(classes)})",
+            fix="fix or remove these rows, or train a run that knows this class",
+        )  # fmt: skip
     problems.raise_if_any(path)
     return samples

@@ -37,7 +37,7 @@ from graftkit.deploy.runtime import (
 from graftkit.deploy.samples import Samples, model_batches, validation_samples
 from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs, signature_for
 from graftkit.errors import ConfigError, GraftError
-from graftkit.rundir import read_json, write_json
+from graftkit.rundir import RunSpec, read_json, write_json
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("torchscript", "dynamo")
@@ -90,6 +90,8 @@ def export(
     max_samples: int = 256,
     batch_size: int = 32,
     exporter: str = "torchscript",
+    precision: str = "fp32",
+    channels_last: bool | None = None,
 ) -> ExportResult:
     """Export a run's model, check it against PyTorch, and record the check in the run.
 
@@ -104,6 +106,9 @@ def export(
         max_samples: At most this many validation samples for parity, calibration and accuracy.
         batch_size: Inputs per forward pass during the checks.
         exporter: `torchscript` (default) or `dynamo`: PyTorch's ONNX exporter to use.
+        precision: Precision of the PyTorch reference the export is checked against: `fp32`
+            (default: the exported graph's own), `auto` (what `graft predict` on this CPU uses) or `bf16`.
+        channels_last: Memory format of the PyTorch reference (None: the run's request, else per model).
 
     Returns:
         An `ExportResult` with the paths and the parity records.
@@ -120,24 +125,26 @@ def export(
         -0.0083
     """
     from graftkit.rundir import load_model
-    from graftkit.engine import tune_malloc
+    from graftkit.engine import run_inference_settings, tune_malloc
 
     _check_options(format, quantize, exporter, min_agreement)
     tune_malloc()
     run_dir = Path(run_dir)
     model, meta, task = load_model(run_dir)  # raises RunDirError naming what is missing
-    if "lora" in meta:
+    if meta.lora is not None:
         from graftkit.strategies import merge_lora
 
         model = merge_lora(model)  # adapters folded into the base weights: a plain graph
-    sig = signature_for(model, meta)
+    sig = signature_for(model, meta, task)  # raises for tasks that are not one graph
     out_dir = run_dir / EXPORT_DIR
     out_dir.mkdir(exist_ok=True)
-    tokenizer = model.backbone.tokenizer if meta.get("modality") == "text" else None
+    tokenizer = model.backbone.tokenizer if meta.modality == "text" else None
 
     samples = validation_samples(run_dir, meta, limit=max_samples)
     batches = list(model_batches(samples.items, meta, batch_size, tokenizer))
-    reference = _torch_logits(sig, batches)
+    # The PyTorch side of every comparison, decided by the one inference rule (on the CPU, where the export runs).
+    engine = run_inference_settings(meta, device="cpu", precision=precision, channels_last=channels_last).engine()
+    reference = _torch_logits(sig, batches, engine)
     checker = _Checker(task, meta, samples, batches, reference)
     records: dict[str, dict[str, Any]] = {}
 
@@ -162,7 +169,7 @@ def export(
             int8 = make_session(path)
             extra = {"quantization": settings, "calibration": calibrated_on}
             records["onnx-int8"] = checker.record(path, _session_runner(int8), "int8", min_agreement, extra)
-            _compare_speed_and_accuracy(records, checker, sig, meta, {"onnx": _session_runner(session), "onnx-int8": _session_runner(int8)})
+            _compare_speed_and_accuracy(records, checker, sig, engine, {"onnx": _session_runner(session), "onnx-int8": _session_runner(int8)})
 
     _save_records(run_dir, out_dir, records)
     failed = {k: r for k, r in records.items() if not r["passed"]}
@@ -176,9 +183,9 @@ def export(
             + f"\nThe file was removed; the numbers are in {out_dir / PARITY_FILE}. Try `--exporter dynamo`, or lower "
             "--min-agreement if the gap is expected (int8)."
         )
-    from graftkit.evaluation.model_card import write_model_card
+    from graftkit.rundir.model_card import write_model_card
 
-    write_model_card(run_dir)  # the card lists the exported files
+    write_model_card(run_dir, task.card())  # the card lists the exported files
     return ExportResult(path, preprocess_path, records)
 
 
@@ -224,13 +231,13 @@ def _export_torchscript(sig: Signature, example: tuple[torch.Tensor, ...], path:
         traced.save(str(path))
 
 
-def _quantize(fp32: Path, out: Path, run_dir: Path, meta: dict[str, Any], samples: Samples, batches: list[dict[str, torch.Tensor]],
+def _quantize(fp32: Path, out: Path, run_dir: Path, meta: RunSpec, samples: Samples, batches: list[dict[str, torch.Tensor]],
               sig: Signature, batch_size: int) -> tuple[Path, dict[str, Any], str | None]:  # fmt: skip
     """Write the int8 model; return it, the settings, and what calibrated it (None: dynamic)."""
     from graftkit.deploy.quantize import quantize_dynamic_int8, quantize_static_int8
     from graftkit.deploy.samples import calibration_images
 
-    if meta.get("modality") == "text":
+    if meta.modality == "text":
         return out, quantize_dynamic_int8(fp32, out), None
     train = calibration_images(run_dir)
     if train is not None:
@@ -245,9 +252,13 @@ def _quantize(fp32: Path, out: Path, run_dir: Path, meta: dict[str, Any], sample
 # Parity, accuracy, speed
 
 
-def _torch_logits(sig: Signature, batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    with torch.inference_mode():
-        return torch.cat([sig.module(*example_inputs(b, sig)).float() for b in batches])
+def _torch_logits(sig: Signature, batches: list[dict[str, torch.Tensor]], engine: Any) -> torch.Tensor:
+    module = engine.setup(sig.module)
+    try:
+        with torch.inference_mode(), engine.autocast():
+            return torch.cat([module(*engine.to_device(example_inputs(b, sig))).float().cpu() for b in batches])
+    finally:
+        sig.module.to(memory_format=torch.contiguous_format)  # the graph is exported from the plain layout
 
 
 def _session_runner(session: Any) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
@@ -263,7 +274,7 @@ def _session_runner(session: Any) -> Callable[[dict[str, torch.Tensor]], torch.T
 class _Checker:
     """Compares an exported model's logits with PyTorch's on the same batches."""
 
-    def __init__(self, task: Any, meta: dict[str, Any], samples: Samples, batches: list, reference: torch.Tensor) -> None:
+    def __init__(self, task: Any, meta: RunSpec, samples: Samples, batches: list, reference: torch.Tensor) -> None:
         self.task, self.meta, self.samples, self.batches, self.reference = task, meta, samples, batches, reference
         self.outputs: dict[str, torch.Tensor] = {}
 
@@ -274,7 +285,7 @@ class _Checker:
     def record(self, path: Path, run: Callable, precision: str, min_agreement: float | None, extra: dict[str, Any]) -> dict[str, Any]:
         out = self.logits(run)
         self.outputs[path.name] = out
-        agreement, on = _agreement(self.task, self.reference, out, precision)
+        agreement, on = self.task.export_agreement(self.reference, out, precision)
         threshold = MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
         rec = {
             "file": path.name,
@@ -291,32 +302,14 @@ class _Checker:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
-        if self.task.name == "classification":
+        if on == "top-1 class":
             rec["top1_agreement"] = agreement
         return rec
 
 
-def _agreement(task: Any, ref: torch.Tensor, out: torch.Tensor, precision: str) -> tuple[float, str]:
-    """Share of inputs on which the exported model decides as PyTorch does, and what was compared."""
-    if len(ref) == 0:
-        return 1.0, "nothing"
-    if task.name == "classification":
-        pick = out.argmax(1)
-        # A tie in the reference (two classes within float noise) is not a disagreement.
-        gap = ref.max(1).values - ref.gather(1, pick[:, None])[:, 0]
-        tie = gap <= 1e-5 * (1 + ref.abs().max(1).values)
-        return float(((pick == ref.argmax(1)) | tie).float().mean()), "top-1 class"
-    if task.name == "multilabel":
-        a, b = task.predicted_labels(task.activate(ref)), task.predicted_labels(task.activate(out))
-        return float(np.mean([set(x) == set(y) for x, y in zip(a, b)])), "label set"
-    tol = 1e-3 if precision == "fp32" else 0.05  # in standard deviations of the training targets
-    diff = (task.activate(out) - task.activate(ref)).abs()[:, 0] / max(float(getattr(task, "std", 1.0)), 1e-12)
-    return float((diff <= tol).float().mean()), f"value within {tol} std"
-
-
-def _compare_speed_and_accuracy(records: dict, checker: _Checker, sig: Signature, meta: dict, runners: dict) -> None:
-    """Validation metric of PyTorch, fp32 and int8, and single-input latency of each: measured here."""
-    from graftkit.engine import LocalEngine
+def _compare_speed_and_accuracy(records: dict, checker: _Checker, sig: Signature, engine: Any, runners: dict) -> None:
+    """Validation metric of PyTorch, fp32 and int8, and single-input latency of each: measured here
+    (PyTorch with the reference's `engine`)."""
 
     rec = records["onnx-int8"]
     if checker.samples.real:
@@ -324,15 +317,13 @@ def _compare_speed_and_accuracy(records: dict, checker: _Checker, sig: Signature
         scores = {}
         for name, logits in (("torch", checker.reference), ("onnx", checker.outputs[ONNX_FILE]), ("onnx-int8", checker.outputs[INT8_FILE])):
             m = checker.task.epoch_metrics(checker.task.activate(logits).numpy(), targets)
-            key = next(k for k in ("accuracy", "macro_f1", "mae") if k in m)
+            key = next(k for k in checker.task.headline if k in m)
             scores[name] = {key: round(float(m[key]), 6)}
         key = next(iter(scores["onnx"]))
         rec["validation"] = {**scores, "metric": key, "change": round(scores["onnx-int8"][key] - scores["onnx"][key], 6), "n": len(targets)}
     else:
         rec["validation"] = {"measured": False, "why": f"no labelled validation samples here ({checker.samples.source})"}
     single = {k: v[:1] for k, v in checker.batches[0].items()}
-    precision = meta.get("precision", {})
-    engine = LocalEngine(precision=precision.get("inference", "fp32"), channels_last=precision.get("channels_last", False))
     torch_model = engine.setup(sig.module)
 
     def torch_run(b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -370,20 +361,19 @@ def _onnx_opset(path: Path) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _write_preprocess(run_dir: Path, out_dir: Path, meta: dict[str, Any], sig: Signature, format: str, exporter: str,
+def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, sig: Signature, format: str, exporter: str,
                       opset: int | None, tokenizer: Any, int8: bool = False) -> Path:  # fmt: skip
     """`preprocess.json`: everything a client in any language needs to feed the model and read it."""
-    task = meta["task"]
-    post: dict[str, Any] = {"classification": {"activation": "softmax"}, "multilabel": {"activation": "sigmoid", "thresholds": task.get("thresholds")},
-                            "regression": {"activation": "value = logits[:, 0] * std + mean", "mean": task.get("mean"), "std": task.get("std")}}[task["name"]]  # fmt: skip
+    task = meta.task
+    post = sig.output_spec  # the task's: activation, thresholds, scaling
     spec: dict[str, Any] = {
         "schema_version": 1,
-        "modality": meta.get("modality", "image"),
+        "modality": meta.modality,
         "task": task["name"],
         "classes": task.get("classes", []),
         "inputs": sig.input_spec,
         "output": {"name": OUTPUT_NAME, "shape": ["batch", max(len(task.get("classes", [])), 1)], "dtype": "float32", **post},
-        "model": {"id": meta["model"].get("model_id"), "arch": meta["model"].get("arch")},
+        "model": {"id": meta.model.model_id, "arch": meta.model.arch},
         "weights_sha256": weights_digest(run_dir),
         "files": {},
     }
@@ -397,7 +387,7 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: dict[str, Any], sig: S
     if int8:
         kind = "dynamic" if spec["modality"] == "text" else "static"
         spec["files"][INT8_FILE] = {"format": "onnx", "quantized_from": ONNX_FILE, "quantization": f"int8 {kind}", "opset": opset}
-    p = meta["preprocess"]
+    p = meta.preprocess
     if spec["modality"] == "text":
         tokenizer.save_pretrained(str(out_dir))  # tokenizer.json & co. beside the model
         spec["text"] = {

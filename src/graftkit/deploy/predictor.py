@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
 from graftkit.errors import DataError
+from graftkit.tasks import Prediction
 
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input's result: the top class, its probability, and the top-k list."""
-
-    input: str
-    label: str
-    score: float
-    top_k: list[tuple[str, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "label": self.label, "score": self.score, "top_k": [{"label": l, "score": s} for l, s in self.top_k]}
+__all__ = ["Prediction", "Predictor", "load"]
 
 
 class Predictor:
@@ -32,10 +21,15 @@ class Predictor:
         device: torch device to run on (the `torch` backend).
         backend: `torch` (the PyTorch model), `onnx` (`export/model.onnx` under ONNX Runtime) or
             `onnx-int8` (`export/model.int8.onnx`); the ONNX files come from `graft export`.
+        precision: `torch` backend: `auto` (the run's own request, else the rule for `device`),
+            `fp32` or `bf16`.
+        channels_last: `torch` backend: memory format for CNNs (None: the run's request, else per model).
     """
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu", backend: str = "torch") -> None:
-        from graftkit.engine import LocalEngine, tune_malloc
+    def __init__(
+        self, run_dir: str | Path, device: str = "cpu", backend: str = "torch", *, precision: str = "auto", channels_last: bool | None = None
+    ) -> None:
+        from graftkit.engine import tune_malloc
 
         tune_malloc()
         self.run_dir = Path(run_dir)
@@ -44,50 +38,53 @@ class Predictor:
             from graftkit.rundir import load_model
 
             self.model, self.meta, self.task = load_model(self.run_dir)
-            precision = self.meta.get("precision", {})
             # Precision is re-decided for the device predicting (a run trained in bf16 on a GPU
-            # predicts in fp32 on a CPU without native bf16), unless the run asked for one.
-            from graftkit.engine import choose_precision
+            # predicts in fp32 on a CPU without native bf16), unless asked for, or the run asked for one.
+            from graftkit.engine import run_inference_settings
 
-            requested = self.meta.get("config", {}).get("precision", "auto")
-            inference, _ = choose_precision(self.meta["model"]["arch"], training=False, requested=requested, device=str(device))
-            self.engine = LocalEngine(device, precision=inference, channels_last=precision.get("channels_last", False))
+            self.engine = run_inference_settings(self.meta, device=str(device), precision=precision, channels_last=channels_last).engine()
             self.model = self.engine.setup(self.model)
             self.preprocess = self.model.backbone.preprocess
             self.tokenizer = getattr(self.model.backbone, "tokenizer", None)
         else:
+            if precision != "auto" or channels_last is not None:
+                from graftkit.errors import ConfigError
+
+                raise ConfigError(f"--precision and --channels-last set how PyTorch runs; --backend {backend} runs the exported graph: drop them")
             self._load_onnx(backend)
         self.classes: list[str] = self.task.classes
-        self.modality: str = self.meta.get("modality", "image")
+        self.modality: str = self.meta.modality
 
     def _load_onnx(self, backend: str) -> None:
         """Everything predict needs without building the PyTorch model: graft.json, the task, the
         preprocessing (and tokenizer) and an ONNX Runtime session."""
         from graftkit.deploy.runtime import BACKENDS, EXPORT_DIR, OnnxRuntimeModel
         from graftkit.errors import ConfigError
-        from graftkit.rundir import check_run_dir, read_json
-        from graftkit.tasks import GENERATIVE_TASKS, task_from_dict
+        from graftkit.rundir import read_finished
+        from graftkit.tasks import task_from_dict
         from graftkit.engine import LocalEngine
 
         if backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r} is not known; choose one of: {', '.join(BACKENDS)}")
-        self.meta = read_json(check_run_dir(self.run_dir) / "graft.json")
-        self.task = task_from_dict(self.meta["task"])
-        if self.task.name in GENERATIVE_TASKS:
-            raise ConfigError(f"a {self.task.name} run generates text and has no ONNX export: use --backend torch")
+        _, self.meta = read_finished(self.run_dir)
+        self.task = task_from_dict(self.meta.task)
+        try:
+            self.task.export_spec()  # raises for tasks that are not one graph (text generation)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (--backend {backend} needs an export: use --backend torch)") from None
         self.model = OnnxRuntimeModel(self.run_dir, int8=backend == "onnx-int8")
         self.engine = LocalEngine("cpu")
         self.tokenizer = None
-        if self.meta.get("modality") == "text":
+        if self.meta.modality == "text":
             from graftkit.backbones.base import TextPreprocess
             from graftkit.deploy.samples import load_run_tokenizer
 
-            self.preprocess = TextPreprocess.from_dict(self.meta["preprocess"])
+            self.preprocess = TextPreprocess.from_dict(self.meta.preprocess)
             self.tokenizer = load_run_tokenizer(self.run_dir / EXPORT_DIR, self.meta)
         else:
             from graftkit.backbones.base import ImagePreprocess
 
-            self.preprocess = ImagePreprocess.from_dict(self.meta["preprocess"])
+            self.preprocess = ImagePreprocess.from_dict(self.meta.preprocess)
 
     def _logits(self, batch: Any) -> torch.Tensor:
         """The model's raw outputs for one preprocessed batch (a tensor, or a dict for text)."""
@@ -119,7 +116,7 @@ class Predictor:
     def _text_outputs(self, texts: list[str], batch_size: int) -> torch.Tensor:
         from graftkit.data.text_loader import make_text_loader, restore_order
 
-        if self.task.name in ("seq2seq", "causal-lm"):
+        if self.meta.head is None:  # the model keeps its own output layer: it generates
             raise DataError([f"a {self.task.name} run generates text: use predict(), not predict_proba()"])
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
         if bad:
@@ -142,18 +139,17 @@ class Predictor:
             'rose'
         """
         inputs = list(inputs)
-        if self.task.name in ("seq2seq", "causal-lm"):  # generation: the output text is the label
-            texts = self.task.generate(self.model.backbone, [str(x) for x in inputs], batch_size=batch_size)
-            return [Prediction(str(x), t, 1.0, [(t, 1.0)]) for x, t in zip(inputs, texts)]
-        probs = self.predict_proba(inputs, batch_size=batch_size)
-        decoded = self.task.decode(probs, top_k=max(top_k, 1))
-        if self.task.name == "multilabel":  # every label over its threshold; possibly none
-            chosen = self.task.predicted_labels(probs)
-            return [
-                Prediction(_name(x, i, self.modality), "|".join(c), min((s for _, s in d if _ in c), default=0.0), d[: max(top_k, len(c))])
-                for i, (x, c, d) in enumerate(zip(inputs, chosen, decoded))
-            ]
-        return [Prediction(_name(x, i, self.modality), d[0][0], d[0][1], d) for i, (x, d) in enumerate(zip(inputs, decoded))]
+        names = [_name(x, i) for i, x in enumerate(inputs)]
+        return self.task.predict(self, inputs, names, top_k, batch_size)
+
+    def outputs(self, inputs: Sequence[Any], batch_size: int) -> torch.Tensor:
+        """The task's activated outputs per input (what `Task.predict` decodes)."""
+        return self.predict_proba(inputs, batch_size=batch_size)
+
+    @property
+    def backbone(self) -> Any:
+        """The PyTorch backbone (generative tasks call its `generate`)."""
+        return self.model.backbone
 
     def predict_iter(self, inputs: Sequence[Any], top_k: int = 1, batch_size: int = 32, progress: bool = False) -> Iterator[Prediction]:
         """`predict`, yielding results a few batches at a time (for long input lists and streams).
@@ -194,20 +190,24 @@ def _as_tensor(x: Any, load_image) -> torch.Tensor:
     raise DataError([f"cannot predict on a {type(x).__name__}: pass image paths, PIL images or uint8 [3, H, W] tensors"])
 
 
-def _name(x: Any, i: int, modality: str = "image") -> str:
+def _name(x: Any, i: int) -> str:
     return str(x) if isinstance(x, (str, Path)) else f"<input {i}>"
 
 
-def load(run_dir: str | Path, device: str = "cpu", backend: str = "torch") -> Predictor:
+def load(
+    run_dir: str | Path, device: str = "cpu", backend: str = "torch", *, precision: str = "auto", channels_last: bool | None = None
+) -> Predictor:
     """Load a run directory for prediction: offline, no training data, no pickle.
 
     Args:
         run_dir: a finished run directory.
         device: torch device (the `torch` backend).
         backend: `torch`, `onnx` or `onnx-int8` (the last two need `graft export` first).
+        precision: `torch` backend: `auto` (the run's request, else the rule for `device`), `fp32` or `bf16`.
+        channels_last: `torch` backend: CNN memory format (None: the run's request, else per model).
 
     Raises:
         RunDirError: the folder is not a finished run, or the ONNX export is missing or stale.
         ConfigError: unknown backend, or an ONNX backend for a text-generating run.
     """
-    return Predictor(run_dir, device=device, backend=backend)
+    return Predictor(run_dir, device=device, backend=backend, precision=precision, channels_last=channels_last)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import torch
 
-from graftkit.rundir import read_json
+from graftkit.rundir import RunSpec, read_json
 
 
 @dataclass
@@ -35,12 +35,12 @@ class Samples:
         return self.labels is not None
 
 
-def validation_samples(run_dir: str | Path, meta: dict[str, Any], limit: int | None = None, seed: int = 0) -> Samples:
+def validation_samples(run_dir: str | Path, meta: RunSpec, limit: int | None = None, seed: int = 0) -> Samples:
     """The run's validation samples when their files still exist, else synthetic inputs.
 
     Args:
         run_dir: A finished run directory.
-        meta: Its graft.json.
+        meta: Its graft.json (`RunSpec`).
         limit: At most this many samples (the first ones, in split order).
         seed: Seed for synthetic inputs.
 
@@ -48,7 +48,7 @@ def validation_samples(run_dir: str | Path, meta: dict[str, Any], limit: int | N
         `Samples`; `labels` is None when the inputs are synthetic.
     """
     run_dir = Path(run_dir)
-    text = meta.get("modality") == "text"
+    text = meta.modality == "text"
     found = _text_validation(run_dir, meta) if text else _image_validation(run_dir)
     if found is not None and found.items:
         if limit is not None:
@@ -58,7 +58,7 @@ def validation_samples(run_dir: str | Path, meta: dict[str, Any], limit: int | N
     n = min(limit or 64, 64)  # enough to see a broken export; synthetic inputs say nothing about accuracy
     if text:
         return Samples(_synthetic_texts(run_dir, meta, n, seed), None, f"synthetic texts ({why})")
-    size = int(meta["preprocess"]["input_size"])
+    size = int(meta.preprocess["input_size"])
     return Samples(_synthetic_images(n, size, seed), None, f"synthetic images ({why})")
 
 
@@ -96,20 +96,22 @@ def _image_validation(run_dir: Path, split_name: str = "val") -> Samples | None:
     return Samples(items, labels, f"{what} images from split.json ({len(items)} of {len(listed)})")
 
 
-def _text_validation(run_dir: Path, meta: dict[str, Any]) -> Samples | None:
+def _text_validation(run_dir: Path, meta: RunSpec) -> Samples | None:
     from graftkit.errors import GraftError
 
-    data = meta.get("data") or {}
+    data = meta.data
     source = data.get("root")
     if not source or not Path(source).exists():
         return Samples([], [], f"the data file {source} does not exist here")
-    cfg = meta.get("config") or {}
+    cfg = meta.config
     try:
-        from graftkit.data.text import read_text_data
+        from graftkit.data import read_dataset
+        from graftkit.tasks import get_task
 
-        dataset = read_text_data(
-            source, task=cfg.get("task", "classification"), text_col=cfg.get("text_col"), label_col=cfg.get("label_col"),
-            val_fraction=cfg.get("val_fraction", 0.2), seed=cfg.get("seed", 0), encoding=cfg.get("encoding"),
+        dataset = read_dataset(
+            source, modality="text", label_kind=get_task(meta.task["name"]).label_kind, text_col=cfg.get("text_col"),
+            label_col=cfg.get("label_col"), val_fraction=cfg.get("val_fraction", 0.2), seed=cfg.get("seed", 0),
+            encoding=cfg.get("encoding"),
         )  # fmt: skip
     except GraftError as e:
         return Samples([], [], f"the data file {source} cannot be read again ({str(e).splitlines()[0]})")
@@ -129,7 +131,7 @@ def _synthetic_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
     return [(img.clamp(0, 1) * 255).to(torch.uint8) for img in big]
 
 
-def _synthetic_texts(run_dir: Path, meta: dict[str, Any], n: int, seed: int) -> list[str]:
+def _synthetic_texts(run_dir: Path, meta: RunSpec, n: int, seed: int) -> list[str]:
     tokenizer = load_run_tokenizer(run_dir, meta)
     specials = set(getattr(tokenizer, "all_special_tokens", []))
     words = [w for w in sorted(tokenizer.get_vocab()) if w not in specials and w.isalpha()] or ["text"]
@@ -142,27 +144,26 @@ def _synthetic_texts(run_dir: Path, meta: dict[str, Any], n: int, seed: int) -> 
     return out
 
 
-def load_run_tokenizer(folder: Path, meta: dict[str, Any]) -> Any:
+def load_run_tokenizer(folder: Path, meta: RunSpec) -> Any:
     """The tokenizer saved with a text run (`RUN/hf/`) or beside its export (`RUN/export/`)."""
-    from graftkit.backbones.hf_backbone import load_tokenizer
+    from graftkit.sources.hf_weights import load_tokenizer
 
-    text = meta.get("text") or {}
-    sub = folder / text.get("architecture_dir", "hf")
-    return load_tokenizer(sub if sub.is_dir() else folder, text.get("kind", "encoder"))
+    sub = folder / meta.text.architecture_dir
+    return load_tokenizer(sub if sub.is_dir() else folder, meta.text.kind)
 
 
-def model_batches(items: list[Any], meta: dict[str, Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+def model_batches(items: list[Any], meta: RunSpec, batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
     """The model's named inputs, batch by batch: `pixel_values` `[B, 3, S, S]` for image runs,
     `input_ids` and `attention_mask` `[B, T]` (padded to the batch's longest text) for text runs.
 
     Args:
         items: Image paths / uint8 tensors, or texts.
-        meta: The run's graft.json.
+        meta: The run's graft.json (`RunSpec`).
         batch_size: Items per batch.
         tokenizer: The run's tokenizer (text runs).
     """
-    if meta.get("modality") == "text":
-        max_length = int(meta["preprocess"]["max_length"])
+    if meta.modality == "text":
+        max_length = int(meta.preprocess["max_length"])
         for start in range(0, len(items), batch_size):
             enc = tokenizer(list(items[start : start + batch_size]), padding=True, truncation=True, max_length=max_length,
                             return_token_type_ids=False, return_tensors="pt")  # fmt: skip
@@ -171,7 +172,7 @@ def model_batches(items: list[Any], meta: dict[str, Any], batch_size: int, token
     from graftkit.backbones.base import ImagePreprocess
     from graftkit.data import build_transform, load_image
 
-    transform = build_transform(ImagePreprocess.from_dict(meta["preprocess"]), "none", train=False)
+    transform = build_transform(ImagePreprocess.from_dict(meta.preprocess), "none", train=False)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         yield {"pixel_values": torch.stack([transform(load_image(x) if isinstance(x, (str, Path)) else x) for x in chunk])}

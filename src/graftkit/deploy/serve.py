@@ -70,12 +70,16 @@ def create_app(
     max_wait_ms: float = 5.0,
     limits: ServeLimits | None = None,
     predictor: Any = None,
+    precision: str = "auto",
+    channels_last: bool | None = None,
 ) -> Any:
     """Build the FastAPI app serving a run.
 
     Args:
         run_dir: A finished run directory.
         backend: `torch`, `onnx` or `onnx-int8` (see `graftkit.load`).
+        precision: `torch` backend: `auto`, `fp32` or `bf16` (see `graftkit.load`).
+        channels_last: `torch` backend: CNN memory format (None: the run's, else per model).
         max_batch: Most inputs the model runs at once (across concurrent requests).
         max_wait_ms: How long a batch waits for more requests.
         limits: Request limits (defaults: `ServeLimits()`).
@@ -102,7 +106,7 @@ def create_app(
     from graftkit.deploy.predictor import load
 
     limits = limits or ServeLimits()
-    predictor = predictor or load(run_dir, backend=backend)
+    predictor = predictor or load(run_dir, backend=backend, precision=precision, channels_last=channels_last)
     run_dir = Path(run_dir)
     text = predictor.modality == "text"
     n_out = max(len(predictor.classes), 1)
@@ -286,7 +290,7 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=imaging._PIL_FORMATS) as im:
+            with Image.open(io.BytesIO(data), formats=imaging.PIL_FORMATS) as im:
                 width, height = im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ApiError(413, f"{name}: the image has too many pixels; the limit is {max_pixels}") from None
@@ -300,15 +304,10 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
         raise ApiError(422, f"{name}: the image is {width}x{height} pixels")
     if max(width, height) / min(width, height) > _MAX_ASPECT:  # resizing the short side would blow it up
         raise ApiError(422, f"{name}: the image is {width}x{height} pixels; sides more than {_MAX_ASPECT}:1 apart are not accepted")
-    buf = bytearray(data)
-    if data.startswith(imaging._JPEG_MAGIC) and not bytes(data).rstrip(b"\x00").endswith(b"\xff\xd9"):
+    if data.startswith(imaging.JPEG_MAGIC) and not bytes(data).rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise ApiError(422, f"{name}: the JPEG data is truncated (no end-of-image marker)")
     try:
-        if imaging._jpeg_components(buf) in (1, 3):
-            image = imaging._decode_jpeg_fast(buf)
-            if image is not None:
-                return image
-        return imaging._decode_with_pil(buf, Path(name))
+        return imaging.decode_image_bytes(data, name)
     except DataError as e:
         raise ApiError(422, f"{name}: not a readable image ({str(e.__cause__ or e.problems[0])[:160]})") from None
 
@@ -319,13 +318,13 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
 
 def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits) -> dict[str, Any]:
     """What `GET /info` returns: the run's task, classes, metrics and input spec, from its files."""
-    import graftkit
+    from graftkit.rundir import graftkit_version
 
-    meta = predictor.meta
+    run_spec = predictor.meta  # the run's RunSpec
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     val = metrics.get("val") or {}
     scalars = {k: v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    pre = meta.get("preprocess", {})
+    pre = run_spec.preprocess
     if predictor.modality == "text":
         spec = {"kind": "text", "content_type": "application/json", "body": {"text": "string"}, "max_tokens": pre.get("max_length")}
     else:
@@ -334,18 +333,18 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
     parity = run_dir / "export" / "parity.json"
     return {
         "name": run_dir.name,
-        "task": meta["task"]["name"],
+        "task": run_spec.task["name"],
         "modality": predictor.modality,
         "classes": list(predictor.classes),
-        "model": {"id": meta["model"].get("model_id"), "arch": meta["model"].get("arch"), "strategy": meta.get("strategy")},
+        "model": {"id": run_spec.model.model_id, "arch": run_spec.model.arch, "strategy": run_spec.strategy},
         "metrics": {"val": scalars, "per_class": val.get("per_class") or {}, "test": {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))}},
-        "data": {k: (meta.get("data") or {}).get(k) for k in ("totals", "split")},
+        "data": {k: run_spec.data.get(k) for k in ("totals", "split")},
         "input": spec,
         "limits": asdict(limits),
         "backend": backend,
         "export": read_json(parity) if parity.is_file() else None,
-        "created": meta.get("created"),
-        "graftkit_version": graftkit.__version__,
+        "created": run_spec.created,
+        "graftkit_version": graftkit_version(),
     }
 
 
@@ -384,7 +383,10 @@ def _web_file(name: str) -> bytes:
     return (resources.files("graftkit.deploy") / "web" / name).read_bytes()
 
 
-def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, backend: str = "torch", max_batch: int = 16, max_wait_ms: float = 5.0) -> None:
+def serve(
+    run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, backend: str = "torch", max_batch: int = 16, max_wait_ms: float = 5.0,
+    precision: str = "auto", channels_last: bool | None = None,
+) -> None:
     """Serve a run with uvicorn until interrupted (`graft serve`).
 
     Args:
@@ -392,6 +394,8 @@ def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, bac
         host: Interface to listen on (`0.0.0.0` for every interface).
         port: TCP port.
         backend: `torch`, `onnx` or `onnx-int8`.
+        precision: `torch` backend: `auto`, `fp32` or `bf16` (see `graftkit.load`).
+        channels_last: `torch` backend: CNN memory format (None: the run's, else per model).
         max_batch: Most inputs the model runs at once.
         max_wait_ms: How long a batch waits for more requests.
     """
@@ -399,7 +403,7 @@ def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, bac
 
     from graftkit.engine.progress import info
 
-    app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms, precision=precision, channels_last=channels_last)
     shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
     info(f"serving {run_dir} ({backend}) on http://{shown}:{port}/  (API: /predict, /info, /health, /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

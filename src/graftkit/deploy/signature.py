@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from graftkit.errors import ConfigError
+from graftkit.rundir import RunSpec
 
-EXPORTABLE_TASKS = ("classification", "multilabel", "regression")
 OUTPUT_NAME = "logits"
 
 
@@ -31,6 +30,8 @@ class Signature:
     """Per input and output name: axis index → symbolic name (`batch`, `sequence`)."""
     input_spec: dict[str, dict[str, Any]]
     """Per input: `shape` (symbolic names for dynamic axes) and `dtype`, for preprocess.json."""
+    output_spec: dict[str, Any]
+    """How to read `logits` (the task's `export_spec()`: activation, thresholds, scaling)."""
 
 
 class _TextLogits(nn.Module):
@@ -44,31 +45,27 @@ class _TextLogits(nn.Module):
         return self.model({"input_ids": input_ids, "attention_mask": attention_mask})  # (B, T) -> (B, C)
 
 
-def signature_for(model: nn.Module, meta: dict[str, Any]) -> Signature:
+def signature_for(model: nn.Module, meta: RunSpec, task: Any) -> Signature:
     """The export interface of a run's model.
 
     Args:
         model: The run's `GraftModel`, in eval mode.
-        meta: The run's graft.json.
+        meta: The run's graft.json (`RunSpec`).
+        task: The run's task.
 
     Raises:
-        ConfigError: The run's task generates text (seq2seq, causal-lm): not exportable yet.
+        ConfigError: The run's task is not one graph (text generation): not exportable.
     """
-    task = meta["task"]["name"]
-    if task not in EXPORTABLE_TASKS:
-        raise ConfigError(
-            f"export supports {', '.join(EXPORTABLE_TASKS)} runs; this is a {task} run, whose generation loop "
-            "is not a single graph. Use `graft predict` or graftkit.load() for it."
-        )
+    output_spec = task.export_spec()
     out = {OUTPUT_NAME: {0: "batch"}}
-    if meta.get("modality") == "text":
+    if meta.modality == "text":
         names = ["input_ids", "attention_mask"]
         axes = {n: {0: "batch", 1: "sequence"} for n in names}
         spec = {n: {"shape": ["batch", "sequence"], "dtype": "int64"} for n in names}
-        return Signature(_TextLogits(model).eval(), names, {**axes, **out}, spec)
-    size = int(meta["preprocess"]["input_size"])
+        return Signature(_TextLogits(model).eval(), names, {**axes, **out}, spec, output_spec)
+    size = int(meta.preprocess["input_size"])
     spec = {"pixel_values": {"shape": ["batch", 3, size, size], "dtype": "float32"}}
-    return Signature(model, ["pixel_values"], {"pixel_values": {0: "batch"}, **out}, spec)
+    return Signature(model, ["pixel_values"], {"pixel_values": {0: "batch"}, **out}, spec, output_spec)
 
 
 def example_inputs(batch: dict[str, torch.Tensor], sig: Signature) -> tuple[torch.Tensor, ...]:

@@ -1,8 +1,9 @@
 """The seam between the training loop and the hardware.
 
-Device placement, mixed precision, backward, gradient clipping and metric reduction go through an
-`Engine`, so that multi-GPU training can hand them to Lightning Fabric or Accelerate (whose objects
-have the same verbs) without touching the loop. `LocalEngine` is the single-process default.
+Device placement, mixed precision, backward, gradient accumulation, gradient clipping and metric
+reduction go through an `Engine`, so that multi-GPU training can hand them to Lightning Fabric or
+Accelerate (whose objects have the same verbs) without touching the loop. `LocalEngine` is the
+single-process default; `engine/precision.py` decides its precision and memory format.
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ class Engine(Protocol):
 
     device: torch.device
     precision: str
+    channels_last: bool
     is_main: bool
 
     def setup(self, model: nn.Module) -> nn.Module: ...
     def to_device(self, batch: Any) -> Any: ...
     def autocast(self) -> contextlib.AbstractContextManager: ...
+    def accumulate(self, model: nn.Module, *, step: bool) -> contextlib.AbstractContextManager:
+        """Wraps one micro-batch's forward and backward; `step` says an optimizer step follows it.
+
+        Multi-process engines all-reduce gradients only before a step (DDP's `no_sync`, Fabric's
+        `no_backward_sync(model, enabled=not step)`, Accelerate's `no_sync`); the loop itself
+        decides when to step and scales the loss (see `train_loop`).
+        """
+        ...
     def backward(self, loss: torch.Tensor) -> None: ...
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> torch.Tensor: ...
     def reduce_sum(self, value: torch.Tensor) -> torch.Tensor: ...
@@ -59,6 +69,9 @@ class LocalEngine:
         if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def accumulate(self, model: nn.Module, *, step: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # one process: no gradients to synchronise between micro-batches
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()  # bf16 autocast needs no loss scaling

@@ -172,10 +172,10 @@ def plot_reliability_diagram(
     Example:
         >>> plot_reliability_diagram(val_probs, val_labels, "reliability.png", temperature=1.4)  # doctest: +SKIP
     """
-    from graftkit.evaluation.plots import _new_figure, _save
+    from graftkit.evaluation.plots import new_figure, save_figure
 
     p, y = _check(probs, labels)
-    fig, ax = _new_figure(4.8, 4.4)
+    fig, ax = new_figure(4.8, 4.4)
     ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     curves = [("uncalibrated", p, "tab:red")]
     if temperature is not None:
@@ -195,7 +195,7 @@ def plot_reliability_diagram(
     ax.set_title("reliability diagram")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 RELIABILITY_PNG = "reliability.png"

@@ -20,12 +20,28 @@ _LOSS_KEYS = ("train_loss", "val_loss")
 _METRIC_KEYS = ("train_accuracy", "val_accuracy", "val_macro_f1")
 
 
-def _new_figure(
+def new_figure(
     width: float, height: float, ncols: int = 1, layout: str | None = "constrained"
 ) -> tuple[Figure, Any]:
-    # A bare Figure on an Agg canvas instead of pyplot: no global figure registry (nothing can
-    # leak between calls) and no matplotlib.use(), which would change the backend of a caller's
-    # notebook or GUI session.
+    """A figure on its own Agg canvas, and its axes (one, or an array of `ncols`).
+
+    A bare Figure instead of pyplot: no global figure registry (nothing can leak between calls)
+    and no matplotlib.use(), which would change the backend of a caller's notebook or GUI session.
+
+    Args:
+        width: Inches.
+        height: Inches.
+        ncols: Axes side by side.
+        layout: matplotlib layout engine; None to place the axes yourself.
+
+    Returns:
+        `(figure, axes)`; write it with `save_figure`.
+
+    Example:
+        >>> fig, ax = new_figure(6.4, 4.0)
+        >>> ax.plot([1, 2], [3, 4])
+        >>> save_figure(fig, "out/plot.png")
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -35,7 +51,16 @@ def _new_figure(
     return fig, axes
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` as a PNG (folders created), then clear it.
+
+    Args:
+        fig: From `new_figure`.
+        path: The PNG to write.
+
+    Returns:
+        `path` as a `Path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -82,7 +107,7 @@ def plot_learning_curves(
     """
     # Fixed margins: the labels here are short and known, and the layout engine's measuring pass
     # would cost about a third of the plot's time.
-    fig, (ax_loss, ax_metric) = _new_figure(9.0, 3.6, ncols=2, layout=None)
+    fig, (ax_loss, ax_metric) = new_figure(9.0, 3.6, ncols=2, layout=None)
     fig.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.91, wspace=0.22)
     # Every task's metrics: classification's accuracy / F1, regression's MAE, a language model's
     # token accuracy... whatever the rows hold besides losses and timings.
@@ -113,7 +138,7 @@ def plot_learning_curves(
         ax.grid(alpha=0.3)
     ax_loss.set_title("loss")
     ax_metric.set_title("metrics")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -152,7 +177,7 @@ def plot_confusion_matrix(
         values = counts
 
     side = float(np.clip(2.0 + 0.3 * c, 4.0, 13.0))  # inches; ~0.26 in per cell at 50 classes
-    fig, ax = _new_figure(side + 1.2, side)
+    fig, ax = new_figure(side + 1.2, side)
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
     fontsize = 9 if c <= 10 else 8 if c <= 25 else 6
@@ -177,7 +202,7 @@ def plot_confusion_matrix(
                     j, i, text, ha="center", va="center", fontsize=fontsize - 1,
                     color="white" if v > threshold else "black", in_layout=False,
                 )  # fmt: skip
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class(per_class: dict[str, dict[str, Any]], path: str | Path) -> Path:
@@ -197,7 +222,7 @@ def plot_per_class(per_class: dict[str, dict[str, Any]], path: str | Path) -> Pa
     names = list(per_class)
     c = len(names)
     width = float(np.clip(2.0 + 0.45 * c, 5.0, 24.0))
-    fig, ax = _new_figure(width, 3.8)
+    fig, ax = new_figure(width, 3.8)
     x = np.arange(c)
     bar = 0.27
     for offset, key in zip((-bar, 0.0, bar), ("precision", "recall", "f1")):
@@ -209,4 +234,4 @@ def plot_per_class(per_class: dict[str, dict[str, Any]], path: str | Path) -> Pa
     ax.set_title("per-class precision / recall / F1")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=3, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)

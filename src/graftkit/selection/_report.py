@@ -62,12 +62,13 @@ def write_page(path: str | Path, title: str, sections: Sequence[str]) -> Path:
 
 def new_figure(width: float, height: float, ncols: int = 1):
     """A figure on its own Agg canvas (no pyplot state), and its axes."""
-    from graftkit.evaluation.plots import _new_figure
+    from graftkit.evaluation import plots
 
-    return _new_figure(width, height, ncols=ncols)
+    return plots.new_figure(width, height, ncols=ncols)
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    from graftkit.evaluation.plots import _save
+    """Write the PNG and clear the figure; returns `path` as a `Path`."""
+    from graftkit.evaluation import plots
 
-    return _save(fig, path)
+    return plots.save_figure(fig, path)

@@ -60,10 +60,10 @@ def _classifier_state(backbone: nn.Module) -> tuple[torch.Tensor, torch.Tensor |
     if not path:
         return None
     from graftkit.sources.files import read_state_dict, weights_file
-    from graftkit.sources.loading import _classifier_keys
+    from graftkit.sources.loading import classifier_keys
 
     sd = read_state_dict(weights_file(Path(path)))
-    keys = _classifier_keys(w.arch, backbone.model)  # type: ignore[attr-defined]
+    keys = classifier_keys(w.arch, backbone.model)  # type: ignore[attr-defined]
     for prefix in ("", "module.", "model."):
         found = {k: sd[prefix + k] for k in keys if prefix + k in sd}
         weights = [k for k in found if k.endswith("weight") and found[k].ndim == 2]

@@ -87,9 +87,11 @@ def curve(
     """
 
     from graftkit.errors import ConfigError
-    from graftkit.selection._data import fresh_out_dir, modality_of, read_data
+    from graftkit.selection._output import fresh_out_dir
+    from graftkit.sources import resolve
     from graftkit.training.config import TrainConfig
     from graftkit.training.fit import fit
+    from graftkit.training.plan import read_data_for
     from graftkit.engine.progress import info
 
     settings = dict(settings or {})
@@ -109,9 +111,9 @@ def curve(
         raise ConfigError("invalid curve settings:\n" + "\n".join(f"  - {p}" for p in problems))
     out = fresh_out_dir(out, overwrite)
 
-    modality = modality_of(model)
+    modality = resolve(model, settings.get("arch")).modality
     cfg = TrainConfig.from_settings(model=model, seed=seed, **settings)
-    dataset = read_data(data, cfg, modality)
+    dataset = read_data_for(cfg, data, modality)
     if not dataset.classes:
         raise ConfigError(f"graft curve needs classification data; {data} has no class labels")
     result = CurveResult(model, strategy, settings={"epochs": epochs, "seed": seed, "fractions": fractions, **settings})

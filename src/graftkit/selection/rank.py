@@ -96,6 +96,8 @@ def rank(
     offline: bool = False,
     seed: int = 0,
     device: str = "auto",
+    precision: str = "auto",
+    channels_last: bool | None = None,
 ) -> Ranking:
     """Rank pretrained backbones by how well their frozen features suit the labelled data.
 
@@ -115,6 +117,9 @@ def rank(
         offline: Never touch the network; models without local weights are skipped.
         seed: Seeds the subsample, the folds and random-init (`scratch:`) weights.
         device: Where features are computed: `auto`, `cpu` or `cuda[:N]`.
+        precision: Precision of the features, as `graft train --precision` (`auto`: chosen per
+            model and device, so the feature cache is shared with training).
+        channels_last: Memory format for CNNs, as `graft train --channels-last` (None: per model).
 
     Returns:
         A `Ranking`: models best first, skipped ones last, and a one-line recommendation.
@@ -128,9 +133,9 @@ def rank(
         >>> r = rank("data/", ["efficientnet_lite0", "efficientnet_lite2", "timm:resnet50"], out="runs/rank")
         >>> r.best.model, r.recommendation
     """
-    from graftkit.selection._data import modality_of, read_data
     from graftkit.sources.ids import resolve
     from graftkit.training.config import TrainConfig
+    from graftkit.training.plan import read_data_for
 
     problems = []
     if by not in SCORES:
@@ -141,26 +146,26 @@ def rank(
         problems.append("no models given: pass --models ID,ID,...")
     if max_per_class is not None and max_per_class < 2:
         problems.append(f"--max-per-class must be at least 2, got {max_per_class}")
-    modalities = {m: modality_of(m) for m in models}
+    unknown, modalities = [], {}
+    for model_id in models:
+        try:
+            modalities[model_id] = resolve(model_id).modality
+        except UnknownModelError as e:
+            unknown.append(str(e))
     if len(set(modalities.values())) > 1:
         problems.append(
             "the models mix modalities (" + ", ".join(f"{m}: {k}" for m, k in modalities.items()) + "): rank image models on images, text models on text"
         )
     if problems:
         raise ConfigError("invalid ranking settings:\n" + "\n".join(f"  - {p}" for p in problems))
-    unknown = []
-    for model_id in models:
-        try:
-            resolve(model_id)
-        except UnknownModelError as e:
-            unknown.append(str(e))
     if unknown:
         raise UnknownModelError("\n".join(unknown))
 
     modality = modalities[models[0]]
     base = TrainConfig.from_settings(model=models[0], seed=seed, offline=offline, image_size=image_size if modality == "image" else None,
-                                     batch_size=batch_size, num_workers=num_workers, device=device)  # fmt: skip
-    dataset = read_data(data, base, modality)
+                                     batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
+                                     channels_last=channels_last)  # fmt: skip
+    dataset = read_data_for(base, data, modality)
     if not dataset.classes:
         raise ConfigError(f"graft rank scores classification data; {data} has no class labels")
     pool = _subsample([*dataset.train, *dataset.val], max_per_class, seed)
@@ -202,7 +207,7 @@ def _score_model(model_id: str, samples: list, classes: list[str], base: Any, mo
     import torch
 
     from graftkit.selection import transferability as T
-    from graftkit.selection._data import load_backbone_for
+    from graftkit.training.plan import load_backbone_for
     from graftkit.selection._source import source_classifier
     from graftkit.training.frozen import labelled_features
     from graftkit.engine.progress import info
@@ -220,7 +225,8 @@ def _score_model(model_id: str, samples: list, classes: list[str], base: Any, mo
     row.params = sum(p.numel() for p in backbone.parameters())
     t_load = time.perf_counter() - t0
 
-    feats = labelled_features(backbone, samples, classes, batch_size=base.batch_size, num_workers=base.num_workers, device=base.device)
+    feats = labelled_features(backbone, samples, classes, batch_size=base.batch_size, num_workers=base.num_workers, device=base.device,
+                              precision=base.precision, channels_last=base.channels_last)  # fmt: skip
     row.features = {"computed": feats.computed, "cached": feats.cached}
     t1 = time.perf_counter()
     f, y = feats.features, feats.labels

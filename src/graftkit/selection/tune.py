@@ -134,7 +134,7 @@ def tune(
     import optuna
 
     from graftkit.errors import ConfigError
-    from graftkit.selection._data import fresh_out_dir
+    from graftkit.selection._output import fresh_out_dir
     from graftkit.training.budget import TimeBudget
     from graftkit.training.fit import fit
     from graftkit.engine.progress import info
@@ -216,11 +216,11 @@ def _layer_groups(model: str, settings: dict[str, Any]) -> int:
         arch = resolve(model).arch
         return len(build_architecture(arch).layer_groups())
     except Exception:  # e.g. text models, rebuilt from their saved config instead
-        from graftkit.selection._data import load_backbone_for, modality_of
         from graftkit.training.config import TrainConfig
+        from graftkit.training.plan import load_backbone_for
 
         cfg = TrainConfig.from_settings(model=model, **{k: v for k, v in settings.items() if k in ("offline", "max_length", "pooling")})
-        return len(load_backbone_for(cfg, modality_of(model)).layer_groups())
+        return len(load_backbone_for(cfg, resolve(model).modality).layer_groups())
 
 
 def _suggest(trial: Any, strategies: Sequence[str], n_groups: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from graftkit.backbones._state import load_strict
+from graftkit.backbones.state import load_strict
 from graftkit.backbones.base import WeightsInfo
 from graftkit.errors import WeightsMismatchError, WeightsNotAvailableError
 from graftkit.sources._common import sha256_file

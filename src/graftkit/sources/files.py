@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graftkit.backbones._state import load_strict
+from graftkit.backbones.state import load_strict
 from graftkit.backbones.base import WeightsInfo
 from graftkit.errors import ConfigError, WeightsMismatchError
 from graftkit.sources._common import sha256_file

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graftkit.backbones.base import TextPreprocess
-from graftkit.backbones.hf_backbone import weights_file
 from graftkit.errors import ConfigError, UnknownModelError
 from graftkit.sources import builtin
 from graftkit.sources._common import not_available, seeded
+from graftkit.sources.hf_weights import weights_file
 from graftkit.sources.ids import ModelSpec
 from graftkit.sources.timm_hub import _short, hf_cache_dir
 
@@ -227,7 +227,7 @@ def load_text(spec: ModelSpec, *, offline: bool, options: TextOptions, pretraine
     Returns:
         An `HFBackbone`.
     """
-    from graftkit.backbones.hf_backbone import build_hf_architecture, load_hf_pretrained
+    from graftkit.sources.hf_weights import build_hf_architecture, load_hf_pretrained
 
     target = spec.inner if spec.source == "scratch" and spec.inner is not None else spec
     random_init = spec.source == "scratch" or not pretrained

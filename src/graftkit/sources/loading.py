@@ -63,8 +63,18 @@ def build_architecture(arch: str, *, seed: int = 0, head_kind: str = "features")
     return backbone
 
 
-def _classifier_keys(arch: str, headless: nn.Module) -> set[str]:
-    # Keys the full classifier network has and the headless one lacks; built on the meta device.
+def classifier_keys(arch: str, headless: nn.Module) -> set[str]:
+    """State-dict keys of the pretrained classifier that a headless image backbone dropped.
+
+    Both networks are built on the meta device (no memory, no weights read).
+
+    Args:
+        arch: `timm:NAME` or `tv:NAME`.
+        headless: The backbone's network (`backbone.model`).
+
+    Returns:
+        Keys the full classifier network has and `headless` lacks (e.g. `{"fc.weight", "fc.bias"}`).
+    """
     source, _, name = arch.partition(":")
     with torch.device("meta"):
         if source == "timm":
@@ -83,7 +93,7 @@ def _load_file(spec: ModelSpec) -> Backbone:
     backbone = build_architecture(spec.arch)
     net = backbone.model  # type: ignore[attr-defined]  # both image adapters store `.model`
     backbone.weights = files.load_into(
-        net, _classifier_keys(spec.arch, net), spec.path, model_id=spec.model_id, arch=spec.arch
+        net, classifier_keys(spec.arch, net), spec.path, model_id=spec.model_id, arch=spec.arch
     )
     return backbone
 

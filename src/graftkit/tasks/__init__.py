@@ -1,46 +1,45 @@
-"""Tasks: what the head predicts, its loss, metrics and decoding.
+"""Tasks: what the head predicts, its loss, metrics and decoding (DESIGN.md §3).
 
-Every task offers the same verbs to the loop: `loss(logits, targets)`, `batch_score(logits,
-targets) -> (sum, count)` for the running training metric (`train_metric`), `collect(logits,
-targets) -> (rows, targets)` kept for the epoch's metrics, `epoch_metrics`, `full_metrics`, and
-`to_dict()` (its part of graft.json); classification-like tasks add `encode`, `build_head`,
-`activate` and `decode`.
+`tasks/base.py` holds the `Task` protocol and the registry; each module here defines one task and
+registers it. Everything outside this package asks `get_task(name)` for a task class and calls
+its verbs; nothing outside it branches on a task's name.
 """
 
-from graftkit.tasks.classification import ClassificationTask, balanced_class_weights
-from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask
-from graftkit.tasks.model import GraftModel
-from graftkit.tasks.multilabel import MultiLabelTask
-from graftkit.tasks.regression import RegressionTask
+from graftkit.tasks.base import (
+    Metric,
+    Prediction,
+    Task,
+    TaskSettings,
+    get_task,
+    register_task,
+    task_from_dict,
+    task_names,
+    unregister_task,
+)
 
-TASK_NAMES = ("classification", "multilabel", "regression", "seq2seq", "causal-lm")
-GENERATIVE_TASKS = ("seq2seq", "causal-lm")
-
-
-def task_from_dict(d: dict) -> object:
-    """Rebuild a task from its graft.json entry (`task.to_dict()`)."""
-    name = d["name"]
-    if name == "classification":
-        return ClassificationTask(d["classes"])
-    if name == "multilabel":
-        return MultiLabelTask(d["classes"], thresholds=d.get("thresholds"))
-    if name == "regression":
-        return RegressionTask(mean=d["mean"], std=d["std"])
-    gen = d.get("generation", {})
-    cls = Seq2SeqTask if name == "seq2seq" else CausalLMTask
-    return cls(**gen)
-
+# Importing a task module registers its task; this order is the order `task_names()` lists.
+from graftkit.tasks.classification import ClassificationTask, balanced_class_weights  # isort: skip
+from graftkit.tasks.multilabel import MultiLabelTask  # isort: skip
+from graftkit.tasks.regression import RegressionTask  # isort: skip
+from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask  # isort: skip
+from graftkit.tasks.model import GraftModel  # isort: skip
 
 __all__ = [
     "CausalLMTask",
     "ClassificationTask",
-    "GENERATIVE_TASKS",
     "GenerativeModel",
     "GraftModel",
+    "Metric",
     "MultiLabelTask",
+    "Prediction",
     "RegressionTask",
     "Seq2SeqTask",
-    "TASK_NAMES",
+    "Task",
+    "TaskSettings",
     "balanced_class_weights",
+    "get_task",
+    "register_task",
     "task_from_dict",
+    "task_names",
+    "unregister_task",
 ]

@@ -170,6 +170,11 @@ class Task(Protocol):
         """Predictions for `inputs` (named `names`) from a loaded model."""
         ...
 
+    def card(self) -> dict[str, Any]:
+        """The task's words for MODEL_CARD.md: `does` (what the model does with an input) and
+        `caveats` (the task's own limitations)."""
+        ...
+
     def export_spec(self) -> dict[str, Any]:
         """How to read the exported graph's `logits` (activation, thresholds, scaling) for
         preprocess.json; raises ConfigError for tasks that are not one graph (generation)."""
@@ -184,7 +189,7 @@ TASK_MEMBERS = (
     "name", "label_kind", "modalities", "backbone_head", "default_strategy", "train_metric", "metrics", "default_monitor",
     "headline", "from_data", "from_dict", "to_dict", "check_strategy", "build_model", "head_spec", "encode", "text_loader",
     "loss", "batch_score", "collect", "activate", "epoch_metrics", "full_metrics", "finish", "calibrate", "predict",
-    "export_spec", "export_agreement",
+    "card", "export_spec", "export_agreement",
 )  # fmt: skip
 """The members `register_task` checks a class for (the `Task` protocol's)."""
 

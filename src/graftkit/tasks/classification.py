@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from graftkit.data.labels import LabelKind
+from graftkit.tasks.base import Metric, Prediction, TaskSettings, label_text_loader, linear_head, predict_with_head, register_task
+from graftkit.tasks.model import GraftModel
 
+
+@register_task
 class ClassificationTask:
     """Owns everything class-specific so that the loop stays task-agnostic.
 
@@ -20,9 +25,14 @@ class ClassificationTask:
     """
 
     name = "classification"
+    label_kind = LabelKind.CLASS
+    modalities = ("image", "text")
+    backbone_head = "features"
+    default_strategy = "linear-probe"
     train_metric = "accuracy"
+    metrics = {m.name: m for m in (Metric("accuracy", True), Metric("balanced_accuracy", True), Metric("macro_f1", True), Metric("loss", False))}
     default_monitor = "accuracy"
-    metric_names = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
+    headline = ("accuracy",)
 
     def __init__(self, classes: list[str], *, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> None:
         self.classes = list(classes)
@@ -33,9 +43,33 @@ class ClassificationTask:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @classmethod
+    def from_data(cls, classes: list[str], train_labels: list[Any], settings: TaskSettings) -> "ClassificationTask":
+        weights = None
+        if settings.class_weights == "balanced":
+            index = {c: i for i, c in enumerate(classes)}
+            weights = balanced_class_weights([index[label] for label in train_labels], len(classes))
+        return cls(classes, label_smoothing=settings.label_smoothing, class_weights=weights)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClassificationTask":
+        return cls(d["classes"])
+
     def to_dict(self) -> dict[str, Any]:
         """The task's part of graft.json."""
         return {"name": self.name, "classes": self.classes}
+
+    def check_strategy(self, kind: str) -> None:
+        return None  # every strategy trains a new head
+
+    def build_model(self, backbone: nn.Module, dropout: float = 0.0) -> nn.Module:
+        return GraftModel(backbone, self.build_head(backbone.num_features, dropout))
+
+    def head_spec(self, num_features: int, dropout: float) -> dict[str, Any]:
+        return {"type": "linear", "in_features": num_features, "out_features": self.num_classes, "dropout": dropout}
+
+    def text_loader(self, samples: list[Any], tokenizer: Any, *, max_length: int, batch_size: int, shuffle: bool, seed: int = 0) -> Any:
+        return label_text_loader(self, samples, tokenizer, max_length=max_length, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def encode(self, labels: list[str]) -> torch.Tensor:
         """Class indices `[N]` for label names (all known: the data readers checked them)."""
@@ -44,8 +78,7 @@ class ClassificationTask:
 
     def build_head(self, num_features: int, dropout: float = 0.0) -> nn.Module:
         """The new output layer: (dropout +) linear, `[B, D] -> [B, C]`."""
-        linear = nn.Linear(num_features, self.num_classes)
-        return nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else nn.Sequential(linear)
+        return linear_head(num_features, self.num_classes, dropout)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy; `targets` are class indices `[B]` or soft targets `[B, C]` (mixup/cutmix)."""
@@ -98,11 +131,43 @@ class ClassificationTask:
 
         return classification_metrics(targets, probs, self.classes, loss=loss)
 
-    def decode(self, probs: torch.Tensor, top_k: int = 1) -> list[list[tuple[str, float]]]:
-        """Top-k (class name, probability) per row."""
+    def finish(self, outputs: dict[str, tuple], backbone: nn.Module, samples: dict[str, list[Any]], batch_size: int) -> dict[str, dict[str, Any]]:
+        return {split: self.full_metrics(*out) for split, out in outputs.items()}
+
+    def calibrate(self, outputs: dict[str, Any], final: dict[str, dict[str, Any]], out_dir: Any) -> dict[str, Any] | None:
+        """Temperature scaling fitted on validation; ECE per split; the reliability diagram."""
+        from graftkit.evaluation.calibration import calibrate_run
+
+        return calibrate_run(outputs, final, out_dir)
+
+    def decode(self, probs: torch.Tensor, top_k: int = 1) -> list[tuple[str, float, list[tuple[str, float]]]]:
+        """Per row: (top class, its probability, the top-k (class name, probability) list)."""
         k = min(top_k, self.num_classes)
         scores, idx = probs.topk(k, dim=1)
-        return [[(self.classes[i], float(s)) for s, i in zip(srow, irow)] for srow, irow in zip(scores.tolist(), idx.tolist())]
+        rows = [[(self.classes[i], float(s)) for s, i in zip(srow, irow)] for srow, irow in zip(scores.tolist(), idx.tolist())]
+        return [(top[0][0], top[0][1], top) for top in rows]
+
+    def predict(self, source: Any, inputs: Sequence[Any], names: list[str], top_k: int, batch_size: int) -> list[Prediction]:
+        return predict_with_head(self, source, inputs, names, top_k, batch_size)
+
+    def card(self) -> dict[str, Any]:
+        return {
+            "does": f"assigns one of its {self.num_classes} classes to each input (with probabilities)",
+            "caveats": ["The model always answers with one of its classes, also for inputs that belong to none of them; "
+                        "a low top probability is a hint, not a guarantee."],
+        }  # fmt: skip
+
+    def export_spec(self) -> dict[str, Any]:
+        return {"activation": "softmax"}
+
+    def export_agreement(self, reference: torch.Tensor, exported: torch.Tensor, precision: str) -> tuple[float, str]:
+        """Top-1 agreement; a tie in the reference (two classes within float noise) is not a disagreement."""
+        if len(reference) == 0:
+            return 1.0, "nothing"
+        pick = exported.argmax(1)
+        gap = reference.max(1).values - reference.gather(1, pick[:, None])[:, 0]
+        tie = gap <= 1e-5 * (1 + reference.abs().max(1).values)
+        return float(((pick == reference.argmax(1)) | tie).float().mean()), "top-1 class"
 
 
 def balanced_class_weights(labels: list[int], num_classes: int) -> torch.Tensor:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from graftkit.data.labels import LabelKind
+from graftkit.tasks.base import Metric, Prediction, TaskSettings, label_text_loader, linear_head, register_task
+from graftkit.tasks.model import GraftModel
 
+
+@register_task
 class MultiLabelTask:
     """Independent yes/no per label; per-class decision thresholds tuned on validation data.
 
@@ -20,9 +25,14 @@ class MultiLabelTask:
     """
 
     name = "multilabel"
+    label_kind = LabelKind.CLASSES
+    modalities = ("image", "text")
+    backbone_head = "features"
+    default_strategy = "linear-probe"
     train_metric = "label_accuracy"
+    metrics = {m.name: m for m in (Metric("macro_f1", True), Metric("micro_f1", True), Metric("subset_accuracy", True), Metric("loss", False))}
     default_monitor = "macro_f1"
-    metric_names = ("macro_f1", "micro_f1", "subset_accuracy", "loss")
+    headline = ("macro_f1", "micro_f1")
 
     def __init__(self, classes: list[str], *, label_smoothing: float = 0.0, thresholds: list[float] | None = None) -> None:
         self.classes = list(classes)
@@ -33,8 +43,28 @@ class MultiLabelTask:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @classmethod
+    def from_data(cls, classes: list[str], train_labels: list[Any], settings: TaskSettings) -> "MultiLabelTask":
+        return cls(classes, label_smoothing=settings.label_smoothing)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MultiLabelTask":
+        return cls(d["classes"], thresholds=d.get("thresholds"))
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "classes": self.classes, "thresholds": [round(float(t), 6) for t in self.thresholds]}
+
+    def check_strategy(self, kind: str) -> None:
+        return None
+
+    def build_model(self, backbone: nn.Module, dropout: float = 0.0) -> nn.Module:
+        return GraftModel(backbone, self.build_head(backbone.num_features, dropout))
+
+    def head_spec(self, num_features: int, dropout: float) -> dict[str, Any]:
+        return {"type": "linear", "in_features": num_features, "out_features": self.num_classes, "dropout": dropout}
+
+    def text_loader(self, samples: list[Any], tokenizer: Any, *, max_length: int, batch_size: int, shuffle: bool, seed: int = 0) -> Any:
+        return label_text_loader(self, samples, tokenizer, max_length=max_length, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def encode(self, labels: list[list[str]]) -> torch.Tensor:
         """Multi-hot targets `[N, C]` (float, as BCE wants them)."""
@@ -46,8 +76,7 @@ class MultiLabelTask:
         return out
 
     def build_head(self, num_features: int, dropout: float = 0.0) -> nn.Module:
-        linear = nn.Linear(num_features, self.num_classes)
-        return nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else nn.Sequential(linear)
+        return linear_head(num_features, self.num_classes, dropout)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.float()
@@ -95,15 +124,45 @@ class MultiLabelTask:
 
         return multilabel_metrics(targets, probs, self.classes, self.thresholds, loss=loss)
 
-    def decode(self, probs: torch.Tensor, top_k: int = 1) -> list[list[tuple[str, float]]]:
-        """Per row: every label at or above its threshold (most probable first); when none is,
-        the `top_k` most probable — so a caller always sees scores, and `label` may be empty."""
+    def finish(self, outputs: dict[str, tuple], backbone: nn.Module, samples: dict[str, list[Any]], batch_size: int) -> dict[str, dict[str, Any]]:
+        """Thresholds fitted on validation first, then every split's metrics at them."""
+        if "val" in outputs:
+            probs, y, _ = outputs["val"]
+            self.fit_thresholds(probs, y)
+        return {split: self.full_metrics(*out) for split, out in outputs.items()}
+
+    def calibrate(self, outputs: dict[str, Any], final: dict[str, dict[str, Any]], out_dir: Any) -> dict[str, Any] | None:
+        return None  # per-label thresholds are the calibration that matters here
+
+    def decode(self, probs: torch.Tensor, top_k: int = 1) -> list[tuple[str, float, list[tuple[str, float]]]]:
+        """Per row: (the labels at or above their thresholds joined by `|` — possibly none —, the
+        lowest chosen probability, and the scores: every chosen label, most probable first, or
+        the `top_k` most probable when none is chosen)."""
         out = []
         for row in probs.tolist():
             ranked = sorted(((self.classes[i], p) for i, p in enumerate(row)), key=lambda t: -t[1])
             chosen = [(n, p) for n, p in ranked if p >= self.thresholds[self.classes.index(n)]]
-            out.append(chosen or ranked[: max(top_k, 1)])
+            names = sorted((n for n, _ in chosen), key=self.classes.index)
+            shown = chosen or ranked[: max(top_k, 1)]
+            out.append(("|".join(names), min((p for _, p in chosen), default=0.0), shown))
         return out
+
+    def predict(self, source: Any, inputs: Sequence[Any], names: list[str], top_k: int, batch_size: int) -> list[Prediction]:
+        rows = source.outputs(inputs, batch_size)
+        return [Prediction(n, label, score, top) for n, (label, score, top) in zip(names, self.decode(rows, top_k=top_k))]
+
+    def card(self) -> dict[str, Any]:
+        return {"does": "assigns every label whose probability passes its threshold (possibly none)",
+                "caveats": ["Thresholds were tuned on the validation split; a different label balance needs them tuned again."]}  # fmt: skip
+
+    def export_spec(self) -> dict[str, Any]:
+        return {"activation": "sigmoid", "thresholds": [round(float(t), 6) for t in self.thresholds]}
+
+    def export_agreement(self, reference: torch.Tensor, exported: torch.Tensor, precision: str) -> tuple[float, str]:
+        if len(reference) == 0:
+            return 1.0, "nothing"
+        a, b = self.predicted_labels(self.activate(reference)), self.predicted_labels(self.activate(exported))
+        return float(np.mean([set(x) == set(y) for x, y in zip(a, b)])), "label set"
 
     def predicted_labels(self, probs: torch.Tensor) -> list[list[str]]:
         return [[c for c, p, t in zip(self.classes, row, self.thresholds) if p >= t] for row in probs.tolist()]

@@ -9,11 +9,11 @@ from torch import nn
 
 from graftkit.training.config import TrainConfig
 from graftkit.training.loop import LoopOptions
-from graftkit.training.schedule import build_scheduler
+from graftkit.training.schedule import build_scheduler, optimizer_steps
 
 
 def loop_options(cfg: TrainConfig, resume_point, **kw: Any) -> LoopOptions:
-    options = LoopOptions(epochs=cfg.epochs, monitor=cfg.monitor, grad_clip=cfg.grad_clip, seed=cfg.seed, **kw)
+    options = LoopOptions(epochs=cfg.epochs, monitor=cfg.monitor, grad_clip=cfg.grad_clip, accumulate=cfg.accumulate, seed=cfg.seed, **kw)
     if resume_point is not None:
         options.start_epoch = resume_point.epoch
         options.history = resume_point.history
@@ -22,9 +22,17 @@ def loop_options(cfg: TrainConfig, resume_point, **kw: Any) -> LoopOptions:
     return options
 
 
-def build_optimizer(param_groups: list[dict[str, Any]], cfg: TrainConfig, steps: int, resume_point):
+def build_optimizer(param_groups: list[dict[str, Any]], cfg: TrainConfig, batches: int, resume_point):
+    """AdamW and the learning-rate schedule of a run.
+
+    Args:
+        batches: Training batches the loop draws over the whole run (`cfg.epochs × len(train_loader)`);
+            the schedule counts optimizer steps, one per `cfg.accumulate` batches of each epoch.
+    """
+    assert batches % cfg.epochs == 0, "batches must be epochs × batches per epoch"
+    total = optimizer_steps(batches // cfg.epochs, epochs=cfg.epochs, accumulate=cfg.accumulate)
     optimizer = torch.optim.AdamW(param_groups, lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, steps, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction)
+    scheduler = build_scheduler(optimizer, total, schedule=cfg.schedule, warmup_fraction=cfg.warmup_fraction)
     if resume_point is not None:
         optimizer.load_state_dict(resume_point.optimizer)
         scheduler.load_state_dict(resume_point.scheduler)
@@ -42,7 +50,7 @@ def eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
     transform = build_transform(backbone.preprocess, "none", train=False)
 
     def make(paths):
-        dataset = ImageFileDataset([Sample(p, "") for p in paths], None, transform)  # unlabelled: label -1
+        dataset = ImageFileDataset([Sample(p, None) for p in paths], targets=None, transform=transform)  # unlabelled: -1
         return make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers(cfg), seed=cfg.seed)
 
     return make

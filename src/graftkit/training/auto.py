@@ -74,7 +74,8 @@ def quick_probe(data: Any, backbone: nn.Module, cfg: Any) -> tuple[float, dict[s
     from graftkit.training.frozen import labelled_features
 
     t0 = time.perf_counter()
-    kw = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "cache": cfg.feature_cache, "device": cfg.device}
+    kw = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "cache": cfg.feature_cache, "device": cfg.device,
+          "precision": cfg.precision, "channels_last": cfg.channels_last}  # fit()'s feature engine: the probe reuses the cache
     n_train, n_val = QUICK_PROBE_PER_CLASS
     train = labelled_features(backbone, _per_class(data.train, n_train), data.classes, **kw)
     val = labelled_features(backbone, _per_class(data.val, n_val), data.classes, **kw)
@@ -115,8 +116,10 @@ REPORT_SECONDS = 5.0
 def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, steps: int = 3) -> tuple[float, dict[str, Any]]:
     """Seconds of one full fine-tuning epoch (training + validation), from a few timed steps.
 
-    The steps run on a deep copy of the backbone and a fresh head, through the same training
-    loader, batch size, augmentation, device and precision as `fit()`. The estimate adds up:
+    The steps run on a deep copy of the backbone and a fresh head through `train_loop` (a batch
+    callback times them and stops), with the same training loader, batch size, augmentation,
+    mixing, clipping, accumulation, device, precision and memory format as `fit()`. The estimate
+    adds up:
     - training: the median step after a warm-up step, per example, × the training examples —
       but at least the loader's decoding time per example divided by its workers, because the
       few timed steps can be served from batches the workers prefetched (a data-bound GPU run
@@ -136,15 +139,15 @@ def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, 
         `(seconds, facts)`; facts: seconds per training / validation example, decoding time per
         example, loader start-up, and `final_seconds` (the end-of-run validation and test pass).
     """
+    from graftkit.engine import training_settings
     from graftkit.tasks import GraftModel
-    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
-    from graftkit.training.frozen import make_inputs
+    from graftkit.training.inputs import make_inputs
+    from graftkit.training.loop import LoopOptions, train_loop
 
-    arch = backbone.weights.arch
-    image = getattr(backbone, "modality", "image") == "image"
-    device = resolve_device(cfg.device)
-    precision, _ = choose_precision(arch, training=True, requested=cfg.precision, device=device)
-    engine = LocalEngine(device, precision=precision, channels_last=image and choose_channels_last(arch, cfg.channels_last))
+    modality = getattr(backbone, "modality", "image")
+    engine = training_settings(backbone.weights.arch, device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last,
+                               modality=modality).engine()  # fmt: skip
+    timer = _StepTimer(steps + 1)
     with torch.random.fork_rng():
         model = GraftModel(copy.deepcopy(backbone), task.build_head(backbone.num_features, 0.0))
         for p in model.parameters():
@@ -153,24 +156,11 @@ def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, 
         loader = inputs.labelled_loader("train", task, train=True)
         model = engine.setup(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-        model.train()
-        times = []
-        t = time.perf_counter()
-        startup = None
-        for x, y in _batches(loader, steps + 1):
-            if startup is None:
-                startup = time.perf_counter() - t  # first batch: worker start-up and decoding
-            x, y = engine.to_device((x, y))
-            with engine.autocast():
-                logits = model(x)
-            loss = task.loss(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            engine.backward(loss)
-            optimizer.step()
-            _sync(engine)
-            now = time.perf_counter()
-            times.append((now - t) / len(y))
-            t = now
+        # The real loop: the same clipping, mixing and accumulation as fit(); a copy, so the rate hardly matters.
+        options = LoopOptions(epochs=math.ceil((steps + 1) / len(loader)), grad_clip=cfg.grad_clip, accumulate=cfg.accumulate,
+                              seed=cfg.seed, batch_transform=inputs.batch_transform(task), progress=False)  # fmt: skip
+        train_loop(model, loader, None, task=task, optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                   engine=engine, options=options, callbacks=[timer])  # fmt: skip
         model.eval()
         t = time.perf_counter()
         x, y = next(iter(inputs.labelled_loader("val", task, train=False)))
@@ -181,7 +171,8 @@ def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, 
             model(x)
             _sync(engine)
             eval_per_item = (time.perf_counter() - t) / len(y)
-    timed = times[1:] or times
+    startup = timer.startup
+    timed = timer.per_item[1:] or timer.per_item
     per_item = sorted(timed)[len(timed) // 2]  # median step after the warm-up
     decode = _decode_seconds(loader)
     workers = getattr(loader, "num_workers", 0)
@@ -218,15 +209,23 @@ def _sync(engine: Any) -> None:
         torch.cuda.synchronize(engine.device)
 
 
-def _batches(loader: Any, n: int):
-    """`n` batches, going round `loader` again when it has fewer (tiny data sets)."""
-    count = 0
-    while True:
-        for batch in loader:
-            yield batch
-            count += 1
-            if count == n:
-                return
+class _StepTimer:
+    """Batch callback: seconds per example of each training batch (waiting for it from the loader
+    plus its synchronised step), stopping after `n` batches (the loop starts another pass over a
+    small data set)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.per_item: list[float] = []
+        self.startup: float | None = None
+
+    def on_batch_end(self, state: Any) -> Any:
+        from graftkit.training.loop import Decision
+
+        if self.startup is None:
+            self.startup = state.data_seconds  # the first batch: worker start-up and decoding
+        self.per_item.append((state.data_seconds + state.seconds) / state.batch_size)
+        return Decision(stop=True, reason="timed") if len(self.per_item) >= self.n else None
 
 
 def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: float = 0.0) -> AutoChoice:
@@ -256,12 +255,13 @@ def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: 
     facts: dict[str, Any] = {"n_train": n_train, "n_classes": n_classes, "time_budget_s": budget}
     auto = cfg.strategy == "auto"
     probe_accuracy = None
-    if auto and task.name == "classification":
+    if auto and task.label_kind.stratified:  # single-label classes: the quick probe's accuracy means something
         probe_accuracy, probe_facts = quick_probe(data, backbone, cfg)
         facts.update(probe_accuracy=round(probe_accuracy, 4), **probe_facts)
         info(f"auto: quick probe {probe_accuracy:.3f} val accuracy ({probe_facts['probe_seconds']:.1f} s)")
     # Fine-tuning time matters only under a budget; below FEW_PER_CLASS auto picks the probe anyway.
-    wants_estimate = budget is not None and hasattr(task, "build_head") and cfg.strategy != "linear-probe"
+    trains_new_head = task.head_spec(backbone.num_features, 0.0) is not None
+    wants_estimate = budget is not None and trains_new_head and cfg.strategy != "linear-probe"
     if auto:
         wants_estimate = wants_estimate and n_train / n_classes >= FEW_PER_CLASS
     epoch_seconds = None
@@ -275,7 +275,7 @@ def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: 
     param_count = sum(p.numel() for p in backbone.parameters())
     n_groups = len(backbone.layer_groups())
     facts.update(param_count=param_count, n_groups=n_groups)
-    generative = not hasattr(task, "build_head")
+    generative = not trains_new_head
     if auto and generative:  # seq2seq / causal-lm train the model's own output layer: no probe
         lora = "lora" in STRATEGY_NAMES and param_count >= LORA_MIN_PARAMS
         chosen = "lora" if lora else "finetune"

@@ -14,8 +14,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
 MIXES = ("mixup", "cutmix", "mixup-cutmix")
 CLASS_WEIGHTS = ("none", "balanced")
-TASKS = ("classification", "multilabel", "regression", "seq2seq", "causal-lm")
-MONITORS = ("accuracy", "balanced_accuracy", "macro_f1", "micro_f1", "subset_accuracy", "mae", "rmse", "r2", "perplexity", "token_accuracy", "loss")
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,8 @@ class TrainConfig:
     model: str = "efficientnet_lite0"
     """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `hf:NAME_OR_PATH`, `file:PATH`, `scratch:ID`."""
     task: str = "classification"
-    """`classification`, `multilabel`, `regression`; for text also `seq2seq` and `causal-lm`."""
+    """A registered task (`graftkit.tasks.task_names()`): `classification`, `multilabel`, `regression`;
+    for text also `seq2seq` and `causal-lm`."""
     arch: str | None = None
     """Architecture id that a `file:` model's weights fit, e.g. `timm:resnet18`."""
     strategy: str = "linear-probe"
@@ -34,7 +33,10 @@ class TrainConfig:
     epochs: int = 10
     """Passes over the training data."""
     batch_size: int = 32
-    """Samples per optimizer step."""
+    """Samples per forward pass; an optimizer step sees `batch_size × accumulate` of them."""
+    accumulate: int = 1
+    """Gradient accumulation: add up the gradients of this many batches before each optimizer step
+    (`--batch-size 8 --accumulate 4` trains like batch 32 in the memory of batch 8)."""
     lr: float | None = None
     """Peak learning rate of the head; None picks the default for the strategy and modality
     (probe 3e-3, others 1e-3)."""
@@ -118,7 +120,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "accumulate"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         try:
@@ -164,15 +166,19 @@ class TrainConfig:
             ("augment", AUGMENTS),
             ("class_weights", CLASS_WEIGHTS),
             ("head_init", ("probe", "random", None)),
-            ("task", TASKS),
         ):
             value = getattr(self, name)
             if value not in allowed:
                 problems.append(_choice_problem(name, value, allowed))
         if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             problems.append(f"--device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
-        if self.monitor is not None and self.monitor not in MONITORS:
-            problems.append(_choice_problem("monitor", self.monitor, MONITORS))
+        from graftkit.tasks import get_task, task_names
+
+        if self.task not in task_names():
+            problems.append(_choice_problem("task", self.task, task_names()))
+        elif self.monitor is not None and self.monitor not in get_task(self.task).metrics:
+            metrics = tuple(get_task(self.task).metrics)
+            problems.append(f"--monitor {self.monitor!r} is not a {self.task} metric; choose one of {', '.join(metrics)}")
         if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
             problems.append(_choice_problem("pooling", self.pooling, ("mean", "cls", "last")))
         if self.mix is not None and self.mix not in MIXES:

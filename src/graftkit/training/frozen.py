@@ -26,23 +26,19 @@ class Features:
     seconds: float
 
 
-def make_inputs(data: Any, backbone: nn.Module, cfg: Any):
-    """The input adapter for the backbone's modality (`ImageInputs` or `TextInputs`)."""
-    from graftkit.training.inputs import ImageInputs, TextInputs
+def inference_engine(backbone: nn.Module, precision: str = "auto", device: str = "auto", channels_last: bool | None = None):
+    """The inference engine `fit()` uses for this backbone's frozen features (same device,
+    precision and memory format for the same settings, hence the same feature-cache key).
 
-    return (TextInputs if getattr(backbone, "modality", "image") == "text" else ImageInputs)(data, backbone, cfg)
+    Args:
+        precision: `--precision` (`auto`, `fp32`, `bf16`).
+        device: `--device`.
+        channels_last: `--channels-last` (None: per model).
+    """
+    from graftkit.engine import inference_settings
 
-
-def inference_engine(backbone: nn.Module, precision: str = "auto", device: str = "auto"):
-    """The inference engine `fit()` uses for this backbone's frozen features (same device and
-    precision, hence the same feature-cache key)."""
-    from graftkit.engine import LocalEngine, choose_channels_last, choose_precision, resolve_device
-
-    arch = backbone.weights.arch
-    device = resolve_device(device)
-    prec, _ = choose_precision(arch, training=False, requested=precision, device=device)
-    image = getattr(backbone, "modality", "image") == "image"
-    return LocalEngine(device, precision=prec, channels_last=image and choose_channels_last(arch, None))
+    modality = getattr(backbone, "modality", "image")
+    return inference_settings(backbone.weights.arch, device=device, precision=precision, channels_last=channels_last, modality=modality).engine()
 
 
 def labelled_features(
@@ -55,6 +51,8 @@ def labelled_features(
     cache: bool = True,
     engine: Any = None,
     device: str = "auto",
+    precision: str = "auto",
+    channels_last: bool | None = None,
 ) -> Features:
     """Features of labelled samples (images or texts), computing only what the cache lacks.
 
@@ -65,8 +63,10 @@ def labelled_features(
         batch_size: Inputs per forward pass (text loaders use at least 64).
         num_workers: Image loader worker processes (None: from the CPU count).
         cache: Use the on-disk feature cache (`$GRAFTKIT_CACHE/features`).
-        engine: Inference engine; default `inference_engine(backbone, device=device)`.
+        engine: Inference engine; default `inference_engine(backbone, precision, device, channels_last)`.
         device: `auto` (a CUDA GPU when there is one), `cpu` or `cuda[:N]`, as `--device`.
+        precision: `auto`, `fp32` or `bf16`, as `--precision` (the run's, so the cache is shared).
+        channels_last: As `--channels-last` (None: per model).
 
     Returns:
         `Features` in the order of `samples`.
@@ -80,8 +80,9 @@ def labelled_features(
     from graftkit.strategies import freeze_layer_groups
     from graftkit.training.config import TrainConfig
     from graftkit.training.features import extract_features, feature_cache_key
+    from graftkit.training.inputs import make_inputs
 
-    engine = engine or inference_engine(backbone, device=device)
+    engine = engine or inference_engine(backbone, precision=precision, device=device, channels_last=channels_last)
     freeze_layer_groups(backbone.layer_groups(), 0)
     backbone = engine.setup(backbone)
     store = FeatureCache(feature_cache_key(backbone, engine.precision, engine.channels_last)) if cache else None

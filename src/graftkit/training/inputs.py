@@ -21,6 +21,7 @@ class ImageInputs:
 
     modality = "image"
     unit = "img"
+    noun = "images"
 
     def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
         self.data, self.backbone, self.cfg = data, backbone, cfg
@@ -51,7 +52,7 @@ class ImageInputs:
         cfg = self.cfg
         samples = self.samples(split)
         transform = build_transform(self.backbone.preprocess, cfg.augment if train else "none", train=train)
-        dataset = ImageFileDataset(samples, {c: i for i, c in enumerate(task.classes)}, transform)
+        dataset = ImageFileDataset(samples, task.encode([s.label for s in samples]), transform)
         drop_last = train and len(samples) % cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
         return make_loader(dataset, batch_size=cfg.batch_size, shuffle=train, num_workers=num_workers(cfg), seed=cfg.seed, drop_last=drop_last)
 
@@ -69,6 +70,7 @@ class TextInputs:
 
     modality = "text"
     unit = "seq"
+    noun = "texts"
 
     def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
         self.data, self.backbone, self.cfg = data, backbone, cfg
@@ -95,23 +97,10 @@ class TextInputs:
         return task.encode([s.label for s in self.samples(split)])
 
     def labelled_loader(self, split: str, task: Any, *, train: bool):
-        from graftkit.data.text_loader import make_causal_lm_loader, make_seq2seq_loader, make_text_loader
-
         cfg = self.cfg
-        samples = self.samples(split)
-        tok = self.backbone.tokenizer
-        common = {"batch_size": cfg.batch_size, "shuffle": train, "seed": cfg.seed}
-        if task.name == "seq2seq":
-            loader = make_seq2seq_loader(
-                [s.text for s in samples], [s.target for s in samples], tok,
-                max_source_length=self.max_length, max_target_length=self.max_length, **common,
-            )
-        elif task.name == "causal-lm":
-            responses = [s.target for s in samples] if any(s.target is not None for s in samples) else None
-            loader = make_causal_lm_loader([s.text for s in samples], tok, max_length=self.max_length, responses=responses, **common)
-        else:
-            loader = make_text_loader([s.text for s in samples], self.targets(split, task), tok, max_length=self.max_length, **common)
-        return loader
+        return task.text_loader(
+            self.samples(split), self.backbone.tokenizer, max_length=self.max_length, batch_size=cfg.batch_size, shuffle=train, seed=cfg.seed
+        )
 
     def batch_transform(self, task: Any) -> Callable | None:
         return None  # mixup/cutmix are image-only
@@ -127,3 +116,21 @@ class TextInputs:
                 lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
                 truncated[split] = sum(n > self.max_length for n in lengths)
         return {"max_length": self.max_length, "truncated": truncated}
+
+
+INPUTS = {"image": ImageInputs, "text": TextInputs}
+"""The input adapter per backbone modality; a new modality adds its adapter here."""
+
+
+def make_inputs(data: Any, backbone: nn.Module, cfg: TrainConfig) -> ImageInputs | TextInputs:
+    """The input adapter for the backbone's modality.
+
+    Raises:
+        ConfigError: No adapter for the backbone's modality.
+    """
+    from graftkit.errors import ConfigError
+
+    modality = getattr(backbone, "modality", "image")
+    if modality not in INPUTS:
+        raise ConfigError(f"no training inputs for {modality} models yet; supported: {', '.join(INPUTS)}")
+    return INPUTS[modality](data, backbone, cfg)

@@ -1,13 +1,15 @@
 """The training loop: one plain function, read top to bottom.
 
-Everything task-specific comes from `task` (loss, metrics), everything hardware-specific from
-`engine` (device, precision, backward), everything strategy-specific from `options.prepare_epoch`
-(which groups train this epoch). Callbacks observe a read-only `LoopState` and may only answer
+Everything task-specific comes from `task` (loss, metrics and their direction), everything
+hardware-specific from `engine` (device, precision, backward, gradient sync), everything
+strategy-specific from `options.prepare_epoch` (which groups train this epoch). Callbacks observe a
+read-only `BatchState` after every batch and `LoopState` after every epoch, and may only answer
 with a `Decision`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
@@ -22,7 +24,7 @@ from graftkit.engine.progress import EpochProgress
 
 @dataclass(frozen=True)
 class LoopState:
-    """What callbacks see. Treat as read-only."""
+    """What epoch callbacks see. Treat as read-only."""
 
     epoch: int  # 0-based epoch that just started or ended
     epochs: int
@@ -37,15 +39,41 @@ class LoopState:
 
 
 @dataclass(frozen=True)
+class BatchState:
+    """What batch callbacks see after every training batch (plain values: nothing to modify)."""
+
+    epoch: int  # 0-based
+    epochs: int
+    batch: int  # 0-based index of the batch in this epoch
+    batches: int  # batches per epoch
+    step: int  # optimizer steps taken so far in the run, this batch's included
+    stepped: bool  # this batch ended an optimizer step (always, unless accumulating)
+    loss: float  # this batch's training loss (not divided for accumulation)
+    lr: float  # learning rate of the first parameter group for this batch's step
+    batch_size: int
+    data_seconds: float  # waiting for this batch from the loader
+    seconds: float  # this batch's forward, backward and optimizer step, synchronised
+
+
+@dataclass(frozen=True)
 class Decision:
-    """A callback's answer: stop training after this epoch."""
+    """A callback's answer: stop training (after this epoch; after a batch, at once)."""
 
     stop: bool = False
     reason: str = ""
 
 
 class Callback(Protocol):
+    """An epoch callback; it may also define `on_batch_end` (see `BatchCallback`). The loop asks
+    each callback only the events it defines."""
+
     def on_epoch_end(self, state: LoopState) -> Decision | None: ...
+
+
+class BatchCallback(Protocol):
+    """A callback of every training batch (lr-find's recorder, auto's step timer)."""
+
+    def on_batch_end(self, state: BatchState) -> Decision | None: ...
 
 
 @dataclass
@@ -54,7 +82,10 @@ class LoopOptions:
 
     epochs: int
     monitor: str = "accuracy"
+    """Validation metric (a key of `task.metrics`) that picks the best epoch."""
     grad_clip: float | None = None
+    accumulate: int = 1
+    """Micro-batches per optimizer step (gradient accumulation)."""
     seed: int = 0
     prepare_epoch: Callable[[int], None] | None = None
     """Called at each epoch start after `model.train()`: sets which groups train (strategy)."""
@@ -67,6 +98,7 @@ class LoopOptions:
     best_state: dict[str, torch.Tensor] | None = None
     unit: str = "img"
     progress: bool = True
+    """Show the live bar and print one line per epoch (off for lr-find's sweep and auto's timing)."""
 
 
 @dataclass
@@ -79,36 +111,44 @@ class LoopResult:
     seconds: float
 
 
-LOWER_IS_BETTER = ("loss", "mae", "rmse", "perplexity")
-
-
-def _better(score: float, best: float | None, monitor: str) -> bool:
-    if best is None:
-        return True
-    return score < best if monitor in LOWER_IS_BETTER else score > best
-
-
 def train_loop(
     model: nn.Module,
     train_loader: Iterable,
-    val_loader: Iterable,
+    val_loader: Iterable | None,
     *,
     task: Any,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     engine: Engine,
     options: LoopOptions,
-    callbacks: Iterable[Callback] = (),
+    callbacks: Iterable[Callback | BatchCallback] = (),
 ) -> LoopResult:
     """Train `model` for `options.epochs`, validating each epoch and keeping the best weights.
 
+    With `options.accumulate = N`, gradients of N micro-batches add up before each optimizer and
+    scheduler step (and the epoch's last step takes what is left): each loss is divided by the
+    micro-batches of its step, so N batches of B train as one batch of N × B.
+
+    Args:
+        val_loader: None skips validation and best-weights tracking (lr-find's sweep, auto's timing).
+        callbacks: `on_epoch_end(LoopState)` and/or `on_batch_end(BatchState)`; a "stop" after a
+            batch ends training at once, without validating that epoch.
+
     Returns:
-        The history (one dict per epoch), the best epoch (0-based) and its weights.
+        The history (one dict per finished epoch), the best epoch (0-based) and its weights.
     """
+    callbacks = list(callbacks)
+    on_batch = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
+    on_epoch = [cb.on_epoch_end for cb in callbacks if hasattr(cb, "on_epoch_end")]
+    metric = task.metrics[options.monitor] if val_loader is not None else None  # which way is better
     history = list(options.history)
     best_epoch, best_score, best_state = options.best_epoch, options.best_score, options.best_state
     stopped: str | None = None
+    every = options.accumulate
+    batches = len(train_loader)
+    step = options.start_epoch * math.ceil(batches / every)  # every epoch ends on a step: exact on resume
     t_start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
 
     for epoch in range(options.start_epoch, options.epochs):
         # Reseed per epoch: the same seed gives the same shuffling, augmentation and dropout,
@@ -124,29 +164,47 @@ def train_loop(
         loss_sum = torch.zeros(())
         score_sum, score_count = torch.zeros(()), 0  # the task's running training metric
         seen = 0
-        bar = EpochProgress(f"epoch {epoch + 1}/{options.epochs}", total=len(train_loader), unit=options.unit, enabled=options.progress)
+        bar = EpochProgress(f"epoch {epoch + 1}/{options.epochs}", total=batches, unit=options.unit, enabled=options.progress)
         with bar:
-            for inputs, targets in train_loader:
+            t_ready = time.perf_counter()
+            for b, (inputs, targets) in enumerate(train_loader):
+                t_batch = time.perf_counter()
                 inputs, targets = engine.to_device((inputs, targets))
                 if options.batch_transform is not None:
                     inputs, targets = options.batch_transform(inputs, targets)
-                with engine.autocast():
-                    logits = model(inputs)  # (B, C); (B, T, V) for language models
-                loss = task.loss(logits, targets)
-                optimizer.zero_grad(set_to_none=True)
-                engine.backward(loss)
-                if options.grad_clip is not None:
-                    engine.clip_grad_norm(model, options.grad_clip)
-                optimizer.step()
-                scheduler.step()
+                micro, step_now = _micro_batches(b, batches, every)
+                with engine.accumulate(model, step=step_now):  # gradients sync across processes only before a step
+                    with engine.autocast():
+                        logits = model(inputs)  # (B, C); (B, T, V) for language models
+                    loss = task.loss(logits, targets)
+                    engine.backward(loss / micro)  # the mean over the step's micro-batches
+                lr = optimizer.param_groups[0]["lr"]
+                if step_now:
+                    if options.grad_clip is not None:
+                        engine.clip_grad_norm(model, options.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
 
                 n = len(targets)
+                value = float(loss.detach())  # .item() is a host sync: it waits for the step too
                 seen += n
-                loss_sum += loss.detach().float().cpu() * n
+                loss_sum += value * n
                 s, c = task.batch_score(logits.detach(), targets)
                 score_sum += s.float().cpu()
                 score_count += c
                 bar.advance(n, loss=float(loss_sum) / seen, **{task.train_metric: float(score_sum) / max(score_count, 1)})
+                if on_batch:
+                    now = time.perf_counter()
+                    state = BatchState(epoch, options.epochs, b, batches, step, step_now, value, lr, n, t_batch - t_ready, now - t_batch)
+                    stop = _first_stop(cb(state) for cb in on_batch)
+                    if stop is not None:
+                        stopped = stop.reason
+                        break
+                t_ready = time.perf_counter()
+        if stopped is not None:  # a batch callback stopped mid-epoch: no validation
+            break
 
         train_seconds = time.perf_counter() - t0
         seen_t = engine.reduce_sum(torch.tensor(float(seen)))
@@ -157,28 +215,45 @@ def train_loop(
             "lr": optimizer.param_groups[0]["lr"],
             "throughput": seen / max(train_seconds, 1e-9),
         }
-        probs, targets_np, val_loss = predict_probs(model, val_loader, engine, task)
-        row["val_loss"] = val_loss
-        row.update({f"val_{k}": v for k, v in task.epoch_metrics(probs, targets_np).items()})
+        improved = False
+        if val_loader is not None:
+            probs, targets_np, val_loss = predict_probs(model, val_loader, engine, task)
+            row["val_loss"] = val_loss
+            row.update({f"val_{k}": v for k, v in task.epoch_metrics(probs, targets_np).items()})
+            score = row[f"val_{options.monitor}"]
+            improved = metric.better(score, best_score)
+            if improved:
+                best_epoch, best_score = epoch, score
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         row["seconds"] = time.perf_counter() - t0
-
-        score = row[f"val_{options.monitor}"]
-        improved = _better(score, best_score, options.monitor)
-        if improved:
-            best_epoch, best_score = epoch, score
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         row["best"] = improved
         history.append(row)
-        EpochProgress.summary(row, options.epochs, unit=options.unit)
+        if options.progress:
+            EpochProgress.summary(row, options.epochs, unit=options.unit)
 
         state = LoopState(epoch, options.epochs, history, best_epoch, best_score, improved, model, optimizer, scheduler, best_state)
-        decisions = [cb.on_epoch_end(state) for cb in callbacks]
-        stop = next((d for d in decisions if d is not None and d.stop), None)
+        stop = _first_stop(cb(state) for cb in on_epoch)
         if stop is not None:
             stopped = stop.reason
             break
 
     return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start)
+
+
+def _micro_batches(batch: int, batches: int, every: int) -> tuple[int, bool]:
+    """(micro-batches in this batch's optimizer step, whether the step follows this batch).
+
+    Steps come every `every` batches; the epoch's last step takes the batches that are left.
+    """
+    first = batch - batch % every
+    last = min(first + every, batches) - 1
+    return last - first + 1, batch == last
+
+
+def _first_stop(decisions: Iterable[Decision | None]) -> Decision | None:
+    """The first "stop" among the callbacks' answers (every callback is still asked)."""
+    decisions = list(decisions)
+    return next((d for d in decisions if d is not None and d.stop), None)
 
 
 @torch.inference_mode()

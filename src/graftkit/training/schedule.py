@@ -27,6 +27,19 @@ def lr_multiplier(step: int, total: int, *, schedule: str, warmup_fraction: floa
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def optimizer_steps(batches_per_epoch: int, *, epochs: int, accumulate: int = 1) -> int:
+    """Optimizer steps of a run: every `accumulate` batches, and at each epoch's end
+    (`train_loop` never carries gradients into the next epoch)."""
+    return epochs * math.ceil(batches_per_epoch / accumulate)
+
+
+def exponential_schedule(optimizer: torch.optim.Optimizer, start: float, end: float, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Multiplies each group's rate by `start` at the first step up to `end` at step `steps - 1`,
+    evenly on a log scale (lr-find's sweep; its state dict holds no code either)."""
+    ratio = end / start
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: start * ratio ** (min(step, steps - 1) / max(steps - 1, 1)))
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, *, schedule: str, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
     """A `LambdaLR` over all parameter groups; its state dict holds no code (safe to checkpoint)."""
     return torch.optim.lr_scheduler.LambdaLR(

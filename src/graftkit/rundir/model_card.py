@@ -2,7 +2,8 @@
 
 Built from `graft.json` and `metrics.json` alone (plus `export/parity.json` when the run was
 exported), so it can be rewritten at any time, on any machine. A leaf module like `report.py`:
-it imports nothing from graftkit but `evaluation.metrics`, so training can call it.
+it imports nothing from graftkit but `evaluation.metrics` and the run spec (`rundir.spec`), so
+training can call it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from graftkit.evaluation.metrics import headline_metrics
+from graftkit.rundir.spec import RunSpec
 
 MODEL_CARD_MD = "MODEL_CARD.md"
 _SMALL_PER_CLASS = 50  # fewer training examples per class than this: say the estimate is rough
 
 
-def write_model_card(run_dir: str | Path) -> Path:
+def write_model_card(run_dir: str | Path, task_card: dict[str, Any] | None = None) -> Path:
     """Write `RUN/MODEL_CARD.md` from the run's graft.json and metrics.json.
 
     Sections: summary, intended use, how to load it, data, metrics (per class where the task has
@@ -25,30 +27,32 @@ def write_model_card(run_dir: str | Path) -> Path:
 
     Args:
         run_dir: A run directory with graft.json and metrics.json.
+        task_card: The run's task's own words (`Task.card()`): `does` (what the model does with
+            an input) and `caveats` (limitations of the task itself).
 
     Returns:
         The path of MODEL_CARD.md.
 
     Raises:
-        FileNotFoundError: graft.json or metrics.json is missing.
+        RunDirError: graft.json is missing or invalid. FileNotFoundError: metrics.json is missing.
 
     Example:
         >>> write_model_card("runs/flowers").read_text().splitlines()[0]
         '# Model card: flowers'
     """
     run = Path(run_dir)
-    meta = json.loads((run / "graft.json").read_text())
+    meta = RunSpec.read(run)
     metrics = json.loads((run / "metrics.json").read_text())
     parity_path = run / "export" / "parity.json"
     parity = json.loads(parity_path.read_text()) if parity_path.is_file() else {}
     sections = [
         _summary(run, meta, metrics),
-        _intended_use(meta),
+        _intended_use(meta, task_card or {}),
         _how_to_load(run, meta, parity),
         _data(meta),
         _metrics(metrics),
         _settings(meta, metrics),
-        _limitations(meta, metrics),
+        _limitations(meta, metrics, task_card or {}),
         _export(parity),
         _provenance(meta),
     ]
@@ -57,27 +61,27 @@ def write_model_card(run_dir: str | Path) -> Path:
     return path
 
 
-def _modality(meta: dict[str, Any]) -> str:
-    return meta.get("modality", "image")
+def _modality(meta: RunSpec) -> str:
+    return meta.modality
 
 
-def _classes(meta: dict[str, Any]) -> list[str]:
-    return list(meta.get("task", {}).get("classes") or [])
+def _classes(meta: RunSpec) -> list[str]:
+    return list(meta.task.get("classes") or [])
 
 
-def _summary(run: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
-    task = meta["task"]["name"]
-    model = meta.get("model", {})
+def _summary(run: Path, meta: RunSpec, metrics: dict[str, Any]) -> str:
+    task = meta.task["name"]
+    model = meta.model
     classes = _classes(meta)
     what = f"{task} model over {len(classes)} classes" if classes else f"{task} model"
     modality = _modality(meta)
     lines = [
         f"# Model card: {run.name}",
         "",
-        f"{'An' if modality == 'image' else 'A'} {modality} {what}: `{model.get('model_id')}` (`{model.get('arch')}`) with a new output layer, "
-        f"trained by graftkit with the `{meta.get('strategy')}` strategy.",
+        f"{'An' if modality == 'image' else 'A'} {modality} {what}: `{model.model_id}` (`{model.arch}`) with a new output layer, "
+        f"trained by graftkit with the `{meta.strategy}` strategy.",
         "",
-        f"- Created: {meta.get('created', '?')}; status: {meta.get('status', '?')}",
+        f"- Created: {meta.created}; status: {meta.status}",
     ]
     head = headline_metrics(metrics.get("val") or {})
     if head:
@@ -88,19 +92,10 @@ def _summary(run: Path, meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _intended_use(meta: dict[str, Any]) -> str:
+def _intended_use(meta: RunSpec, task_card: dict[str, Any]) -> str:
     modality = _modality(meta)
-    task = meta["task"]["name"]
-    classes = _classes(meta)
-    inputs = "images like those it was trained on" if modality == "image" else "texts like those it was trained on"
-    if task == "classification":
-        does = f"assigns one of its {len(classes)} classes to each input (with probabilities)"
-    elif task == "multilabel":
-        does = "assigns every label whose probability passes its threshold (possibly none)"
-    elif task == "regression":
-        does = "predicts one number per input, in the units of its training targets"
-    else:
-        does = "generates text for each input"
+    inputs = f"{modality}s like those it was trained on"
+    does = task_card.get("does") or f"performs its {meta.task['name']} task on each input"
     return (
         "## Intended use\n\n"
         f"The model {does}, for {inputs} (see Data). It is meant for the data set it was trained on and for "
@@ -110,7 +105,7 @@ def _intended_use(meta: dict[str, Any]) -> str:
     )
 
 
-def _how_to_load(run: Path, meta: dict[str, Any], parity: dict[str, Any]) -> str:
+def _how_to_load(run: Path, meta: RunSpec, parity: dict[str, Any]) -> str:
     text = "photo.jpg" if _modality(meta) == "image" else "a text to classify"
     example = text if _modality(meta) == "image" else repr(text)  # quoted for the shell
     lines = [
@@ -136,8 +131,8 @@ def _how_to_load(run: Path, meta: dict[str, Any], parity: dict[str, Any]) -> str
     return "\n".join(lines)
 
 
-def _data(meta: dict[str, Any]) -> str:
-    data = meta.get("data") or {}
+def _data(meta: RunSpec) -> str:
+    data = meta.data
     if not data:
         return ""
     lines = ["## Data", ""]
@@ -174,22 +169,21 @@ def _metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _settings(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
-    cfg = {k: v for k, v in (meta.get("config") or {}).items() if v is not None}
+def _settings(meta: RunSpec, metrics: dict[str, Any]) -> str:
+    cfg = {k: v for k, v in meta.config.items() if v is not None}
     if not cfg:
         return ""
     lines = ["## Training settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {_cell(json.dumps(v) if isinstance(v, (dict, list)) else str(v))} |" for k, v in cfg.items()]
-    precision = meta.get("precision") or {}
-    if precision:
-        lines += ["", f"Precision: training {precision.get('train')}, inference {precision.get('inference')} "
-                      f"({precision.get('inference_reason', '')})".rstrip(" ()")]  # fmt: skip
+    precision = meta.precision
+    lines += ["", f"Precision: training {precision.train}, inference {precision.inference} "
+                  f"({precision.inference_reason})".rstrip(" ()")]  # fmt: skip
     return "\n".join(lines)
 
 
-def _limitations(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+def _limitations(meta: RunSpec, metrics: dict[str, Any], task_card: dict[str, Any]) -> str:
     notes = []
-    counts = ((meta.get("data") or {}).get("counts") or {}).get("train") or {}
+    counts = (meta.data.get("counts") or {}).get("train") or {}
     small = [c for c, n in counts.items() if n < _SMALL_PER_CLASS]
     if small:
         notes.append(f"{len(small)} of {len(counts)} classes have fewer than {_SMALL_PER_CLASS} training examples: "
@@ -201,15 +195,13 @@ def _limitations(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     weak = sorted((r.get("recall", 1.0), c) for c, r in per_class.items() if r.get("recall", 1.0) < 0.7)
     if weak:
         notes.append("Weakest classes (validation recall < 0.7): " + ", ".join(f"`{c}` {_num(r)}" for r, c in weak[:8]) + ".")
-    if _classes(meta) and meta["task"]["name"] == "classification":
-        notes.append("The model always answers with one of its classes, also for inputs that belong to none of them; "
-                     "a low top probability is a hint, not a guarantee.")  # fmt: skip
+    notes.extend(task_card.get("caveats", []))
     if _modality(meta) == "image":
-        size = (meta.get("preprocess") or {}).get("input_size")
+        size = meta.preprocess.get("input_size")
         notes.append(f"Images are resized and centre-cropped to {size}x{size} pixels: small details and content near the edges may be lost.")
     else:
-        notes.append(f"Texts longer than {(meta.get('preprocess') or {}).get('max_length')} tokens are cut; only their start is read.")
-    notes.append(f"The pretrained weights (`{(meta.get('model') or {}).get('model_id')}`) carry the biases of the data they were trained on.")
+        notes.append(f"Texts longer than {meta.preprocess.get('max_length')} tokens are cut; only their start is read.")
+    notes.append(f"The pretrained weights (`{meta.model.model_id}`) carry the biases of the data they were trained on.")
     return "## Limitations\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
@@ -227,10 +219,10 @@ def _export(parity: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _provenance(meta: dict[str, Any]) -> str:
-    model = meta.get("model") or {}
-    versions = meta.get("versions") or {}
-    lines = ["## Provenance", "", f"- Pretrained weights: `{model.get('model_id')}` from {model.get('source')}, SHA-256 `{model.get('sha256')}`"]
+def _provenance(meta: RunSpec) -> str:
+    model = meta.model
+    versions = meta.versions
+    lines = ["## Provenance", "", f"- Pretrained weights: `{model.model_id}` from {model.source}, SHA-256 `{model.sha256}`"]
     if versions:
         lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     lines.append("- Everything above comes from `graft.json` and `metrics.json` in this folder.")

@@ -1,0 +1,123 @@
+"""One entry point to read a data set for any modality: training and the selection tools call
+`read_dataset`, `graft evaluate` calls `read_labelled`. Each picks the modality's reader and passes
+the task's `LabelKind`; neither knows task names.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from graftkit.data.labels import LabelKind
+from graftkit.data.readers import ImageData, read_image_data, read_labelled_images
+from graftkit.data.text import TextData, read_labelled_texts, read_text_data
+from graftkit.errors import ConfigError
+
+__all__ = ["MODALITIES", "read_dataset", "read_labelled"]
+
+MODALITIES = ("image", "text")
+"""The modalities `read_dataset` and `read_labelled` read."""
+
+
+def read_dataset(
+    path: str | os.PathLike[str],
+    *,
+    modality: str,
+    label_kind: LabelKind,
+    val: str | os.PathLike[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    encoding: str | None = None,
+) -> ImageData | TextData:
+    """Read, validate and split a training data set of `modality`.
+
+    Args:
+        path: Images: a class folder, a split folder or a CSV/JSONL manifest. Texts: a
+            CSV/TSV/JSONL/TXT file or a folder of `train.*`/`val.*`/`test.*` files.
+        modality: `image` or `text` (the backbone's modality).
+        label_kind: How labels are written: the task's `label_kind`.
+        val: A separate validation set.
+        val_fraction: Share moved to validation when no validation set is given.
+        seed: Seed of that split.
+        text_col: Texts only: the text column (`--text-col`).
+        label_col: Texts only: the label column (`--label-col`).
+        encoding: Texts only: the files' encoding (`--encoding`).
+
+    Returns:
+        An `ImageData` or a `TextData`.
+
+    Raises:
+        DataError: Every problem in the data, at once (see `read_image_data`, `read_text_data`).
+        ConfigError: Unknown modality, text options given for images, bad `val_fraction`.
+
+    Example:
+        >>> data = read_dataset("flowers/", modality="image", label_kind=LabelKind.CLASS, seed=0)
+        >>> data.classes
+        ['daisy', 'rose']
+    """
+    _check_modality(modality)
+    if modality == "text":
+        return read_text_data(
+            path, label_kind=label_kind, text_col=text_col, label_col=label_col, val=val,
+            val_fraction=val_fraction, seed=seed, encoding=encoding,
+        )  # fmt: skip
+    _no_text_options(text_col, label_col, encoding)
+    return read_image_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind)
+
+
+def read_labelled(
+    path: str | os.PathLike[str],
+    *,
+    modality: str,
+    label_kind: LabelKind,
+    classes: list[str],
+    split: str | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    encoding: str | None = None,
+) -> list[Any]:
+    """Read one labelled set of `modality`, without splitting it (for `graft evaluate`).
+
+    Args:
+        path: Images: a class folder or a CSV/JSONL manifest. Texts: a CSV/TSV/JSONL/TXT file or a
+            folder of `train.*`/`val.*`/`test.*` files.
+        modality: `image` or `text`.
+        label_kind: How labels are written: the run's task's `label_kind`.
+        classes: The run's classes; labels outside them are errors ([] for tasks without classes).
+        split: Which split of a split folder, a manifest's `split` column or a folder of files.
+        text_col: Texts only: the text column the run was trained on.
+        label_col: Texts only: the label column.
+        encoding: Texts only: the file's encoding.
+
+    Returns:
+        `Sample`s (images, sorted by path) or `TextSample`s (file order).
+
+    Raises:
+        DataError: Every problem, including labels the run does not know, with their files or rows.
+        ConfigError: Unknown modality or split name.
+
+    Example:
+        >>> samples = read_labelled("holdout/", modality="image", label_kind=task.label_kind, classes=task.classes)
+    """
+    _check_modality(modality)
+    if modality == "text":
+        return read_labelled_texts(
+            path, label_kind=label_kind, classes=classes, text_col=text_col, label_col=label_col,
+            encoding=encoding, split=split,
+        )  # fmt: skip
+    samples, _ = read_labelled_images(path, classes, split=split, label_kind=label_kind)
+    return samples
+
+
+def _check_modality(modality: str) -> None:
+    if modality not in MODALITIES:
+        raise ConfigError(f"modality {modality!r} has no data reader; choose one of: {', '.join(MODALITIES)}")
+
+
+def _no_text_options(text_col: str | None, label_col: str | None, encoding: str | None) -> None:
+    given = [flag for flag, value in (("--text-col", text_col), ("--label-col", label_col), ("--encoding", encoding)) if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to text data only; drop them for an image model")
+

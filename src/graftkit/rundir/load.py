@@ -1,0 +1,66 @@
+"""Rebuilding a trained model from its run directory alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from graftkit.errors import RunDirError
+from graftkit.rundir.directory import read_finished
+from graftkit.rundir.spec import RunSpec
+
+
+def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
+    """Rebuild the trained model from a run directory alone: architecture from graft.json (and,
+    for text models, the config + tokenizer in `RUN/hf/`), weights from model.safetensors
+    (strict). No network, no training data, no pickle.
+
+    Returns:
+        (`GraftModel` — or `GenerativeModel` for seq2seq / causal-lm — in eval mode, the run's
+        `RunSpec`, its task).
+
+    Raises:
+        RunDirError: not a finished run, an invalid graft.json, or weights that do not fit it.
+
+    Example:
+        >>> model, spec, task = load_model("runs/flowers")
+        >>> spec.model.arch, task.classes
+        ('timm:efficientnet_lite0', ['daisy', 'rose'])
+    """
+    from safetensors.torch import load_file
+
+    from graftkit.tasks import GenerativeModel, GraftModel, task_from_dict
+
+    path, spec = read_finished(run_dir)
+    task = task_from_dict(spec.task)
+    if spec.modality == "text":
+        from graftkit.backbones.base import TextPreprocess
+        from graftkit.sources.hf_weights import build_hf_architecture
+
+        backbone = build_hf_architecture(
+            path / spec.text.architecture_dir,
+            head_kind=spec.text.head_kind,
+            preprocess=TextPreprocess.from_dict(spec.preprocess),
+        )
+    else:
+        from graftkit.backbones.base import ImagePreprocess
+        from graftkit.sources import build_architecture
+
+        backbone = build_architecture(spec.model.arch)
+        backbone.preprocess = ImagePreprocess.from_dict(spec.preprocess)
+    if spec.lora is not None:
+        from graftkit.strategies import apply_lora
+
+        lora = spec.lora
+        apply_lora(backbone, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["target_modules"])
+    if spec.head is None:
+        model = GenerativeModel(backbone)
+    else:
+        model = GraftModel(backbone, task.build_head(backbone.num_features, spec.head.get("dropout", 0.0)))
+    state = load_file(str(path / "model.safetensors"))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise RunDirError(f"{path}/model.safetensors does not fit the architecture in graft.json: {str(e)[:300]}") from None
+    model.eval()
+    return model, spec, task

@@ -1,0 +1,176 @@
+"""The first stage of `fit()`: everything that can fail on user input fails here, before training.
+
+`plan_fit` reads and validates the data, resolves the model id and loads the backbone, builds the
+task, checks that task, strategy and modality fit together, runs `--strategy auto`'s measurement,
+decides precision and memory format, and only then prepares the run directory. The result is a
+`FitPlan`: the objects and decisions the training stage takes, and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from graftkit import rundir
+from graftkit.rundir import Precision
+from graftkit.data.labels import LabelKind
+from graftkit.errors import ConfigError
+from graftkit.tasks import Task, TaskSettings, get_task
+from graftkit.training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What `plan_fit` decided; the training and finishing stages read it and decide nothing new."""
+
+    cfg: TrainConfig
+    """The resolved settings (every default filled in), as graft.json records them."""
+    data_path: Path
+    dataset: Any
+    """`ImageData` or `TextData`, validated and split."""
+    backbone: nn.Module
+    task: Task
+    modality: str
+    precision: Precision
+    run_dir: Path
+    resume: bool
+    started: float
+    """`time.perf_counter()` when planning began (the time budget counts from it)."""
+    auto: dict[str, Any] | None = None
+    """`--strategy auto` / `--time-budget`: the measured plan, for graft.json and the report."""
+    auto_key: str = "auto"
+    """graft.json key of `auto`: `auto` for `--strategy auto`, `time_budget` for a fixed strategy."""
+
+
+def plan_fit(
+    data: str | Path,
+    *,
+    model: str,
+    strategy: str | None,
+    out: str | Path | None,
+    val: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    settings: dict[str, Any],
+) -> FitPlan:
+    """Validate everything `fit()` was given and decide how to train (see `fit` for the arguments).
+
+    Raises:
+        ConfigError, DataError, UnknownModelError, WeightsNotAvailableError, RunDirError: all
+            before anything is trained or an existing run is touched.
+    """
+    from graftkit.engine import tune_malloc
+    from graftkit.engine.precision import inference_settings, training_settings
+    from graftkit.engine.progress import info
+    from graftkit.sources import resolve
+
+    started = time.perf_counter()
+    task_cls = get_task(settings.get("task", "classification"))
+    cfg = TrainConfig.from_settings(model=model, strategy=strategy or task_cls.default_strategy, **settings)
+    tune_malloc()
+    out = Path(out) if out is not None else Path("runs") / f"{Path(data).stem}-{cfg.parsed_strategy.kind}"
+    if resume:
+        cfg = TrainConfig.from_settings(**rundir.RunSpec.read(rundir.prepare_run_dir(out, resume=True)).config)
+        info(f"resuming {out} with its saved settings")
+        task_cls = get_task(cfg.task)
+    elif (out / "graft.json").exists() and not overwrite:
+        rundir.prepare_run_dir(out)  # raises: a finished run is never replaced without --overwrite
+
+    modality = resolve(cfg.model, cfg.arch).modality
+    if modality not in task_cls.modalities:
+        raise ConfigError(
+            f"--task {task_cls.name} needs a {' or '.join(task_cls.modalities)} model; {cfg.model} is a {modality} model. "
+            "Choose another --model or --task."
+        )
+    dataset = read_data_for(cfg, data, modality, task_cls.label_kind, val=val)
+    backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
+    task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
+
+    auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
+    if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
+        from graftkit.training.auto import plan_run  # measure, decide, fit the epochs
+
+        choice = plan_run(dataset, backbone, task, cfg, elapsed_s=time.perf_counter() - started)
+        cfg = dataclasses.replace(cfg, strategy=choice.strategy, epochs=choice.epochs)
+        auto = choice.to_dict()
+    cfg = cfg.resolved(modality, task.default_monitor)
+    if cfg.monitor not in task.metrics:
+        raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metrics)}")
+    task.check_strategy(cfg.parsed_strategy.kind)
+
+    arch = backbone.weights.arch
+    layout = {"device": cfg.device, "precision": cfg.precision, "channels_last": cfg.channels_last, "modality": modality}
+    infer = inference_settings(arch, **layout)  # the one rule for forward passes (features, validation)
+    train = training_settings(arch, **layout) if cfg.parsed_strategy.kind != "linear-probe" else infer
+    precision = Precision(train.precision, train.reason, infer.precision, infer.reason, infer.channels_last, infer.device)
+
+    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid
+    return FitPlan(
+        cfg, Path(data), dataset, backbone, task, modality, precision, run_dir, resume, started, auto, auto_key
+    )  # fmt: skip
+
+
+def task_settings(cfg: TrainConfig) -> TaskSettings:
+    """The settings a task is built from."""
+    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens)
+
+
+def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
+    """The data set a run with these settings trains on: read, validated and split (seeded).
+
+    Args:
+        cfg: The run's settings (`val_fraction`, `seed`, and for text `text_col`, `label_col`, `encoding`).
+        data: The data folder, manifest or file.
+        modality: The model's modality.
+        label_kind: How labels are parsed (`Task.label_kind`).
+        val: A separate validation folder or file.
+    """
+    from graftkit.data import read_dataset
+
+    return read_dataset(
+        data, modality=modality, label_kind=label_kind, val=val, val_fraction=cfg.val_fraction, seed=cfg.seed,
+        text_col=cfg.text_col, label_col=cfg.label_col, encoding=cfg.encoding,
+    )  # fmt: skip
+
+
+def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "features") -> nn.Module:
+    """The backbone a run with these settings trains: image size or text settings applied.
+
+    Args:
+        cfg: The run's settings (`model`, `arch`, `offline`, `seed`, `image_size`, `max_length`, ...).
+        modality: The model's modality (`resolve(cfg.model).modality`).
+        backbone_head: What the task needs the backbone to keep (`Task.backbone_head`).
+    """
+    import dataclasses as dc
+
+    from graftkit.sources import load_backbone
+
+    if modality == "text":
+        return load_backbone(
+            cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed, head_kind=backbone_head,
+            trust_remote_code=cfg.trust_remote_code, max_length=cfg.max_length, pooling=cfg.pooling,
+        )  # fmt: skip
+    backbone = load_backbone(cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed)
+    if cfg.image_size is not None:
+        _check_image_size(backbone, cfg.image_size)
+        backbone.preprocess = dc.replace(backbone.preprocess, input_size=cfg.image_size)
+    return backbone
+
+
+def _check_image_size(backbone: nn.Module, size: int) -> None:
+    """Fail early, with the flag's name, if the architecture cannot take `size` pixels."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            backbone.eval().forward_features(torch.zeros(1, 3, size, size))
+    except Exception as e:  # the architecture's own message, e.g. a ViT's fixed patch grid
+        raise ConfigError(
+            f"--image-size {size} does not fit {backbone.weights.arch} ({str(e).splitlines()[0][:120]}); "
+            f"leave it unset to use the model's own size {backbone.preprocess.input_size}"
+        ) from None
