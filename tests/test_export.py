@@ -151,9 +151,11 @@ def test_bad_options_are_reported_together(exported):
 
 def test_generative_runs_are_not_exportable():
     from graftkit.deploy.signature import signature_for
+    from graftkit.tasks import CausalLMTask, Seq2SeqTask
 
-    with pytest.raises(ConfigError, match="seq2seq run"):
-        signature_for(torch.nn.Identity(), {"task": {"name": "seq2seq"}})
+    for task in (Seq2SeqTask(), CausalLMTask()):
+        with pytest.raises(ConfigError, match=f"{task.name} run, whose generation loop is not a single graph"):
+            signature_for(torch.nn.Identity(), None, task)
 
 
 def test_text_export_fp32_int8_and_onnx_predict(tmp_path_factory, tiny_bert_dir, tmp_path):

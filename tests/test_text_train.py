@@ -198,8 +198,8 @@ def test_text_errors_are_clear(tiny_bert_dir, tiny_t5_dir, tmp_path, sentiment_c
         graftkit.fit(no_col, model=_hf(tiny_bert_dir), offline=True)
     with pytest.raises(ConfigError, match="linear-probe"):
         graftkit.fit(_pairs(tmp_path / "p.csv"), model=_hf(tiny_t5_dir), task="seq2seq", strategy="linear-probe", offline=True)
-    with pytest.raises(ConfigError, match="--task multilabel"):
-        graftkit.fit(tmp_path, model="scratch:timm:test_efficientnet", task="multilabel")
+    with pytest.raises(ConfigError, match="--task seq2seq needs a text model"):
+        graftkit.fit(tmp_path, model="scratch:timm:test_efficientnet", task="seq2seq")
     with pytest.raises(ConfigError, match="not a regression metric"):
         graftkit.fit(sentiment_csv, model=_hf(tiny_bert_dir), task="regression", label_col="score", monitor="accuracy", offline=True)
     # Unknown label at evaluation: named with its rows, and nothing is written over the run.

@@ -140,7 +140,6 @@ def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, 
         example, loader start-up, and `final_seconds` (the end-of-run validation and test pass).
     """
     from graftkit.engine import training_settings
-    from graftkit.tasks import GraftModel
     from graftkit.training.inputs import make_inputs
     from graftkit.training.loop import LoopOptions, train_loop
 
@@ -149,7 +148,7 @@ def estimate_epoch_seconds(data: Any, backbone: nn.Module, task: Any, cfg: Any, 
                                modality=modality).engine()  # fmt: skip
     timer = _StepTimer(steps + 1)
     with torch.random.fork_rng():
-        model = GraftModel(copy.deepcopy(backbone), task.build_head(backbone.num_features, 0.0))
+        model = task.build_model(copy.deepcopy(backbone), 0.0)
         for p in model.parameters():
             p.requires_grad_(True)
         inputs = make_inputs(data, model.backbone, cfg)

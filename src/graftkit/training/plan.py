@@ -84,8 +84,8 @@ def plan_fit(
     modality = resolve(cfg.model, cfg.arch).modality
     if modality not in task_cls.modalities:
         raise ConfigError(
-            f"--task {task_cls.name} needs a {' or '.join(task_cls.modalities)} model; {cfg.model} is a {modality} model. "
-            "Choose another --model or --task."
+            f"--task {task_cls.name} needs a {' or '.join(task_cls.modalities)} model; {cfg.model} is {'an' if modality[0] in 'aeiou' else 'a'} "
+            f"{modality} model. Choose another --model or --task."
         )
     dataset = read_data_for(cfg, data, modality, task_cls.label_kind, val=val)
     backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
