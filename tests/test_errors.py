@@ -113,3 +113,29 @@ def test_interrupted_run_is_not_loadable_but_says_resume(tiny_images, tmp_path):
 def test_image_size_that_the_architecture_cannot_take(tiny_images, tmp_path):
     with pytest.raises(ConfigError, match="--image-size 64 does not fit timm:vit_tiny_patch16_224"):
         _fit(tiny_images, tmp_path / "run", model="scratch:timm:vit_tiny_patch16_224", image_size=64)
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_input_is_bad(tiny_images, tmp_path):
+    """`--overwrite` replaces a run only once the new data, model and settings passed the plan stage."""
+    run = _fit(tiny_images, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.dir.iterdir() if p.is_file()}
+    bad = tmp_path / "bad"
+    make_image_folder(bad, classes=("only",), per_class=3)
+    with pytest.raises(DataError, match="at least 2"):
+        _fit(bad, run.dir, overwrite=True)
+    with pytest.raises(UnknownModelError):
+        _fit(tiny_images, run.dir, overwrite=True, model="timm:no_such_model_anywhere")
+    with pytest.raises(ConfigError, match="--monitor 'bleu' is not a classification metric"):
+        _fit(tiny_images, run.dir, overwrite=True, monitor="bleu")
+    after = {p.name: p.read_bytes() for p in run.dir.iterdir() if p.is_file()}
+    assert after == before  # graft.json, model.safetensors, metrics ... untouched
+    assert graftkit.load(run.dir).predict([next(tiny_images.rglob("*.png"))])[0].label in ("cat", "dog", "fox")
+
+
+def test_mixup_on_labels_that_are_not_single_classes_is_refused(tiny_images, tmp_path):
+    manifest = tmp_path / "values.csv"
+    rows = [f"{p.relative_to(tmp_path)},{i % 3}.5" for i, p in enumerate(sorted(tiny_images.rglob('*.png')))]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ConfigError, match="--mix mixup mixes single class labels; --task regression"):
+        _fit(manifest, tmp_path / "run", task="regression", strategy="finetune", mix="mixup")
+    assert not (tmp_path / "run" / "graft.json").exists()

@@ -102,6 +102,8 @@ def plan_fit(
     if cfg.monitor not in task.metrics:
         raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metrics)}")
     task.check_strategy(cfg.parsed_strategy.kind)
+    if cfg.mix is not None and task.label_kind is not LabelKind.CLASS:
+        raise ConfigError(f"--mix {cfg.mix} mixes single class labels; --task {task.name} has {task.label_kind.value} labels: drop --mix")
 
     arch = backbone.weights.arch
     layout = {"device": cfg.device, "precision": cfg.precision, "channels_last": cfg.channels_last, "modality": modality}
