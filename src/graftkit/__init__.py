@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from graftkit.errors import GraftError  # cheap; no torch import
+
+
 def _installed_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -11,13 +14,11 @@ def _installed_version() -> str:
         return "0+unknown"
 
 
-__version__ = _installed_version()
-
-from graftkit.errors import GraftError  # noqa: E402  (cheap; no torch import)
-
-
 def __getattr__(name: str):
-    # Lazy public API: `import graftkit` stays instant and imports torch only when used.
+    # Lazy public API: `import graftkit` stays instant and imports torch only when used
+    # (importlib.metadata alone costs ~75 ms, so even the version is read on first use).
+    if name == "__version__":
+        return _installed_version()
     if name == "fit":
         from graftkit.training.fit import fit
 
