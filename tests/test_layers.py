@@ -16,6 +16,7 @@ component under `graftkit` (a subpackage such as `sources`, or a top-level modul
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,32 +241,38 @@ def _package_sources() -> dict[str, str]:
     return {p.relative_to(PACKAGE).as_posix(): p.read_text(encoding="utf-8") for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@functools.lru_cache(maxsize=1)
+def _package_problems() -> dict[str, list[str]]:
+    """The checker's findings on the package, computed once for the five tests below."""
+    return check(_package_sources())
+
+
 def _report(problems: dict[str, list[str]]) -> str:
     return "\n".join(f"{kind}:\n  " + "\n  ".join(lines) for kind, lines in problems.items() if lines)
 
 
 def test_every_unit_has_a_layer() -> None:
-    problems = check(_package_sources())
+    problems = _package_problems()
     assert not problems["unknown units"], _report({"unknown units": problems["unknown units"]})
 
 
 def test_no_import_goes_up_a_layer() -> None:
-    problems = check(_package_sources())
+    problems = _package_problems()
     assert not problems["upward"], "Lower layers import higher ones:\n" + _report({"upward": problems["upward"]})
 
 
 def test_package_graph_has_no_cycle() -> None:
-    problems = check(_package_sources())
+    problems = _package_problems()
     assert not problems["cycle"], "Import cycles between packages:\n" + _report({"cycle": problems["cycle"]})
 
 
 def test_no_private_name_crosses_packages() -> None:
-    problems = check(_package_sources())
+    problems = _package_problems()
     assert not problems["private"], "Private names used across packages:\n" + _report({"private": problems["private"]})
 
 
 def test_nothing_imports_the_facade() -> None:
-    problems = check(_package_sources())
+    problems = _package_problems()
     assert not problems["facade"], "Imports of the graftkit facade:\n" + _report({"facade": problems["facade"]})
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import graftkit
 from graftkit.cli import main
@@ -90,11 +89,13 @@ def test_reloaded_run_predicts_what_training_measured(tiny_bert_dir, tmp_path):
 
 
 def test_text_probe_learns_and_caches(tiny_bert_dir, tmp_path):
-    data = write_sentiment_csv(tmp_path / "r.csv", n=80)
+    data = write_sentiment_csv(tmp_path / "r.csv", n=160)
     first = graftkit.fit(data, model=_hf(tiny_bert_dir), out="runs/a", epochs=30, lr=0.05, batch_size=16, offline=True)
-    assert first.metrics["val"]["accuracy"] >= 0.75  # the adjective is enough, even through a random BERT
+    # The adjective is enough, even through a random BERT. 32 validation texts: a coin-flipper
+    # reaches 0.8 (26 of 32) with probability 2.7e-4.
+    assert first.metrics["val"]["n"] == 32 and first.metrics["val"]["accuracy"] >= 0.8
     second = graftkit.fit(data, model=_hf(tiny_bert_dir), out="runs/b", epochs=2, offline=True)
-    assert second.metrics["features"]["computed"] == 0 and second.metrics["features"]["cached"] == 80
+    assert second.metrics["features"]["computed"] == 0 and second.metrics["features"]["cached"] == 160
 
 
 def test_multilabel_thresholds_and_prediction(tiny_bert_dir, tmp_path):

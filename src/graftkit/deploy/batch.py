@@ -38,14 +38,22 @@ def expand_inputs(inputs: list[str], modality: str = "image", *, column: str | N
 
     Raises:
         DataError: Every input that is missing, unreadable, or expands to nothing, at once.
+        ConfigError: An unknown modality.
 
     Example:
         >>> expand_inputs(["photos/", "more.csv"])
         [PosixPath('photos/a.jpg'), PosixPath('data/b.png')]
     """
     stdin = stdin if stdin is not None else sys.stdin
-    if modality == "text":
-        return _texts(inputs, column, stdin)
+    read = _READERS.get(modality)
+    if read is None:
+        from graftkit.errors import ConfigError
+
+        raise ConfigError(f"cannot read inputs for a {modality!r} run; known modalities: {', '.join(_READERS)}")
+    return read(inputs, column, stdin)
+
+
+def _image_paths(inputs: list[str], column: str | None, stdin: TextIO) -> list[Any]:
     from graftkit.data import list_image_files
 
     items: list[str] = []
@@ -77,6 +85,10 @@ def _texts(inputs: list[str], column: str | None, stdin: TextIO) -> list[str]:
         else:
             out.append(item)
     return out
+
+
+_READERS = {"image": _image_paths, "text": _texts}
+"""A run's modality → how its command-line inputs are read (see the table at the top)."""
 
 
 def _manifest_paths(path: Path, column: str | None) -> list[Path]:

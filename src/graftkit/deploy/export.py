@@ -34,6 +34,7 @@ import torch
 from graftkit.deploy.runtime import (
     EXPORT_DIR, INT8_FILE, ONNX_FILE, PARITY_FILE, PREPROCESS_FILE, TORCHSCRIPT_FILE, make_session, weights_digest,
 )  # fmt: skip
+from graftkit.deploy.modality import RunModality, run_modality
 from graftkit.deploy.samples import Samples, model_batches, validation_samples
 from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs, signature_for
 from graftkit.errors import ConfigError, GraftError
@@ -136,9 +137,10 @@ def export(
 
         model = merge_lora(model)  # adapters folded into the base weights: a plain graph
     sig = signature_for(model, meta, task)  # raises for tasks that are not one graph
+    kind = run_modality(meta, run_dir)
     out_dir = run_dir / EXPORT_DIR
     out_dir.mkdir(exist_ok=True)
-    tokenizer = model.backbone.tokenizer if meta.modality == "text" else None
+    tokenizer = kind.model_tokenizer(model)
 
     samples = validation_samples(run_dir, meta, limit=max_samples)
     batches = list(model_batches(samples.items, meta, batch_size, tokenizer))
@@ -156,16 +158,17 @@ def export(
             ts = torch.jit.load(str(path))
         run = lambda b: ts(*example_inputs(b, sig))  # noqa: E731
         records["torchscript"] = checker.record(path, run, "fp32", min_agreement, {"exporter": "torch.jit.trace"})
-        preprocess_path = _write_preprocess(run_dir, out_dir, meta, sig, format, "torch.jit.trace", None, tokenizer)
+        preprocess_path = _write_preprocess(run_dir, out_dir, meta, kind, sig, format, "torch.jit.trace", None, tokenizer)
     else:
         path = out_dir / ONNX_FILE
         _export_onnx(sig, example_inputs(batches[0], sig), path, exporter)
         opset = _onnx_opset(path)
-        preprocess_path = _write_preprocess(run_dir, out_dir, meta, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")
+        preprocess_path = _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")
         session = make_session(path)
         records["onnx"] = checker.record(path, _session_runner(session), "fp32", min_agreement, {"exporter": exporter, "opset": opset})
         if quantize == "int8":
-            path, settings, calibrated_on = _quantize(path, out_dir / INT8_FILE, run_dir, meta, samples, batches, sig, batch_size)
+            path = out_dir / INT8_FILE
+            settings, calibrated_on = kind.quantize_int8(out_dir / ONNX_FILE, path, samples, batches, sig, batch_size)
             int8 = make_session(path)
             extra = {"quantization": settings, "calibration": calibrated_on}
             records["onnx-int8"] = checker.record(path, _session_runner(int8), "int8", min_agreement, extra)
@@ -229,23 +232,6 @@ def _export_torchscript(sig: Signature, example: tuple[torch.Tensor, ...], path:
         warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python branches
         traced = torch.jit.trace(sig.module, example, check_trace=False, strict=False)
         traced.save(str(path))
-
-
-def _quantize(fp32: Path, out: Path, run_dir: Path, meta: RunSpec, samples: Samples, batches: list[dict[str, torch.Tensor]],
-              sig: Signature, batch_size: int) -> tuple[Path, dict[str, Any], str | None]:  # fmt: skip
-    """Write the int8 model; return it, the settings, and what calibrated it (None: dynamic)."""
-    from graftkit.deploy.quantize import quantize_dynamic_int8, quantize_static_int8
-    from graftkit.deploy.samples import calibration_images
-
-    if meta.modality == "text":
-        return out, quantize_dynamic_int8(fp32, out), None
-    train = calibration_images(run_dir)
-    if train is not None:
-        source, calib = train.source, model_batches(train.items, meta, batch_size)
-    else:
-        source, calib = samples.source, iter(batches)
-    feeds = ({n: b[n].numpy() for n in sig.input_names} for b in calib)
-    return out, quantize_static_int8(fp32, out, feeds), source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,7 +347,7 @@ def _onnx_opset(path: Path) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, sig: Signature, format: str, exporter: str,
+def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModality, sig: Signature, format: str, exporter: str,
                       opset: int | None, tokenizer: Any, int8: bool = False) -> Path:  # fmt: skip
     """`preprocess.json`: everything a client in any language needs to feed the model and read it."""
     task = meta.task
@@ -385,34 +371,8 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, sig: Signatur
     name = TORCHSCRIPT_FILE if format == "torchscript" else ONNX_FILE
     spec["files"][name] = {"format": format, "exporter": exporter, "opset": opset}
     if int8:
-        kind = "dynamic" if spec["modality"] == "text" else "static"
-        spec["files"][INT8_FILE] = {"format": "onnx", "quantized_from": ONNX_FILE, "quantization": f"int8 {kind}", "opset": opset}
-    p = meta.preprocess
-    if spec["modality"] == "text":
-        tokenizer.save_pretrained(str(out_dir))  # tokenizer.json & co. beside the model
-        spec["text"] = {
-            "tokenizer": "tokenizer.json",
-            "max_length": p["max_length"],
-            "padding": "right, to the longest text in the batch; attention_mask 1 for tokens, 0 for padding",
-            "truncation": f"cut at {p['max_length']} tokens, special tokens included",
-            "token_type_ids": "not used",
-        }
-    else:
-        from graftkit.data.transforms import eval_resize_size
-        from graftkit.backbones.base import ImagePreprocess
-
-        spec["image"] = {
-            "color": "RGB (grey and alpha images: converted; transparency composited on white)",
-            "resize_short_side": eval_resize_size(ImagePreprocess.from_dict(p)),
-            "interpolation": p["interpolation"],
-            "antialias": True,
-            "center_crop": p["input_size"],
-            "scale": "pixel / 255",
-            "mean": list(p["mean"]),
-            "std": list(p["std"]),
-            "normalize": "(pixel / 255 - mean) / std, per channel",
-            "layout": "NCHW float32",
-        }
+        spec["files"][INT8_FILE] = {"format": "onnx", "quantized_from": ONNX_FILE, "quantization": f"int8 {kind.int8_method}", "opset": opset}
+    spec.update(kind.preprocess_section(out_dir, tokenizer))  # `image` or `text`; saves a text run's tokenizer
     write_json(path, spec)
     return path
 

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from graftkit.errors import DataError
+from graftkit.deploy.modality import run_modality
 from graftkit.tasks import Prediction
 
 __all__ = ["Prediction", "Predictor", "load"]
@@ -38,6 +38,7 @@ class Predictor:
             from graftkit.rundir import load_model
 
             self.model, self.meta, self.task = load_model(self.run_dir)
+            self._run = run_modality(self.meta, self.run_dir)
             # Precision is re-decided for the device predicting (a run trained in bf16 on a GPU
             # predicts in fp32 on a CPU without native bf16), unless asked for, or the run asked for one.
             from graftkit.engine import run_inference_settings
@@ -67,6 +68,7 @@ class Predictor:
         if backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r} is not known; choose one of: {', '.join(BACKENDS)}")
         _, self.meta = read_finished(self.run_dir)
+        self._run = run_modality(self.meta, self.run_dir)  # an unknown modality fails before the session is built
         self.task = task_from_dict(self.meta.task)
         try:
             self.task.export_spec()  # raises for tasks that are not one graph (text generation)
@@ -74,17 +76,7 @@ class Predictor:
             raise ConfigError(f"{e} (--backend {backend} needs an export: use --backend torch)") from None
         self.model = OnnxRuntimeModel(self.run_dir, int8=backend == "onnx-int8")
         self.engine = LocalEngine("cpu")
-        self.tokenizer = None
-        if self.meta.modality == "text":
-            from graftkit.backbones.base import TextPreprocess
-            from graftkit.deploy.samples import load_run_tokenizer
-
-            self.preprocess = TextPreprocess.from_dict(self.meta.preprocess)
-            self.tokenizer = load_run_tokenizer(self.run_dir / EXPORT_DIR, self.meta)
-        else:
-            from graftkit.backbones.base import ImagePreprocess
-
-            self.preprocess = ImagePreprocess.from_dict(self.meta.preprocess)
+        self.preprocess, self.tokenizer = self._run.load_inputs(self.run_dir / EXPORT_DIR)
 
     def _logits(self, batch: Any) -> torch.Tensor:
         """The model's raw outputs for one preprocessed batch (a tensor, or a dict for text)."""
@@ -100,36 +92,15 @@ class Predictor:
         Args:
             inputs: image paths, PIL images or uint8 `[3, H, W]` tensors; strings for text runs.
         """
-        if self.modality == "text":
-            return self._text_outputs(list(inputs), batch_size)
-        from graftkit.data import build_transform, load_image
-
-        transform = build_transform(self.preprocess, "none", train=False)
+        batches, in_input_order = self._run.raw_batches(inputs, batch_size, self.preprocess, self.tokenizer)  # checks the inputs
         out = []
         with torch.inference_mode():
-            for start in range(0, len(inputs), batch_size):
-                batch = torch.stack([transform(_as_tensor(x, load_image)) for x in inputs[start : start + batch_size]])
-                logits = self._logits(batch)
-                out.append(self.task.activate(logits.float()).cpu())
-        return torch.cat(out) if out else torch.zeros((0, len(self.classes)))
-
-    def _text_outputs(self, texts: list[str], batch_size: int) -> torch.Tensor:
-        from graftkit.data.text_loader import make_text_loader, restore_order
-
-        if self.meta.head is None:  # the model keeps its own output layer: it generates
-            raise DataError([f"a {self.task.name} run generates text: use predict(), not predict_proba()"])
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise DataError([f"input {i} is {'empty' if isinstance(texts[i], str) else 'not a string'}: text runs predict on non-empty strings" for i in bad[:20]])
-        loader = make_text_loader(texts, None, self.tokenizer, max_length=self.preprocess.max_length, batch_size=batch_size, shuffle=False)
-        out = []
-        with torch.inference_mode():
-            for batch, _ in loader:
+            for batch in batches:
                 logits = self._logits(batch)
                 out.append(self.task.activate(logits.float()).cpu())
         if not out:
             return torch.zeros((0, max(len(self.classes), 1)))
-        return restore_order(torch.cat(out), loader.order)
+        return in_input_order(torch.cat(out))
 
     def predict(self, inputs: Iterable[Any], top_k: int = 1, batch_size: int = 32) -> list[Prediction]:
         """Top-k predictions per input.
@@ -168,26 +139,11 @@ class Predictor:
         from graftkit.engine.progress import EpochProgress
 
         chunk = batch_size * 4
-        unit = "text" if self.modality == "text" else "img"
-        with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=unit, enabled=progress and len(inputs) > chunk) as bar:
+        with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=self._run.progress_unit, enabled=progress and len(inputs) > chunk) as bar:
             for start in range(0, len(inputs), chunk):
                 part = list(inputs[start : start + chunk])
                 yield from self.predict(part, top_k=top_k, batch_size=batch_size)
                 bar.advance(len(part))
-
-
-def _as_tensor(x: Any, load_image) -> torch.Tensor:
-    if isinstance(x, (str, Path)):
-        return load_image(x)
-    if isinstance(x, torch.Tensor):
-        return x
-    from PIL import Image
-
-    if isinstance(x, Image.Image):
-        import numpy as np
-
-        return torch.from_numpy(np.asarray(x.convert("RGB"))).permute(2, 0, 1).contiguous()
-    raise DataError([f"cannot predict on a {type(x).__name__}: pass image paths, PIL images or uint8 [3, H, W] tensors"])
 
 
 def _name(x: Any, i: int) -> str:

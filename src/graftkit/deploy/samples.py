@@ -47,19 +47,17 @@ def validation_samples(run_dir: str | Path, meta: RunSpec, limit: int | None = N
     Returns:
         `Samples`; `labels` is None when the inputs are synthetic.
     """
-    run_dir = Path(run_dir)
-    text = meta.modality == "text"
-    found = _text_validation(run_dir, meta) if text else _image_validation(run_dir)
+    from graftkit.deploy.modality import run_modality
+
+    kind = run_modality(meta, run_dir)
+    found = kind.validation()
     if found is not None and found.items:
         if limit is not None:
             found.items, found.labels = found.items[:limit], found.labels[:limit]
         return found
     why = found.source if found is not None else "the run has no split.json"
     n = min(limit or 64, 64)  # enough to see a broken export; synthetic inputs say nothing about accuracy
-    if text:
-        return Samples(_synthetic_texts(run_dir, meta, n, seed), None, f"synthetic texts ({why})")
-    size = int(meta.preprocess["input_size"])
-    return Samples(_synthetic_images(n, size, seed), None, f"synthetic images ({why})")
+    return kind.synthetic(n, seed, why)
 
 
 def calibration_images(run_dir: str | Path, limit: int = 128) -> Samples | None:
@@ -162,17 +160,6 @@ def model_batches(items: list[Any], meta: RunSpec, batch_size: int, tokenizer: A
         batch_size: Items per batch.
         tokenizer: The run's tokenizer (text runs).
     """
-    if meta.modality == "text":
-        max_length = int(meta.preprocess["max_length"])
-        for start in range(0, len(items), batch_size):
-            enc = tokenizer(list(items[start : start + batch_size]), padding=True, truncation=True, max_length=max_length,
-                            return_token_type_ids=False, return_tensors="pt")  # fmt: skip
-            yield {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}
-        return
-    from graftkit.backbones.base import ImagePreprocess
-    from graftkit.data import build_transform, load_image
+    from graftkit.deploy.modality import run_modality
 
-    transform = build_transform(ImagePreprocess.from_dict(meta.preprocess), "none", train=False)
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        yield {"pixel_values": torch.stack([transform(load_image(x) if isinstance(x, (str, Path)) else x) for x in chunk])}
+    yield from run_modality(meta).batches(items, batch_size, tokenizer)

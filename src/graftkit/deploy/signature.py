@@ -54,18 +54,13 @@ def signature_for(model: nn.Module, meta: RunSpec, task: Any) -> Signature:
         task: The run's task.
 
     Raises:
-        ConfigError: The run's task is not one graph (text generation): not exportable.
+        ConfigError: The run's task is not one graph (text generation): not exportable; or the
+            run's modality is unknown.
     """
-    output_spec = task.export_spec()
-    out = {OUTPUT_NAME: {0: "batch"}}
-    if meta.modality == "text":
-        names = ["input_ids", "attention_mask"]
-        axes = {n: {0: "batch", 1: "sequence"} for n in names}
-        spec = {n: {"shape": ["batch", "sequence"], "dtype": "int64"} for n in names}
-        return Signature(_TextLogits(model).eval(), names, {**axes, **out}, spec, output_spec)
-    size = int(meta.preprocess["input_size"])
-    spec = {"pixel_values": {"shape": ["batch", 3, size, size], "dtype": "float32"}}
-    return Signature(model, ["pixel_values"], {"pixel_values": {0: "batch"}, **out}, spec, output_spec)
+    from graftkit.deploy.modality import run_modality
+
+    output_spec = task.export_spec()  # raises for text generation
+    return run_modality(meta).signature(model, output_spec)
 
 
 def example_inputs(batch: dict[str, torch.Tensor], sig: Signature) -> tuple[torch.Tensor, ...]:

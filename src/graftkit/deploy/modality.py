@@ -1,0 +1,298 @@
+"""What differs between image and text runs once they are trained: one adapter per modality.
+
+Export, its checks and the predictor are written once against `RunModality`; each adapter owns
+its modality's side of them:
+
+- the exported graph's inputs (`signature`: `pixel_values`, or `input_ids` + `attention_mask`);
+- the inputs to check an export on (`validation`, `synthetic`) and how they become model
+  batches (`batches`);
+- int8 quantization (`quantize_int8`: static and calibrated for images, dynamic for text) and the
+  input section of preprocess.json (`preprocess_section`, which also saves a text run's tokenizer);
+- what the predictor needs for raw inputs (`load_inputs`, `raw_batches`, `progress_unit`).
+
+`run_modality(spec, run_dir)` picks the adapter from `RUN_MODALITIES`; nothing else in `deploy/`
+branches on the modality's name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from graftkit.deploy.samples import (
+    Samples, _image_validation, _synthetic_images, _synthetic_texts, _text_validation, calibration_images, load_run_tokenizer,
+)  # fmt: skip
+from graftkit.deploy.signature import OUTPUT_NAME, Signature, _TextLogits
+from graftkit.errors import ConfigError, DataError
+from graftkit.rundir import RunSpec
+
+Batch = Any
+"""One model input batch: a `[B, 3, S, S]` tensor (image) or a dict of `[B, T]` tensors (text)."""
+
+
+class RunModality(Protocol):
+    """A trained run's modality, as export and prediction see it."""
+
+    name: str
+    """`image` or `text`: the run's graft.json `modality`."""
+    progress_unit: str
+    """What a progress bar counts (`img`, `text`)."""
+    int8_method: str
+    """How `quantize_int8` quantizes: `static` or `dynamic`."""
+
+    def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
+        """The exported graph's interface for `model` (in eval mode); `output_spec` is the task's `export_spec()`."""
+        ...
+
+    def model_tokenizer(self, model: nn.Module) -> Any:
+        """The tokenizer the run's model reads with, or None."""
+        ...
+
+    def validation(self) -> Samples | None:
+        """The run's validation samples that still exist here (None: the run lists none)."""
+        ...
+
+    def synthetic(self, n: int, seed: int, why: str) -> Samples:
+        """`n` seeded synthetic inputs; `why` says why real ones are not used."""
+        ...
+
+    def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+        """The exported graph's named inputs for `items`, batch by batch."""
+        ...
+
+    def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
+                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        """Write the int8 model to `out`; return its settings and what calibrated it (None: not calibrated)."""
+        ...
+
+    def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
+        """preprocess.json's input section (`{"image": ...}` / `{"text": ...}`); writes any files it names into `out_dir`."""
+        ...
+
+    def load_inputs(self, export_dir: Path) -> tuple[Any, Any]:
+        """The preprocessing and tokenizer (None for images) to predict without the PyTorch model."""
+        ...
+
+    def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
+                    ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+        """Model batches for raw inputs, and the function that puts the outputs back in input order.
+
+        Raises:
+            DataError: Inputs this run cannot predict on, all at once (checked before returning).
+        """
+        ...
+
+
+class ImageRun:
+    """An image run: `pixel_values` `[batch, 3, S, S]`, static int8 calibrated on training images."""
+
+    name = "image"
+    progress_unit = "img"
+    int8_method = "static"
+
+    def __init__(self, spec: RunSpec, run_dir: Path | None) -> None:
+        self.spec, self.run_dir = spec, run_dir
+
+    def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
+        size = int(self.spec.preprocess["input_size"])
+        spec = {"pixel_values": {"shape": ["batch", 3, size, size], "dtype": "float32"}}
+        axes = {"pixel_values": {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+        return Signature(model, ["pixel_values"], axes, spec, output_spec)
+
+    def model_tokenizer(self, model: nn.Module) -> Any:
+        return None
+
+    def validation(self) -> Samples | None:
+        return _image_validation(self._dir())
+
+    def synthetic(self, n: int, seed: int, why: str) -> Samples:
+        size = int(self.spec.preprocess["input_size"])
+        return Samples(_synthetic_images(n, size, seed), None, f"synthetic images ({why})")
+
+    def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+        from graftkit.data import load_image
+
+        transform = self._transform(self._preprocess())
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            yield {"pixel_values": torch.stack([transform(load_image(x) if isinstance(x, (str, Path)) else x) for x in chunk])}
+
+    def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
+                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        from graftkit.deploy.quantize import quantize_static_int8
+
+        train = calibration_images(self._dir())  # training images keep validation out of the ranges
+        if train is not None:
+            source, calib = train.source, self.batches(train.items, batch_size)
+        else:
+            source, calib = samples.source, iter(batches)
+        feeds = ({n: b[n].numpy() for n in sig.input_names} for b in calib)
+        return quantize_static_int8(fp32, out, feeds), source
+
+    def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
+        from graftkit.data.transforms import eval_resize_size
+
+        p = self.spec.preprocess
+        return {"image": {
+            "color": "RGB (grey and alpha images: converted; transparency composited on white)",
+            "resize_short_side": eval_resize_size(self._preprocess()),
+            "interpolation": p["interpolation"],
+            "antialias": True,
+            "center_crop": p["input_size"],
+            "scale": "pixel / 255",
+            "mean": list(p["mean"]),
+            "std": list(p["std"]),
+            "normalize": "(pixel / 255 - mean) / std, per channel",
+            "layout": "NCHW float32",
+        }}  # fmt: skip
+
+    def load_inputs(self, export_dir: Path) -> tuple[Any, Any]:
+        return self._preprocess(), None
+
+    def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
+                    ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+        transform = self._transform(preprocess)
+        batches = (torch.stack([transform(_as_tensor(x)) for x in inputs[start : start + batch_size]])  # (B, 3, S, S)
+                   for start in range(0, len(inputs), batch_size))  # fmt: skip
+        return batches, lambda outputs: outputs
+
+    def _preprocess(self) -> Any:
+        from graftkit.backbones.base import ImagePreprocess
+
+        return ImagePreprocess.from_dict(self.spec.preprocess)
+
+    @staticmethod
+    def _transform(preprocess: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        from graftkit.data import build_transform
+
+        return build_transform(preprocess, "none", train=False)
+
+    def _dir(self) -> Path:
+        assert self.run_dir is not None, "run_modality(spec, run_dir) needs the run directory for its samples"
+        return self.run_dir
+
+
+class TextRun:
+    """A text run: `input_ids` + `attention_mask` `[batch, sequence]`, dynamic int8, its tokenizer beside the export."""
+
+    name = "text"
+    progress_unit = "text"
+    int8_method = "dynamic"
+
+    def __init__(self, spec: RunSpec, run_dir: Path | None) -> None:
+        self.spec, self.run_dir = spec, run_dir
+
+    def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
+        names = ["input_ids", "attention_mask"]
+        axes = {n: {0: "batch", 1: "sequence"} for n in names}
+        spec = {n: {"shape": ["batch", "sequence"], "dtype": "int64"} for n in names}
+        return Signature(_TextLogits(model).eval(), names, {**axes, OUTPUT_NAME: {0: "batch"}}, spec, output_spec)
+
+    def model_tokenizer(self, model: nn.Module) -> Any:
+        return model.backbone.tokenizer
+
+    def validation(self) -> Samples | None:
+        return _text_validation(self._dir(), self.spec)
+
+    def synthetic(self, n: int, seed: int, why: str) -> Samples:
+        return Samples(_synthetic_texts(self._dir(), self.spec, n, seed), None, f"synthetic texts ({why})")
+
+    def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+        max_length = int(self.spec.preprocess["max_length"])
+        for start in range(0, len(items), batch_size):
+            enc = tokenizer(list(items[start : start + batch_size]), padding=True, truncation=True, max_length=max_length,
+                            return_token_type_ids=False, return_tensors="pt")  # fmt: skip
+            yield {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}  # (B, T) each
+
+    def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
+                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        from graftkit.deploy.quantize import quantize_dynamic_int8
+
+        return quantize_dynamic_int8(fp32, out), None  # ranges per batch at run time: nothing to calibrate
+
+    def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
+        tokenizer.save_pretrained(str(out_dir))  # tokenizer.json & co. beside the model
+        max_length = self.spec.preprocess["max_length"]
+        return {"text": {
+            "tokenizer": "tokenizer.json",
+            "max_length": max_length,
+            "padding": "right, to the longest text in the batch; attention_mask 1 for tokens, 0 for padding",
+            "truncation": f"cut at {max_length} tokens, special tokens included",
+            "token_type_ids": "not used",
+        }}  # fmt: skip
+
+    def load_inputs(self, export_dir: Path) -> tuple[Any, Any]:
+        from graftkit.backbones.base import TextPreprocess
+
+        return TextPreprocess.from_dict(self.spec.preprocess), load_run_tokenizer(export_dir, self.spec)
+
+    def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
+                    ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+        from graftkit.data.text_loader import make_text_loader, restore_order
+
+        if self.spec.head is None:  # the model keeps its own output layer: it generates
+            raise DataError([f"a {self.spec.task['name']} run generates text: use predict(), not predict_proba()"])
+        texts = list(inputs)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise DataError([f"input {i} is {'empty' if isinstance(texts[i], str) else 'not a string'}: text runs predict on non-empty strings" for i in bad[:20]])
+        loader = make_text_loader(texts, None, tokenizer, max_length=preprocess.max_length, batch_size=batch_size, shuffle=False)
+        return (batch for batch, _ in loader), lambda outputs: restore_order(outputs, loader.order)  # loader sorts by length
+
+    def _dir(self) -> Path:
+        assert self.run_dir is not None, "run_modality(spec, run_dir) needs the run directory for its samples"
+        return self.run_dir
+
+
+RUN_MODALITIES: dict[str, type] = {"image": ImageRun, "text": TextRun}
+"""graft.json `modality` → its adapter class."""
+
+
+def run_modality(spec: RunSpec, run_dir: str | Path | None = None) -> RunModality:
+    """The adapter for a run's modality.
+
+    Args:
+        spec: The run's graft.json (`RunSpec`).
+        run_dir: The run directory; needed for its samples and tokenizer, not for the signature or batches.
+
+    Returns:
+        An `ImageRun` or `TextRun` (any `RUN_MODALITIES` entry).
+
+    Raises:
+        ConfigError: graft.json names a modality this graftkit cannot deploy.
+
+    Example:
+        >>> run_modality(RunSpec.read("runs/flowers"), "runs/flowers").progress_unit
+        'img'
+    """
+    try:
+        cls = RUN_MODALITIES[spec.modality]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(spec.modality), list(RUN_MODALITIES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"graft.json modality {spec.modality!r} is not one graftkit can export or predict with{hint}; "
+            f"choose one of: {', '.join(RUN_MODALITIES)}"
+        ) from None
+    return cls(spec, Path(run_dir) if run_dir is not None else None)
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    """An image path, PIL image or uint8 `[3, H, W]` tensor as a uint8 `[3, H, W]` tensor."""
+    from graftkit.data import load_image
+
+    if isinstance(x, (str, Path)):
+        return load_image(x)
+    if isinstance(x, torch.Tensor):
+        return x
+    from PIL import Image
+
+    if isinstance(x, Image.Image):
+        import numpy as np
+
+        return torch.from_numpy(np.asarray(x.convert("RGB"))).permute(2, 0, 1).contiguous()
+    raise DataError([f"cannot predict on a {type(x).__name__}: pass image paths, PIL images or uint8 [3, H, W] tensors"])
