@@ -56,8 +56,8 @@ def main() -> None:
     import graftkit
     from graftkit.deploy.export import export
     from graftkit.deploy.runtime import OnnxRuntimeModel
-    from graftkit.deploy.samples import model_batches, validation_samples
-    from graftkit.deploy.signature import example_inputs, signature_for
+    from graftkit.deploy.modality import model_batches, signature_for, validation_samples
+    from graftkit.deploy.signature import example_inputs
     from graftkit.engine import tune_malloc
 
     tune_malloc()
@@ -69,7 +69,7 @@ def main() -> None:
 
     torch_pred = graftkit.load(run)
     meta, task = torch_pred.meta, torch_pred.task
-    sig = signature_for(torch_pred.model, meta)
+    sig = signature_for(torch_pred.model, meta, torch_pred.task)
     engine = torch_pred.engine
 
     def torch_fn(batch):  # the model as graftkit.load runs it: inference precision, memory format

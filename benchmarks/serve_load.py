@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 
 def _payloads(run: Path) -> tuple[str, list]:
-    from graftkit.deploy.samples import validation_samples
+    from graftkit.deploy.modality import validation_samples
     from graftkit.rundir import read_json
 
     meta = read_json(run / "graft.json")

@@ -150,7 +150,7 @@ def test_bad_options_are_reported_together(exported):
 
 
 def test_generative_runs_are_not_exportable():
-    from graftkit.deploy.signature import signature_for
+    from graftkit.deploy.modality import signature_for
     from graftkit.tasks import CausalLMTask, Seq2SeqTask
 
     for task in (Seq2SeqTask(), CausalLMTask()):

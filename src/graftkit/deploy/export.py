@@ -34,9 +34,9 @@ import torch
 from graftkit.deploy.runtime import (
     EXPORT_DIR, INT8_FILE, ONNX_FILE, PARITY_FILE, PREPROCESS_FILE, TORCHSCRIPT_FILE, make_session, weights_digest,
 )  # fmt: skip
-from graftkit.deploy.modality import RunModality, run_modality
-from graftkit.deploy.samples import Samples, model_batches, validation_samples
-from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs, signature_for
+from graftkit.deploy.modality import RunModality, model_batches, run_modality, signature_for, validation_samples
+from graftkit.deploy.samples import Samples
+from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs
 from graftkit.errors import ConfigError, GraftError
 from graftkit.rundir import RunSpec, read_json, write_json
 

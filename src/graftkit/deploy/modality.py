@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from graftkit.deploy.samples import (
-    Samples, _image_validation, _synthetic_images, _synthetic_texts, _text_validation, calibration_images, load_run_tokenizer,
+    Samples, calibration_images, image_split_samples, load_run_tokenizer, synthetic_images, synthetic_texts, text_validation_samples,
 )  # fmt: skip
-from graftkit.deploy.signature import OUTPUT_NAME, Signature, _TextLogits
+from graftkit.deploy.signature import OUTPUT_NAME, Signature, TextLogits
 from graftkit.errors import ConfigError, DataError
 from graftkit.rundir import RunSpec
 
@@ -107,11 +107,11 @@ class ImageRun:
         return None
 
     def validation(self) -> Samples | None:
-        return _image_validation(self._dir())
+        return image_split_samples(self._dir())
 
     def synthetic(self, n: int, seed: int, why: str) -> Samples:
         size = int(self.spec.preprocess["input_size"])
-        return Samples(_synthetic_images(n, size, seed), None, f"synthetic images ({why})")
+        return Samples(synthetic_images(n, size, seed), None, f"synthetic images ({why})")
 
     def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
         from graftkit.data import load_image
@@ -190,16 +190,16 @@ class TextRun:
         names = ["input_ids", "attention_mask"]
         axes = {n: {0: "batch", 1: "sequence"} for n in names}
         spec = {n: {"shape": ["batch", "sequence"], "dtype": "int64"} for n in names}
-        return Signature(_TextLogits(model).eval(), names, {**axes, OUTPUT_NAME: {0: "batch"}}, spec, output_spec)
+        return Signature(TextLogits(model).eval(), names, {**axes, OUTPUT_NAME: {0: "batch"}}, spec, output_spec)
 
     def model_tokenizer(self, model: nn.Module) -> Any:
         return model.backbone.tokenizer
 
     def validation(self) -> Samples | None:
-        return _text_validation(self._dir(), self.spec)
+        return text_validation_samples(self._dir(), self.spec)
 
     def synthetic(self, n: int, seed: int, why: str) -> Samples:
-        return Samples(_synthetic_texts(self._dir(), self.spec, n, seed), None, f"synthetic texts ({why})")
+        return Samples(synthetic_texts(self._dir(), self.spec, n, seed), None, f"synthetic texts ({why})")
 
     def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
         max_length = int(self.spec.preprocess["max_length"])
@@ -296,3 +296,59 @@ def _as_tensor(x: Any) -> torch.Tensor:
 
         return torch.from_numpy(np.asarray(x.convert("RGB"))).permute(2, 0, 1).contiguous()
     raise DataError([f"cannot predict on a {type(x).__name__}: pass image paths, PIL images or uint8 [3, H, W] tensors"])
+
+
+# ----------------------------------------------------------------------------------------------
+# What export and the benchmarks call: one adapter per run, picked here.
+
+
+def signature_for(model: nn.Module, meta: RunSpec, task: Any) -> Signature:
+    """The export interface of a run's model.
+
+    Args:
+        model: The run's `GraftModel`, in eval mode.
+        meta: The run's graft.json (`RunSpec`).
+        task: The run's task.
+
+    Raises:
+        ConfigError: The run's task is not one graph (text generation): not exportable; or the
+            run's modality is unknown.
+    """
+    output_spec = task.export_spec()  # raises for text generation
+    return run_modality(meta).signature(model, output_spec)
+
+
+def validation_samples(run_dir: str | Path, meta: RunSpec, limit: int | None = None, seed: int = 0) -> Samples:
+    """The run's validation samples when their files still exist, else synthetic inputs.
+
+    Args:
+        run_dir: A finished run directory.
+        meta: Its graft.json (`RunSpec`).
+        limit: At most this many samples (the first ones, in split order).
+        seed: Seed for synthetic inputs.
+
+    Returns:
+        `Samples`; `labels` is None when the inputs are synthetic.
+    """
+    kind = run_modality(meta, run_dir)
+    found = kind.validation()
+    if found is not None and found.items:
+        if limit is not None:
+            found.items, found.labels = found.items[:limit], found.labels[:limit]
+        return found
+    why = found.source if found is not None else "the run has no split.json"
+    n = min(limit or 64, 64)  # enough to see a broken export; synthetic inputs say nothing about accuracy
+    return kind.synthetic(n, seed, why)
+
+
+def model_batches(items: list[Any], meta: RunSpec, batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+    """The model's named inputs, batch by batch: `pixel_values` `[B, 3, S, S]` for image runs,
+    `input_ids` and `attention_mask` `[B, T]` (padded to the batch's longest text) for text runs.
+
+    Args:
+        items: Image paths / uint8 tensors, or texts.
+        meta: The run's graft.json (`RunSpec`).
+        batch_size: Items per batch.
+        tokenizer: The run's tokenizer (text runs).
+    """
+    yield from run_modality(meta).batches(items, batch_size, tokenizer)

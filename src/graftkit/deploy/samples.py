@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -35,36 +35,11 @@ class Samples:
         return self.labels is not None
 
 
-def validation_samples(run_dir: str | Path, meta: RunSpec, limit: int | None = None, seed: int = 0) -> Samples:
-    """The run's validation samples when their files still exist, else synthetic inputs.
-
-    Args:
-        run_dir: A finished run directory.
-        meta: Its graft.json (`RunSpec`).
-        limit: At most this many samples (the first ones, in split order).
-        seed: Seed for synthetic inputs.
-
-    Returns:
-        `Samples`; `labels` is None when the inputs are synthetic.
-    """
-    from graftkit.deploy.modality import run_modality
-
-    kind = run_modality(meta, run_dir)
-    found = kind.validation()
-    if found is not None and found.items:
-        if limit is not None:
-            found.items, found.labels = found.items[:limit], found.labels[:limit]
-        return found
-    why = found.source if found is not None else "the run has no split.json"
-    n = min(limit or 64, 64)  # enough to see a broken export; synthetic inputs say nothing about accuracy
-    return kind.synthetic(n, seed, why)
-
-
 def calibration_images(run_dir: str | Path, limit: int = 128) -> Samples | None:
     """Training images of an image run (every k-th, at most `limit`) for int8 calibration, or None
     when their files are gone. Calibrating on training images keeps the validation images, on
     which the int8 model's accuracy is measured, out of the choice of its ranges."""
-    found = _image_validation(Path(run_dir), "train")
+    found = image_split_samples(Path(run_dir), "train")
     if found is None or not found.items:
         return None
     step = max(1, len(found.items) // limit)
@@ -74,7 +49,7 @@ def calibration_images(run_dir: str | Path, limit: int = 128) -> Samples | None:
     return found
 
 
-def _image_validation(run_dir: Path, split_name: str = "val") -> Samples | None:
+def image_split_samples(run_dir: Path, split_name: str = "val") -> Samples | None:
     path = run_dir / "split.json"
     if not path.is_file():
         return None
@@ -94,7 +69,7 @@ def _image_validation(run_dir: Path, split_name: str = "val") -> Samples | None:
     return Samples(items, labels, f"{what} images from split.json ({len(items)} of {len(listed)})")
 
 
-def _text_validation(run_dir: Path, meta: RunSpec) -> Samples | None:
+def text_validation_samples(run_dir: Path, meta: RunSpec) -> Samples | None:
     from graftkit.errors import GraftError
 
     data = meta.data
@@ -120,7 +95,7 @@ def _text_validation(run_dir: Path, meta: RunSpec) -> Samples | None:
     return Samples([s.text for s in val], [s.label for s in val], f"validation texts from {Path(source).name} ({len(val)})")
 
 
-def _synthetic_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
+def synthetic_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
     # Smooth colour fields (low-resolution noise, upsampled) rather than pixel noise: their
     # statistics are closer to photographs, so the logits are not all alike.
     g = torch.Generator().manual_seed(seed)
@@ -129,7 +104,7 @@ def _synthetic_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
     return [(img.clamp(0, 1) * 255).to(torch.uint8) for img in big]
 
 
-def _synthetic_texts(run_dir: Path, meta: RunSpec, n: int, seed: int) -> list[str]:
+def synthetic_texts(run_dir: Path, meta: RunSpec, n: int, seed: int) -> list[str]:
     tokenizer = load_run_tokenizer(run_dir, meta)
     specials = set(getattr(tokenizer, "all_special_tokens", []))
     words = [w for w in sorted(tokenizer.get_vocab()) if w not in specials and w.isalpha()] or ["text"]
@@ -148,18 +123,3 @@ def load_run_tokenizer(folder: Path, meta: RunSpec) -> Any:
 
     sub = folder / meta.text.architecture_dir
     return load_tokenizer(sub if sub.is_dir() else folder, meta.text.kind)
-
-
-def model_batches(items: list[Any], meta: RunSpec, batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
-    """The model's named inputs, batch by batch: `pixel_values` `[B, 3, S, S]` for image runs,
-    `input_ids` and `attention_mask` `[B, T]` (padded to the batch's longest text) for text runs.
-
-    Args:
-        items: Image paths / uint8 tensors, or texts.
-        meta: The run's graft.json (`RunSpec`).
-        batch_size: Items per batch.
-        tokenizer: The run's tokenizer (text runs).
-    """
-    from graftkit.deploy.modality import run_modality
-
-    yield from run_modality(meta).batches(items, batch_size, tokenizer)

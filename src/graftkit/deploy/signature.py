@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from graftkit.rundir import RunSpec
 
 OUTPUT_NAME = "logits"
 
@@ -34,7 +33,7 @@ class Signature:
     """How to read `logits` (the task's `export_spec()`: activation, thresholds, scaling)."""
 
 
-class _TextLogits(nn.Module):
+class TextLogits(nn.Module):
     """A text `GraftModel` with positional tensor inputs (exporters trace tensors, not dicts)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -43,24 +42,6 @@ class _TextLogits(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model({"input_ids": input_ids, "attention_mask": attention_mask})  # (B, T) -> (B, C)
-
-
-def signature_for(model: nn.Module, meta: RunSpec, task: Any) -> Signature:
-    """The export interface of a run's model.
-
-    Args:
-        model: The run's `GraftModel`, in eval mode.
-        meta: The run's graft.json (`RunSpec`).
-        task: The run's task.
-
-    Raises:
-        ConfigError: The run's task is not one graph (text generation): not exportable; or the
-            run's modality is unknown.
-    """
-    from graftkit.deploy.modality import run_modality
-
-    output_spec = task.export_spec()  # raises for text generation
-    return run_modality(meta).signature(model, output_spec)
 
 
 def example_inputs(batch: dict[str, torch.Tensor], sig: Signature) -> tuple[torch.Tensor, ...]:
