@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -185,13 +185,16 @@ class Task(Protocol):
         ...
 
 
-TASK_MEMBERS = (
-    "name", "label_kind", "modalities", "backbone_head", "default_strategy", "train_metric", "metrics", "default_monitor",
-    "headline", "from_data", "from_dict", "to_dict", "check_strategy", "build_model", "head_spec", "encode", "text_loader",
-    "loss", "batch_score", "collect", "activate", "epoch_metrics", "full_metrics", "finish", "calibrate", "predict",
-    "card", "export_spec", "export_agreement",
-)  # fmt: skip
-"""The members `register_task` checks a class for (the `Task` protocol's)."""
+def _protocol_members(protocol: type) -> tuple[str, ...]:
+    """A protocol's class-level members: its `ClassVar` attributes and its methods (instance
+    attributes such as `classes` are set by a task's constructor, so a class cannot show them)."""
+    class_vars = [n for n, hint in protocol.__annotations__.items() if str(hint).startswith("ClassVar")]
+    methods = [n for n, v in vars(protocol).items() if not n.startswith("_") and (callable(v) or isinstance(v, classmethod))]
+    return tuple(dict.fromkeys([*class_vars, *methods]))
+
+
+TASK_MEMBERS = _protocol_members(Task)
+"""The members `register_task` checks a class for, read off the `Task` protocol."""
 
 _REGISTRY: dict[str, type] = {}
 
@@ -202,7 +205,7 @@ def register_task(cls: type) -> type:
     Raises:
         ConfigError: Another class already has that name, or the class misses members of `Task`.
     """
-    missing = [m for m in _members() if not hasattr(cls, m)]
+    missing = [m for m in TASK_MEMBERS if not hasattr(cls, m)]
     if missing:
         raise ConfigError(f"task {cls.__name__} cannot be registered: it lacks {', '.join(missing)} (see graftkit.tasks.base.Task)")
     name = cls.name
@@ -243,10 +246,6 @@ def task_from_dict(d: dict[str, Any]) -> Task:
     return get_task(d["name"]).from_dict(d)
 
 
-def _members() -> list[str]:
-    return list(TASK_MEMBERS)
-
-
 def _ensure_builtins() -> None:
     import graftkit.tasks  # noqa: F401  (importing the package registers the built-in tasks)
 
@@ -269,6 +268,3 @@ def predict_with_head(task: Any, source: PredictSource, inputs: Sequence[Any], n
     """Head tasks: activated outputs → `decode` → one `Prediction` per input."""
     rows = source.outputs(inputs, batch_size)
     return [Prediction(n, label, score, top) for n, (label, score, top) in zip(names, task.decode(rows, top_k=max(top_k, 1)))]
-
-
-Decoder = Callable[[torch.Tensor, int], list[tuple[str, float, list[tuple[str, float]]]]]

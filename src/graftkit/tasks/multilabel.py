@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from graftkit.data.labels import LabelKind
-from graftkit.tasks.base import Metric, Prediction, TaskSettings, label_text_loader, linear_head, register_task
+from graftkit.tasks.base import Metric, Prediction, TaskSettings, label_text_loader, linear_head, predict_with_head, register_task
 from graftkit.tasks.model import GraftModel
 
 
@@ -148,8 +148,7 @@ class MultiLabelTask:
         return out
 
     def predict(self, source: Any, inputs: Sequence[Any], names: list[str], top_k: int, batch_size: int) -> list[Prediction]:
-        rows = source.outputs(inputs, batch_size)
-        return [Prediction(n, label, score, top) for n, (label, score, top) in zip(names, self.decode(rows, top_k=top_k))]
+        return predict_with_head(self, source, inputs, names, top_k, batch_size)
 
     def card(self) -> dict[str, Any]:
         return {"does": "assigns every label whose probability passes its threshold (possibly none)",

@@ -39,11 +39,6 @@ def build_optimizer(param_groups: list[dict[str, Any]], cfg: TrainConfig, batche
     return optimizer, scheduler
 
 
-def class_indices(samples, classes: list[str]) -> torch.Tensor:
-    index = {c: i for i, c in enumerate(classes)}
-    return torch.tensor([index[s.label] for s in samples], dtype=torch.long)
-
-
 def eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
     from graftkit.data import ImageFileDataset, Sample, build_transform, make_loader
 
