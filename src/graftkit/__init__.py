@@ -16,7 +16,7 @@ def _installed_version() -> str:
 
 def __getattr__(name: str):
     # Lazy public API: `import graftkit` stays instant and imports torch only when used
-    # (importlib.metadata alone costs ~75 ms, so even the version is read on first use).
+    # (importlib.metadata costs about 0.1 s, benchmarks/RESULTS.md: the version is read on first use).
     if name == "__version__":
         return _installed_version()
     if name == "fit":
