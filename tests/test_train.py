@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import graftkit
+from graftkit.rundir import sha256_file
 from graftkit.training.loop import Decision
 from tests.conftest import TINY_MODEL, make_image_folder
 
@@ -28,7 +29,8 @@ def test_probe_writes_complete_run_directory(tiny_images, tmp_path):
                  "learning_curves.png", "confusion_matrix.png", "checkpoints/last.pt"):
         assert (d / name).is_file(), name
     meta = json.loads((d / "graft.json").read_text())
-    assert meta["schema_version"] == 2 and meta["status"] == "done"
+    assert meta["schema_version"] == 3 and meta["status"] == "done"
+    assert meta["files"]["model.safetensors"] == sha256_file(d / "model.safetensors")
     assert meta["task"]["classes"] == ["cat", "dog", "fox"]
     assert meta["model"]["arch"] == "timm:test_efficientnet"
     assert meta["precision"]["inference"] in ("fp32", "bf16") and meta["precision"]["inference_reason"]

@@ -231,12 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "Train a new head (probe) or fine-tune a pretrained model; writes a run directory.")
     p.add_argument("data", help="image folder (ROOT/<class>/*, or ROOT/{train,val,test}/<class>/*) or CSV/JSONL manifest; "
                    "for text models a CSV/TSV/JSONL/TXT file (or a folder of train.*/val.*/test.* files)")
-    p.add_argument("--model", default="efficientnet_lite0", help="model id (`graft models` lists them); hf:NAME_OR_PATH and minilm are text models")
+    p.add_argument("--model", default=None, help="model id (`graft models` lists them; default efficientnet_lite0); hf:NAME_OR_PATH and minilm are text models")
     p.add_argument("--strategy", default=None, help="linear-probe (default) | finetune | partial:N | gradual | lora (default for seq2seq/causal-lm: finetune)")
     p.add_argument("--out", help="run directory (default runs/<data>-<strategy>)")
     p.add_argument("--val", help="separate validation folder or manifest")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (same data; flags that differ are refused)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out: the new run is built beside it and swapped in only when it has finished; if it fails, the old run stays as it was")
     _train_flags(p)
 
     p = add("evaluate", cmd_evaluate, "Score a run on labelled data; writes metrics.json, report.html and plots.")

@@ -5,7 +5,6 @@ onnxruntime is imported only when a session is built, so `import graftkit.deploy
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 
 from graftkit.errors import RunDirError
-from graftkit.rundir import read_json
+from graftkit.rundir import read_run_json, sha256_file
 
 EXPORT_DIR = "export"
 ONNX_FILE = "model.onnx"
@@ -27,11 +26,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 def weights_digest(run_dir: Path) -> str:
     """SHA-256 of `model.safetensors`: an export records it, so a retrained run's stale export is caught."""
-    h = hashlib.sha256()
-    with open(Path(run_dir) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(Path(run_dir) / "model.safetensors")
 
 
 def make_session(path: Path, threads: int | None = None) -> Any:
@@ -74,11 +69,17 @@ class OnnxRuntimeModel:
         fix = f"graft export {self.run_dir} --format onnx" + (" --quantize int8" if int8 else "")
         if not self.path.is_file() or not (folder / PREPROCESS_FILE).is_file():
             raise RunDirError(f"{self.path} does not exist: export the run first with `{fix}`.")
-        self.spec = read_json(folder / PREPROCESS_FILE)
+        self.spec = read_run_json(folder / PREPROCESS_FILE, fix=f"run `{fix}` again")
         made_from = self.spec.get("weights_sha256")
         if made_from and made_from != weights_digest(self.run_dir):
             raise RunDirError(f"{self.path} was exported from other weights than {self.run_dir}/model.safetensors: run `{fix}` again.")
-        self.session = make_session(self.path, threads)
+        recorded = self.spec.get("files", {}).get(self.path.name, {}).get("sha256")
+        if recorded and recorded != sha256_file(self.path):
+            raise RunDirError(f"{self.path} is damaged or was replaced (its SHA-256 differs from preprocess.json's): run `{fix}` again.")
+        try:
+            self.session = make_session(self.path, threads)
+        except Exception as e:  # onnxruntime's own error (e.g. a truncated protobuf)
+            raise RunDirError(f"{self.path} cannot be loaded by ONNX Runtime ({str(e).splitlines()[0][:160]}): run `{fix}` again.") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

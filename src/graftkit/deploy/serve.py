@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from graftkit.rundir import read_json
+from graftkit.rundir import read_run_json
 
 log = logging.getLogger("graftkit.serve")
 WEB_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
@@ -321,7 +321,7 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
     from graftkit.rundir import graftkit_version
 
     run_spec = predictor.meta  # the run's RunSpec
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    metrics = read_run_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     val = metrics.get("val") or {}
     scalars = {k: v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     pre = run_spec.preprocess
@@ -342,7 +342,7 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
         "input": spec,
         "limits": asdict(limits),
         "backend": backend,
-        "export": read_json(parity) if parity.is_file() else None,
+        "export": read_run_json(parity, fix=f"export the run again (`graft export {run_dir}`)") if parity.is_file() else None,
         "created": run_spec.created,
         "graftkit_version": graftkit_version(),
     }

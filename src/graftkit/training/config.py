@@ -9,6 +9,8 @@ from typing import Any
 from graftkit.errors import ConfigError
 from graftkit.strategies.spec import Strategy, parse_strategy
 
+DEFAULT_MODEL = "efficientnet_lite0"
+"""The model `graft train` uses when `--model` is not given."""
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
@@ -20,7 +22,7 @@ CLASS_WEIGHTS = ("none", "balanced")
 class TrainConfig:
     """Every setting of a training run. Field names match the `graft train` flags (`_` → `-`)."""
 
-    model: str = "efficientnet_lite0"
+    model: str = DEFAULT_MODEL
     """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `hf:NAME_OR_PATH`, `file:PATH`, `scratch:ID`."""
     task: str = "classification"
     """A registered task (`graftkit.tasks.task_names()`): `classification`, `multilabel`, `regression`;

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from graftkit.engine.progress import info
-from graftkit.rundir import RunSpec, TextInfo, write_json
+from graftkit.rundir import RunSpec, TextInfo, sha256_file, write_json
 from graftkit.training.checkpoint import save_safetensors
 
 
@@ -61,7 +61,11 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
         auto=meta.auto or meta.time_budget,
         calibration=meta.calibration,
     )
-    write_model_card(run_dir, task.card())  # MODEL_CARD.md: data, metrics per class, settings, intended use, how to load
+    from graftkit.rundir import publish_run
+
+    publish_run(run_dir, plan.destination)  # --overwrite: the finished run replaces the old one only now
+    run_dir, report = plan.destination, plan.destination / Path(report).relative_to(plan.run_dir)
+    write_model_card(run_dir, task.card())  # MODEL_CARD.md (names the run's final folder): data, metrics, settings, use
     headline = ", ".join(f"{n} {final['val'][n]:.3f}" for n in task.headline if n in final["val"])
     info(f"[bold]val {headline}[/bold] (best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.1f} s) → {run_dir}  report: {report}")
     return metrics
@@ -88,5 +92,7 @@ def _write_results(run_dir: Path, trained: Any, meta: RunSpec, final: dict[str, 
     if trained.feature_stats is not None:
         metrics["features"] = vars(trained.feature_stats)
     write_json(run_dir / "metrics.json", metrics)
+    weights = ["model.safetensors"] + (["adapters.safetensors"] if meta.lora is not None else [])
+    meta = meta.replace(files={name: sha256_file(run_dir / name) for name in weights})  # checked on load
     meta.done().write(run_dir)  # last: a run is "done" only when everything is on disk
     return metrics
