@@ -225,9 +225,9 @@ def test_check_image(tmp_path):
 
 
 def _class_folder(root: Path, counts: dict[str, int], prefix: str = "") -> Path:
-    for label, n in counts.items():
-        for i in range(n):
-            _save_jpeg(root / label / f"{prefix}{label}_{i:03d}.jpg", color=(10 * i % 255, 100, 50))
+    for c, (label, n) in enumerate(counts.items()):
+        for i in range(n):  # distinct pixels per class and image: no file is a copy of another
+            _save_jpeg(root / label / f"{prefix}{label}_{i:03d}.jpg", color=(10 * i % 255, 100, 50 + 40 * c))
     return root
 
 
@@ -297,10 +297,10 @@ def test_read_separate_val_folder(tmp_path):
 
 def _manifest_files(root: Path) -> list[tuple[str, str, str]]:
     rows = []
-    for label in ("cat", "dog"):
+    for c, label in enumerate(("cat", "dog")):
         for i in range(4):
             rel = f"img/{label}{i}.jpg"
-            _save_jpeg(root / rel)
+            _save_jpeg(root / rel, color=(200, 30 * i, 60 + 100 * c))  # distinct files
             rows.append((rel, label, "val" if i == 0 else "train"))
     return rows
 

@@ -29,10 +29,13 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch  # the decoders return tensors; torch itself is imported when one runs
 
 # Register exactly the decoders we use (`Image.open(..., formats=...)` needs them loaded; PIL's
 # `preinit` does not load TIFF or WebP; MPO is what JPEG returns for multi-picture files). About 20 ms, once.
@@ -226,6 +229,8 @@ def _decode_jpeg_fast(data: bytearray) -> torch.Tensor | None:
         return None
     from torchvision.io import ImageReadMode
 
+    import torch
+
     buffer = torch.frombuffer(data, dtype=torch.uint8)
     try:
         with warnings.catch_warnings():
@@ -261,6 +266,19 @@ def _jpeg_tail_ok(path: Path) -> bool:
 
 
 def _decode_with_pil(data: bytes | bytearray, path: Path) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(decode_rgb_array(data, path)).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W), channels-last strides
+
+
+def decode_rgb_array(data: bytes | bytearray, name: str | os.PathLike[str] = "<bytes>") -> np.ndarray:
+    """Decode an encoded image with PIL into an upright RGB `[H, W, 3]` uint8 array (writable),
+    by the rules of `load_image`, without torch (the ONNX client's decoder).
+
+    Raises:
+        DataError: The bytes cannot be decoded; the message names `name`.
+    """
+    path = Path(name)
     try:
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
             im.seek(0)  # multi-frame files: the first frame
@@ -271,9 +289,7 @@ def _decode_with_pil(data: bytes | bytearray, path: Path) -> torch.Tensor:
         raise DataError([f"{path}: {_describe(e)}: remove it or replace it with a valid image"], str(path)) from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DataError([f"{path}: cannot be decoded as an image ({_describe(e)}): remove it or replace it"], str(path)) from e
-    if not rgb.flags.writeable:
-        rgb = rgb.copy()
-    return torch.from_numpy(rgb).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W), channels-last strides
+    return rgb if rgb.flags.writeable else rgb.copy()
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:

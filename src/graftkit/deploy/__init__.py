@@ -2,8 +2,30 @@
 
 Only the predictor is imported here; export (onnx), serving (fastapi) and the ONNX Runtime backend
 import their libraries when used.
+
+Names are imported on first use (PEP 562), so that importing one submodule (e.g. for the
+torch-free ONNX client) does not load the others and torch.
 """
 
-from graftkit.deploy.predictor import Prediction, Predictor, load
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Prediction": "graftkit.deploy.predictor",
+    "Predictor": "graftkit.deploy.predictor",
+    "load": "graftkit.deploy.predictor",
+}
+"""Public name -> the module that defines it; imported on first use."""
 
 __all__ = ["Prediction", "Predictor", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

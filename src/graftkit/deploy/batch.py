@@ -153,7 +153,7 @@ def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: Tex
     n = 0
     if fmt == "json":
         for p in predictions:
-            out.write(json.dumps(p.to_dict()) + "\n")
+            out.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
             n += 1
     elif fmt == "csv":
         w = csv.writer(out)
@@ -163,13 +163,14 @@ def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: Tex
             w.writerow([p.input, p.label, f"{p.score:.6f}", *rest])
             n += 1
     else:
-        from rich.console import Console
         from rich.table import Table
+
+        from graftkit.engine.progress import results_console
 
         table = Table("input", *[f"top {i + 1}" for i in range(top_k)])
         table.columns[0].overflow = "fold"
         for p in predictions:
             table.add_row(p.input, *[f"{label} ({s:.1%})" for label, s in p.top_k])
             n += 1
-        Console(file=out).print(table)
+        results_console(out).print(table)
     return n

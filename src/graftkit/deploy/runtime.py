@@ -6,12 +6,14 @@ onnxruntime is imported only when a session is built, so `import graftkit.deploy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from graftkit.errors import RunDirError
+
+if TYPE_CHECKING:
+    import torch
 from graftkit.rundir import read_run_json, sha256_file
 
 EXPORT_DIR = "export"
@@ -40,7 +42,7 @@ def make_session(path: Path, threads: int | None = None) -> Any:
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.intra_op_num_threads = threads or _default_threads()
     opts.log_severity_level = 3  # errors only: no per-node warnings on stderr
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -84,9 +86,25 @@ class OnnxRuntimeModel:
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits `[B, C]` (float32, CPU) for a batch of named inputs."""
-        feeds = {n: _numpy(batch[n]) for n in self.input_names}
-        (logits,) = self.session.run(None, feeds)
-        return torch.from_numpy(logits)
+        import torch
+
+        return torch.from_numpy(self.run({n: _numpy(batch[n]) for n in self.input_names}))
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits `[B, C]` for named numpy inputs (no torch involved)."""
+        (logits,) = self.session.run(None, {n: feeds[n] for n in self.input_names})
+        return logits
+
+
+def _default_threads() -> int:
+    """torch's thread count when torch is loaded (both backends then use the same cores), else
+    the cores this process may run on."""
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

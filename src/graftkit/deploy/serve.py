@@ -20,6 +20,7 @@ service keeps serving. FastAPI and uvicorn are imported when an app is built.
 
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -29,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from graftkit.errors import ConfigError
 from graftkit.rundir import read_run_json
 
 log = logging.getLogger("graftkit.serve")
@@ -403,7 +405,35 @@ def serve(
 
     from graftkit.engine.progress import info
 
-    app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms, precision=precision, channels_last=channels_last)
-    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
-    info(f"serving {run_dir} ({backend}) on http://{shown}:{port}/  (API: /predict, /info, /health, /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = listen_socket(host, port)  # the port is taken (or refused) before anything else happens
+    try:
+        app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms, precision=precision, channels_last=channels_last)
+        shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
+        info(f"serving {run_dir} ({backend}) on http://{shown}:{port}/  (API: /predict, /info, /health, /docs)")
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listen_socket(host: str, port: int) -> Any:
+    """A TCP socket bound to `host:port` and listening.
+
+    Raises:
+        ConfigError: the port is out of range, in use, or not allowed (the message says which).
+    """
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a port is 1 to 65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        why = "another program is using it" if e.errno in (errno.EADDRINUSE,) else (e.strerror or str(e))
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}. Choose another --port (or --host).") from None
+    return sock

@@ -41,8 +41,10 @@ def _fmt_metric(value: Any) -> str:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.6g}"  # settings such as lr=1e-5 must not print as 0.0000
     if isinstance(value, (dict, list, tuple)):

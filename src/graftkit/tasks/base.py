@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
+
+from graftkit.data.prediction import Prediction  # noqa: F401  (tasks return it; defined torch-free for the ONNX client)
 from torch import nn
 
 from graftkit.data.labels import LabelKind
@@ -54,20 +56,6 @@ class TaskSettings:
     """`balanced`: weight the loss by inverse class frequency."""
     num_beams: int = 4
     max_new_tokens: int = 64
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input's result: the predicted label (a class, `a|b`, a value, or generated text), its
-    score, and the top-k list."""
-
-    input: str
-    label: str
-    score: float
-    top_k: list[tuple[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "label": self.label, "score": self.score, "top_k": [{"label": l, "score": s} for l, s in self.top_k]}
 
 
 class PredictSource(Protocol):

@@ -11,6 +11,9 @@ from graftkit.strategies.spec import Strategy, parse_strategy
 
 DEFAULT_MODEL = "efficientnet_lite0"
 """The model `graft train` uses when `--model` is not given."""
+PROBE_PATIENCE = 10
+"""Early stopping is on by default for probes: epochs are cheap, so a large --epochs just runs until
+validation stops improving for this many epochs."""
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
@@ -74,7 +77,8 @@ class TrainConfig:
     mix: str | None = None
     """Batch mixing for fine-tuning: `mixup`, `cutmix` or `mixup-cutmix`."""
     patience: int | None = None
-    """Stop when the validation metric has not improved for this many epochs."""
+    """Stop when the validation metric has not improved for this many epochs (default: 10 for
+    linear-probe, off for the other strategies)."""
     monitor: str | None = None
     """Validation metric that picks the best epoch and drives early stopping (None: the task's own:
     accuracy, macro_f1 for multi-label, mae for regression, loss for generation)."""
@@ -215,6 +219,7 @@ class TrainConfig:
             backbone_lr_scale=self.backbone_lr_scale if self.backbone_lr_scale is not None else (0.05 if text else 1.0),
             head_init=self.head_init or ("probe" if text and kind != "lora" else "random"),
             monitor=self.monitor or default_monitor,
+            patience=self.patience if self.patience is not None else (PROBE_PATIENCE if kind == "linear-probe" else None),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -108,12 +108,14 @@ class TextInputs:
     def summary(self) -> dict[str, Any]:
         """How many texts per split are longer than `max_length` tokens and get cut (shown in the
         report, so a user sees when `--max-length` is too small)."""
+        from graftkit.data.text_loader import untruncated_ids
+
         tok = self.backbone.tokenizer
         truncated = {}
         for split in ("train", "val", "test"):
             texts = self.items(split)
             if texts:
-                lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+                lengths = [len(ids) for ids in untruncated_ids(tok, texts, add_special_tokens=True)]
                 truncated[split] = sum(n > self.max_length for n in lengths)
         return {"max_length": self.max_length, "truncated": truncated}
 

@@ -118,6 +118,7 @@ def plan_fit(
     if cfg.monitor not in task.metrics:
         raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metrics)}")
     task.check_strategy(cfg.parsed_strategy.kind)
+    _check_partial_depth(cfg, backbone)
     if cfg.mix is not None and task.label_kind is not LabelKind.CLASS:
         raise ConfigError(f"--mix {cfg.mix} mixes single class labels; --task {task.name} has {task.label_kind.value} labels: drop --mix")
 
@@ -218,6 +219,17 @@ def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "fea
         _check_image_size(backbone, cfg.image_size)
         backbone.preprocess = dc.replace(backbone.preprocess, input_size=cfg.image_size)
     return backbone
+
+
+def _check_partial_depth(cfg: TrainConfig, backbone: nn.Module) -> None:
+    """`partial:N` needs N layer groups to train."""
+    strat = cfg.parsed_strategy
+    groups = len(backbone.layer_groups()) if hasattr(backbone, "layer_groups") else None
+    if strat.kind == "partial" and groups is not None and strat.n > groups:
+        raise ConfigError(
+            f"--strategy {strat}: {backbone.weights.arch} has {groups} layer groups, so N can be 1 to {groups}; "
+            "use --strategy finetune to train every layer"
+        )
 
 
 def _check_image_size(backbone: nn.Module, size: int) -> None:

@@ -1,0 +1,23 @@
+# Two commands on a fresh machine; each sets itself up on first use.
+#   make demo   create .venv and install graftkit if needed, then run the offline demo
+#   make test   the same set-up, then the offline test suite (what CI runs)
+# Extra arguments: make demo ARGS=text, make test ARGS="-k export".
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup
+
+setup: $(STAMP)
+
+# Reinstall when the package metadata changes; `pip install -e` is a no-op for code changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/graft demo $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(ARGS)
