@@ -165,7 +165,7 @@ def test_balanced_class_weights_undo_the_majority_prior(tmp_path):
         preds = graftkit.load(run.dir).predict(balanced, top_k=3)
         return sum(dict(p.top_k)["cat"] for p in preds) / len(preds)
 
-    kw = dict(epochs=40, lr=0.05, image_size=40)
+    kw = dict(epochs=40, lr=0.05, image_size=40, patience=40)  # all 40 epochs: the prior needs them to settle
     plain = _fit(data, tmp_path / "plain", **kw)
     weighted = _fit(data, tmp_path / "weighted", class_weights="balanced", **kw)
     # A probe on a random backbone's weak features leaves the class prior in charge: trained on 2/3

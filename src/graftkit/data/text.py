@@ -223,7 +223,14 @@ def read_text_data(
     split_description = "given"
     if given_val is None:
         train, val_samples, split_description = _split(train, label_kind, val_fraction, seed, files["train"], problems)
+        held = len(val_samples)
         train, val_samples = core.keep_together(train, val_samples, _duplicate_key)  # a copy is never scored on itself
+        if held and not val_samples:
+            problems.add(
+                "too few examples",
+                f"{files['train']}: every validation example is a copy of a training one, so nothing is left to validate on: "
+                "add distinct examples, or give a validation file with --val",
+            )
     else:
         val_samples = given_val
     _check_labels(label_kind, train, val_samples, test, problems)

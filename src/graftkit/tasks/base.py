@@ -20,7 +20,7 @@ that names it reloads through `task_from_dict`.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
