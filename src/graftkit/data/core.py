@@ -55,8 +55,9 @@ SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "
 
 _ROWS_SHOWN = 10  # line numbers listed per message before "and N more"
 _FILL = "fill them in or remove these rows"
-_MISSING_WORDS = frozenset({"nan", "null", "none", "n/a", "na"})
-"""Labels that spreadsheets and pandas write for an empty cell: missing, never a class name."""
+_MISSING_WORDS = frozenset({"nan", "null", "n/a"})
+"""Labels that spreadsheets, pandas and JSON writers put in an empty cell: missing, never a class
+name. (`none` is left alone: "none" is a real class in many label sets.)"""
 
 
 class Labelled(Protocol):
@@ -126,12 +127,12 @@ def parse_label(raw: Any, kind: LabelKind) -> Any:
             )
         missing = [n for n in names if n.casefold() in _MISSING_WORDS]
         if missing:
-            return BadLabel("labels written as a missing value (NaN, null, None, N/A)", _FILL, missing[0])
+            return BadLabel("labels written as a missing value (NaN, null, N/A)", _FILL, missing[0])
         return names
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return BadLabel(f"missing {kind.noun}", _FILL)
     if kind.has_classes and isinstance(raw, str) and raw.strip().casefold() in _MISSING_WORDS:
-        return BadLabel(f"{kind.noun}s written as a missing value (NaN, null, None, N/A)", _FILL, raw.strip())
+        return BadLabel(f"{kind.noun}s written as a missing value (NaN, null, N/A)", _FILL, raw.strip())
     if isinstance(raw, float) and not math.isfinite(raw):
         return BadLabel(f"{kind.noun}s that are NaN or infinite", _FILL, str(raw))
     if kind is LabelKind.VALUE:

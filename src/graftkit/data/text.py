@@ -224,7 +224,8 @@ def read_text_data(
     if given_val is None:
         train, val_samples, split_description = _split(train, label_kind, val_fraction, seed, files["train"], problems)
         held = len(val_samples)
-        train, val_samples = core.keep_together(train, val_samples, _duplicate_key)  # a copy is never scored on itself
+        if duplicates:  # labelled kinds: a copy is never scored on itself
+            train, val_samples = core.keep_together(train, val_samples, _duplicate_key)
         if held and not val_samples:
             problems.add(
                 "too few examples",
