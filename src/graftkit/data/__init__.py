@@ -12,8 +12,7 @@ torch-free ONNX client) does not load the others and torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from graftkit.lazy import lazy_exports
 
 _EXPORTS = {
     "ImageFileDataset": "graftkit.data.datasets",
@@ -77,10 +76,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
