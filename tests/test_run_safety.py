@@ -155,7 +155,7 @@ def test_export_that_crashes_keeps_the_previous_export(run_copy, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(export_module, "_record_file_hashes", crash)
+    monkeypatch.setattr(export_module, "_write_preprocess", crash)
     with pytest.raises(RuntimeError, match="disk gone"):
         export_module.export(run_copy, "torchscript")
     assert _files(run_copy / "export") == before and not list(run_copy.glob(".export*"))

@@ -45,35 +45,7 @@ _EXPORTS = {
 }
 """Public name -> the module that defines it; imported on first use."""
 
-__all__ = [
-    "LabelKind",
-    "read_dataset",
-    "read_labelled",
-    "read_image_data",
-    "read_labelled_images",
-    "list_image_files",
-    "load_image",
-    "decode_image_bytes",
-    "check_image",
-    "build_transform",
-    "build_batch_mix",
-    "ImageData",
-    "Sample",
-    "ImageFileDataset",
-    "make_loader",
-    "default_num_workers",
-    "SUPPORTED_EXTENSIONS",
-    "read_text_data",
-    "read_texts",
-    "read_labelled_texts",
-    "TextData",
-    "TextSample",
-    "TextLoader",
-    "make_text_loader",
-    "make_seq2seq_loader",
-    "make_causal_lm_loader",
-    "restore_order",
-]
+__all__ = list(_EXPORTS)
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

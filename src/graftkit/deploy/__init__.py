@@ -18,7 +18,7 @@ _EXPORTS = {
 }
 """Public name -> the module that defines it; imported on first use."""
 
-__all__ = ["Prediction", "Predictor", "load"]
+__all__ = list(_EXPORTS)
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 from graftkit.errors import DataError
 
@@ -135,6 +135,20 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     rows = [(i + 2, r) for i, r in enumerate(reader)]  # line 1 is the header
     return rows, list(reader.fieldnames or [])
+
+
+def predict_in_chunks(predict: Callable[..., list[Any]], inputs: Sequence[Any], *, top_k: int, batch_size: int, progress: bool,
+                      unit: str) -> Iterator[Any]:  # fmt: skip
+    """`predict(part, top_k=, batch_size=)` over `inputs`, four batches at a time, with a progress
+    bar on a terminal for more than four batches (every backend's `predict_iter`)."""
+    from graftkit.engine.progress import EpochProgress
+
+    chunk = batch_size * 4
+    with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=unit, enabled=progress and len(inputs) > chunk) as bar:
+        for start in range(0, len(inputs), chunk):
+            part = list(inputs[start : start + chunk])
+            yield from predict(part, top_k=top_k, batch_size=batch_size)
+            bar.advance(len(part))
 
 
 def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: TextIO | None = None) -> int:

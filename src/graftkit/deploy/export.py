@@ -205,12 +205,11 @@ def _export_into(out_dir: Path, run_dir: Path, model: Any, meta: RunSpec, task: 
             ts = torch.jit.load(str(path))
         run = lambda b: ts(*example_inputs(b, sig))  # noqa: E731
         records["torchscript"] = checker.record(path, run, "fp32", min_agreement, {"exporter": "torch.jit.trace"})
-        _write_preprocess(run_dir, out_dir, meta, kind, sig, format, "torch.jit.trace", None, tokenizer)
+        exporter, opset = "torch.jit.trace", None
     else:
         path = out_dir / ONNX_FILE
         _export_onnx(sig, example_inputs(batches[0], sig), path, exporter)
         opset = _onnx_opset(path)
-        _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")
         session = make_session(path)
         records["onnx"] = checker.record(path, _session_runner(session), "fp32", min_agreement, {"exporter": exporter, "opset": opset})
         if quantize == "int8":
@@ -221,19 +220,9 @@ def _export_into(out_dir: Path, run_dir: Path, model: Any, meta: RunSpec, task: 
             records["onnx-int8"] = checker.record(path, _session_runner(int8), "int8", min_agreement, extra)
             _compare_speed_and_accuracy(records, checker, sig, engine, {"onnx": _session_runner(session), "onnx-int8": _session_runner(int8)})
 
-    _record_file_hashes(out_dir / PREPROCESS_FILE)
+    _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")  # once every file exists
     _save_records(out_dir, records)
     return records, path
-
-
-def _record_file_hashes(preprocess_path: Path) -> None:
-    """The SHA-256 of every exported file, in preprocess.json: a truncated or replaced file is
-    refused by name when a backend loads it."""
-    spec = read_json(preprocess_path)
-    for name, entry in spec["files"].items():
-        if (preprocess_path.parent / name).is_file():
-            entry["sha256"] = sha256_file(preprocess_path.parent / name)
-    write_json(preprocess_path, spec)
 
 
 def _check_options(format: str, quantize: str | None, exporter: str, min_agreement: float | None) -> None:
@@ -416,6 +405,9 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModa
     spec["files"][name] = {"format": format, "exporter": exporter, "opset": opset}
     if int8:
         spec["files"][INT8_FILE] = {"format": "onnx", "quantized_from": ONNX_FILE, "quantization": f"int8 {kind.int8_method}", "opset": opset}
+    for file_name, entry in spec["files"].items():  # a truncated or replaced file is refused by name when loaded
+        if (out_dir / file_name).is_file():
+            entry["sha256"] = sha256_file(out_dir / file_name)
     spec.update(kind.preprocess_section(out_dir, tokenizer))  # `image` or `text`; saves a text run's tokenizer
     write_json(path, spec)
     return path

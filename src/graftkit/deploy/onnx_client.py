@@ -94,14 +94,9 @@ class OnnxImageClassifier:
 
     def predict_iter(self, inputs: Sequence[str | Path], top_k: int = 1, batch_size: int = 32, progress: bool = False) -> Iterator[Prediction]:
         """`predict`, a few batches at a time (as `Predictor.predict_iter`)."""
-        from graftkit.engine.progress import EpochProgress
+        from graftkit.deploy.batch import predict_in_chunks
 
-        chunk = batch_size * 4
-        with EpochProgress("predict", total=-(-len(inputs) // chunk), unit="img", enabled=progress and len(inputs) > chunk) as bar:
-            for start in range(0, len(inputs), chunk):
-                part = list(inputs[start : start + chunk])
-                yield from self.predict(part, top_k=top_k, batch_size=batch_size)
-                bar.advance(len(part))
+        return predict_in_chunks(self.predict, inputs, top_k=top_k, batch_size=batch_size, progress=progress, unit="img")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -136,14 +136,9 @@ class Predictor:
             >>> for p in graftkit.load("runs/flowers").predict_iter(files, progress=True):
             ...     print(p.input, p.label)
         """
-        from graftkit.engine.progress import EpochProgress
+        from graftkit.deploy.batch import predict_in_chunks
 
-        chunk = batch_size * 4
-        with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=self._run.progress_unit, enabled=progress and len(inputs) > chunk) as bar:
-            for start in range(0, len(inputs), chunk):
-                part = list(inputs[start : start + chunk])
-                yield from self.predict(part, top_k=top_k, batch_size=batch_size)
-                bar.advance(len(part))
+        return predict_in_chunks(self.predict, inputs, top_k=top_k, batch_size=batch_size, progress=progress, unit=self._run.progress_unit)
 
 
 def _name(x: Any, i: int) -> str:

@@ -27,20 +27,7 @@ _EXPORTS = {
 }
 """Public name -> the module that defines it; imported on first use."""
 
-__all__ = [
-    "Engine",
-    "EngineSettings",
-    "LocalEngine",
-    "choose_channels_last",
-    "choose_precision",
-    "cpu_has_native_bf16",
-    "eval_mode",
-    "inference_settings",
-    "resolve_device",
-    "run_inference_settings",
-    "training_settings",
-    "tune_malloc",
-]
+__all__ = list(_EXPORTS)
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -163,7 +163,7 @@ def train_loop(
     history = list(options.history)
     best_epoch, best_score, best_state = options.best_epoch, options.best_score, options.best_state
     stopped: str | None = None
-    diverged = False
+    diverged: str | None = None  # why, naming --lr
     first_loss: float | None = None
     every = options.accumulate
     batches = len(train_loader)
@@ -212,7 +212,7 @@ def train_loop(
                 value = float(loss.detach())  # .item() is a host sync: it waits for the step too
                 why = divergence(value, first_loss, lr) if options.stop_on_divergence else None
                 if why is not None:
-                    stopped, diverged = f"diverged at epoch {epoch + 1}, batch {b + 1}: {why}", True
+                    diverged, stopped = why, f"diverged at epoch {epoch + 1}, batch {b + 1}"
                     break
                 first_loss = value if first_loss is None else first_loss
                 seen += n
@@ -245,7 +245,7 @@ def train_loop(
         if val_loader is not None:
             probs, targets_np, val_loss = predict_probs(model, val_loader, engine, task)
             if not math.isfinite(val_loss) and options.stop_on_divergence:
-                stopped, diverged = f"diverged at epoch {epoch + 1}: the validation loss became {val_loss}: lower --lr (e.g. by 10x)", True
+                diverged, stopped = f"the validation loss became {val_loss}: lower --lr (e.g. by 10x)", f"diverged at epoch {epoch + 1}"
                 break
             row["val_loss"] = val_loss
             row.update({f"val_{k}": v for k, v in task.epoch_metrics(probs, targets_np).items()})
@@ -266,14 +266,15 @@ def train_loop(
             stopped = stop.reason
             break
 
+    if diverged is not None:
+        if best_state is None:
+            raise TrainingDivergedError(
+                f"training {stopped} before any epoch gave usable weights: {diverged}, then train again (--overwrite replaces this run)."
+            )
+        stopped = f"{stopped}: {diverged}"
     if stopped is not None and options.progress:
-        (warn if diverged else info)(f"stopped: {stopped}" + (f"; keeping the best epoch ({best_epoch + 1})" if diverged and best_epoch is not None else ""))
-    if diverged and best_state is None:
-        raise TrainingDivergedError(
-            f"training {stopped.split(': ', 1)[0]} before any epoch gave usable weights: {stopped.split(': ', 1)[1]}, "
-            "then train again (--overwrite replaces this run)."
-        )
-    return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start, diverged)
+        (warn if diverged else info)(f"stopped: {stopped}" + (f"; keeping the best epoch ({best_epoch + 1})" if diverged else ""))
+    return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start, diverged is not None)
 
 
 def _micro_batches(batch: int, batches: int, every: int) -> tuple[int, bool]:
