@@ -104,3 +104,13 @@ def test_probes_stop_early_by_default(tiny_images, tmp_path):
     run = graftkit.fit(tiny_images, model=TINY_MODEL, out=tmp_path / "run", epochs=300, batch_size=8)
     assert run.config.patience == 10
     assert run.metrics["epochs"] < 300 and "early stopping" in run.metrics["stopped_early"]
+
+
+def test_every_text_twice_still_never_scores_a_copy_of_itself(tmp_path):
+    rows = [(f"review number {i} was {'great' if i % 2 else 'awful'}", "pos" if i % 2 else "neg") for i in range(30)]
+    path = tmp_path / "twice.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows + rows))
+    data = _read_text(path, fraction=0.5)
+    train_texts = {s.text for s in data.train}
+    assert data.val and not any(s.text in train_texts for s in data.val)
+    assert data.to_dict()["duplicates"]["repeated"] == 30
