@@ -89,6 +89,10 @@ def plan_fit(
         )
     dataset = read_data_for(cfg, data, modality, task_cls.label_kind, val=val)
     backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
+    if modality == "image":
+        from graftkit.training.image_input import apply_image_settings
+
+        apply_image_settings(backbone, cfg, dataset)  # channels, window, intensity: into backbone.preprocess
     task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
