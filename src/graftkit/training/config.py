@@ -79,6 +79,12 @@ class TrainConfig:
     """Cross-entropy label smoothing in [0, 1)."""
     class_weights: str = "none"
     """`balanced` weights the loss by inverse class frequency."""
+    focal_gamma: float | None = None
+    """Focal loss (Lin et al. 2017) with this focusing parameter, e.g. 2, for imbalanced findings;
+    None: cross-entropy (BCE for multi-label)."""
+    target_sensitivity: float | None = None
+    """Binary and multi-label findings: choose the operating point on validation as the highest
+    threshold reaching this sensitivity (e.g. 0.95); None: Youden's J."""
     head_init: str | None = None
     """`probe` first trains the new head as a linear probe on cached features, then fine-tunes
     (LP-FT, like fastai's fine_tune); `random` fine-tunes from a freshly initialised head. None:
@@ -213,6 +219,10 @@ class TrainConfig:
             problems.append(f"--monitor {self.monitor!r} is not a {self.task} metric; choose one of {', '.join(metrics)}")
         if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
             problems.append(_choice_problem("pooling", self.pooling, ("mean", "cls", "last")))
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            problems.append(f"--target-sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.focal_gamma is not None and self.focal_gamma < 0:
+            problems.append(f"--focal-gamma must be >= 0, got {self.focal_gamma}")
         if self.in_chans is not None and self.in_chans not in (1, 3):
             problems.append(f"--in-chans must be 1 or 3, got {self.in_chans}")
         if self.window is not None:

@@ -123,7 +123,8 @@ def plan_fit(
 
 def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
-    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens)
+    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                        target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma)  # fmt: skip
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
