@@ -77,10 +77,14 @@ def test_decodable_dicom_loads_with_shape_and_range(key):
         ds = pydicom.dcmread(path)
         try:
             ds.pixel_array
-        except Exception as e:  # noqa: BLE001 - pydicom itself cannot: graftkit must say so by name
-            with pytest.raises(DataError, match="cannot be decoded"):
+        except Exception:  # noqa: BLE001 - an installed plugin fails (e.g. Pillow on 12-bit JPEG): named, with the others
+            with pytest.raises(DataError) as err:
                 load_image(path)
-            pytest.xfail(f"pydicom cannot decode {path.name}: {str(e)[:80]}")  # not reached for the shipped set
+            message = err.value.problems[0]
+            assert "cannot be decoded" in message and path.name in message
+            if ds.file_meta.TransferSyntaxUID.is_compressed:  # the other plugins that would decode it, by name
+                assert "pylibjpeg" in message or "gdcm" in message
+            return
         grey = str(ds.PhotometricInterpretation).startswith("MONOCHROME")
         image = load_image(path, channels=1 if grey else 3)
     assert image.shape == (1 if grey else 3, int(ds.Rows), int(ds.Columns))
