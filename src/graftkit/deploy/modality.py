@@ -99,7 +99,8 @@ class ImageRun:
 
     def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
         size = int(self.spec.preprocess["input_size"])
-        spec = {"pixel_values": {"shape": ["batch", 3, size, size], "dtype": "float32"}}
+        channels = int(self.spec.preprocess.get("in_chans", 3))
+        spec = {"pixel_values": {"shape": ["batch", channels, size, size], "dtype": "float32"}}
         axes = {"pixel_values": {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
         return Signature(model, ["pixel_values"], axes, spec, output_spec)
 
@@ -116,10 +117,11 @@ class ImageRun:
     def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
         from graftkit.data import load_image
 
-        transform = self._transform(self._preprocess())
+        pre = self._preprocess()
+        transform = self._transform(pre)
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            yield {"pixel_values": torch.stack([transform(load_image(x) if isinstance(x, (str, Path)) else x) for x in chunk])}
+            yield {"pixel_values": torch.stack([transform(load_image(x, channels=pre.in_chans, window=pre.window) if isinstance(x, (str, Path)) else x) for x in chunk])}
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
                       sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
@@ -148,6 +150,7 @@ class ImageRun:
             "std": list(p["std"]),
             "normalize": "(pixel / 255 - mean) / std, per channel",
             "layout": "NCHW float32",
+            **_grey_section(p),
         }}  # fmt: skip
 
     def load_inputs(self, export_dir: Path) -> tuple[Any, Any]:
@@ -156,7 +159,7 @@ class ImageRun:
     def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
                     ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
         transform = self._transform(preprocess)
-        batches = (torch.stack([transform(_as_tensor(x)) for x in inputs[start : start + batch_size]])  # (B, 3, S, S)
+        batches = (torch.stack([transform(_as_tensor(x, preprocess)) for x in inputs[start : start + batch_size]])  # (B, C, S, S)
                    for start in range(0, len(inputs), batch_size))  # fmt: skip
         return batches, lambda outputs: outputs
 
@@ -281,12 +284,28 @@ def run_modality(spec: RunSpec, run_dir: str | Path | None = None) -> RunModalit
     return cls(spec, Path(run_dir) if run_dir is not None else None)
 
 
-def _as_tensor(x: Any) -> torch.Tensor:
-    """An image path, PIL image or uint8 `[3, H, W]` tensor as a uint8 `[3, H, W]` tensor."""
+def _grey_section(p: dict[str, Any]) -> dict[str, Any]:
+    """preprocess.json keys for one-channel runs, grey windows and dataset intensity statistics."""
+    out: dict[str, Any] = {}
+    if int(p.get("in_chans", 3)) == 1:
+        out["channels"] = 1
+        out["color"] = "grey, one channel (colour images: luma 0.299 R + 0.587 G + 0.114 B)"
+    if p.get("window") is not None:
+        out["window"] = {"centre": p["window"][0], "width": p["window"][1],
+                         "rule": "16-bit and DICOM grey values v (DICOM: after rescale slope/intercept) → clip((v - (centre - 0.5)) / (width - 1) + 0.5, 0, 1)"}  # fmt: skip
+    out["high_depth"] = "16-bit images: pixel / 65535 instead of pixel / 255; DICOM: graftkit.data.dicom"
+    if p.get("intensity", "backbone") != "backbone":
+        out["intensity"] = p["intensity"]
+    return out
+
+
+def _as_tensor(x: Any, preprocess: Any) -> torch.Tensor:
+    """An image path, PIL image or `[C, H, W]` tensor as a `[C, H, W]` tensor (paths decoded with the
+    run's channels and window)."""
     from graftkit.data import load_image
 
     if isinstance(x, (str, Path)):
-        return load_image(x)
+        return load_image(x, channels=preprocess.in_chans, window=preprocess.window)
     if isinstance(x, torch.Tensor):
         return x
     from PIL import Image

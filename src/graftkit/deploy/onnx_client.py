@@ -35,6 +35,9 @@ def client_for(run_dir: str | Path, backend: str) -> "OnnxImageClassifier | None
     export = read_run_json(pre, fix=f"run `graft export {path} --format onnx` again")
     if "image" not in export or export.get("output", {}).get("activation") != "softmax":
         return None
+    if export["image"].get("channels", 3) != 3 or "window" in export["image"]:
+        return None  # one-channel and windowed grey runs: the full predictor's decoder
+
     return OnnxImageClassifier(path, export, int8=backend == "onnx-int8")
 
 

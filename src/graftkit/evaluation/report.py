@@ -193,6 +193,8 @@ def write_report(
             _per_class_html(per_class),
             _img(PER_CLASS_PNG, "per-class precision, recall and F1"),
         ]
+    if metrics.get("clinical"):
+        sections += _clinical_html(metrics["clinical"], out, split)
     if auto:
         reasons = "".join(f"<li>{escape(str(r))}</li>" for r in auto.get("reasons", []))
         sections += [
@@ -223,3 +225,32 @@ def write_report(
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
     return path
+
+
+ROC_PNG = "roc.png"
+
+
+def _clinical_html(clinical: dict[str, Any], out: Path, split: str) -> list[str]:
+    """ROC-AUC / PR-AUC with CIs and the operating point per finding, and the ROC curve."""
+    from graftkit.evaluation.clinical import findings, plot_roc
+
+    def ci(m: dict[str, Any], key: str) -> str:
+        value, interval = m.get(key), m.get(f"{key}_ci")
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+    head = "<tr><th>finding</th><th>ROC-AUC [95% CI]</th><th>PR-AUC [95% CI]</th><th>threshold</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th></tr>"
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td><td>{ci(m, 'roc_auc')}</td><td>{ci(m, 'pr_auc')}</td><td>{m['threshold']:.4f}</td>"
+        + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in ("sensitivity", "specificity", "ppv", "npv")) + "</tr>"
+        for name, m in findings(clinical).items()
+    )  # fmt: skip
+    rule = next(iter(findings(clinical).values()))["rule"]
+    parts = [f"<h2>Clinical metrics ({split})</h2>",
+             f'<p class="meta">Operating point: {escape(rule)}; bootstrap 95% intervals (500 stratified resamples).</p>',
+             f"<table>{head}{rows}</table>"]  # fmt: skip
+    if any(m.get("roc_curve") for m in findings(clinical).values()):
+        plot_roc(clinical, out / ROC_PNG)
+        parts.append(_img(ROC_PNG, "ROC curve"))
+    return parts

@@ -70,6 +70,10 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
 
         backbone = build_architecture(spec.model.arch)
         backbone.preprocess = ImagePreprocess.from_dict(spec.preprocess)
+        if backbone.preprocess.in_chans != 3:  # a one-channel run: the first convolution was adapted
+            from graftkit.backbones.channels import adapt_input_channels
+
+            adapt_input_channels(backbone, backbone.preprocess.in_chans)
     if spec.lora is not None:
         from graftkit.strategies import apply_lora
 

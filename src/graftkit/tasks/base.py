@@ -56,6 +56,11 @@ class TaskSettings:
     """`balanced`: weight the loss by inverse class frequency."""
     num_beams: int = 4
     max_new_tokens: int = 64
+    target_sensitivity: float | None = None
+    """Binary and multi-label: the operating point is the highest validation threshold reaching
+    this sensitivity (None: Youden's J)."""
+    focal_gamma: float | None = None
+    """Focal loss with this focusing parameter (None: cross-entropy / BCE)."""
 
 
 class PredictSource(Protocol):

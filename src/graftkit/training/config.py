@@ -19,6 +19,27 @@ PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
 MIXES = ("mixup", "cutmix", "mixup-cutmix")
 CLASS_WEIGHTS = ("none", "balanced")
+INTENSITIES = ("backbone", "dataset")
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """`--window CENTRE,WIDTH` → `(centre, width)`.
+
+    Raises:
+        ConfigError: not two numbers, or a width below 1.
+
+    Example:
+        >>> parse_window("40,400")
+        (40.0, 400.0)
+    """
+    parts = str(text).split(",")
+    try:
+        centre, width = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--window {text!r} must be CENTRE,WIDTH (two numbers, e.g. 40,400)") from None
+    if not width >= 1:
+        raise ConfigError(f"--window {text!r}: the width must be at least 1, got {width:g}")
+    return centre, width
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,12 @@ class TrainConfig:
     """Cross-entropy label smoothing in [0, 1)."""
     class_weights: str = "none"
     """`balanced` weights the loss by inverse class frequency."""
+    focal_gamma: float | None = None
+    """Focal loss (Lin et al. 2017) with this focusing parameter, e.g. 2, for imbalanced findings;
+    None: cross-entropy (BCE for multi-label)."""
+    target_sensitivity: float | None = None
+    """Binary and multi-label findings: choose the operating point on validation as the highest
+    threshold reaching this sensitivity (e.g. 0.95); None: Youden's J."""
     head_init: str | None = None
     """`probe` first trains the new head as a linear probe on cached features, then fine-tunes
     (LP-FT, like fastai's fine_tune); `random` fine-tunes from a freshly initialised head. None:
@@ -72,6 +99,16 @@ class TrainConfig:
     """Dropout before the new output layer."""
     image_size: int | None = None
     """Input size in pixels; None keeps the pretrained model's own (e.g. 224). CNNs accept any size."""
+    in_chans: int | None = None
+    """Image channels the network takes: 1 adapts the pretrained first convolution to grey input
+    (its RGB filters summed, as timm does), 3 copies grey images to three channels; None: 1 when
+    every training image is grey (DICOM, 16-bit, L), else 3."""
+    window: str | None = None
+    """Grey window `CENTRE,WIDTH` for 16-bit and DICOM images (DICOM: in modality units after the
+    rescale, e.g. `40,400` for a CT soft-tissue window); None: the file's own window, else the full range."""
+    intensity: str = "backbone"
+    """Intensity normalisation: `backbone` (the pretrained weights' mean/std) or `dataset` (the
+    mean/std of the training images, measured once and recorded in the run)."""
     augment: str = "light"
     """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes)."""
     mix: str | None = None
@@ -171,6 +208,7 @@ class TrainConfig:
             ("precision", PRECISIONS),
             ("augment", AUGMENTS),
             ("class_weights", CLASS_WEIGHTS),
+            ("intensity", INTENSITIES),
             ("head_init", ("probe", "random", None)),
         ):
             value = getattr(self, name)
@@ -187,6 +225,17 @@ class TrainConfig:
             problems.append(f"--monitor {self.monitor!r} is not a {self.task} metric; choose one of {', '.join(metrics)}")
         if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
             problems.append(_choice_problem("pooling", self.pooling, ("mean", "cls", "last")))
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            problems.append(f"--target-sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.focal_gamma is not None and self.focal_gamma < 0:
+            problems.append(f"--focal-gamma must be >= 0, got {self.focal_gamma}")
+        if self.in_chans is not None and self.in_chans not in (1, 3):
+            problems.append(f"--in-chans must be 1 or 3, got {self.in_chans}")
+        if self.window is not None:
+            try:
+                parse_window(self.window)
+            except ConfigError as e:
+                problems.append(str(e))
         if self.mix is not None and self.mix not in MIXES:
             problems.append(_choice_problem("mix", self.mix, MIXES))
         if problems:

@@ -52,7 +52,8 @@ class ImageInputs:
         cfg = self.cfg
         samples = self.samples(split)
         transform = build_transform(self.backbone.preprocess, cfg.augment if train else "none", train=train)
-        dataset = ImageFileDataset(samples, task.encode([s.label for s in samples]), transform)
+        pre = self.backbone.preprocess
+        dataset = ImageFileDataset(samples, task.encode([s.label for s in samples]), transform, channels=pre.in_chans, window=pre.window)
         drop_last = train and len(samples) % cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
         return make_loader(dataset, batch_size=cfg.batch_size, shuffle=train, num_workers=num_workers(cfg), seed=cfg.seed, drop_last=drop_last)
 

@@ -105,6 +105,10 @@ def plan_fit(
             "Resume with the data the run started on, or start a new run (another --out, or --overwrite)."
         )
     backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
+    if modality == "image":
+        from graftkit.training.image_input import apply_image_settings
+
+        apply_image_settings(backbone, cfg, dataset)  # channels, window, intensity: into backbone.preprocess
     task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
@@ -176,7 +180,8 @@ def _differences(saved: list[str], now: list[str]) -> str:
 
 def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
-    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens)
+    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                        target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma)  # fmt: skip
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
