@@ -126,13 +126,20 @@ def test_monochrome1_is_inverted_so_bright_is_high():
     assert np.corrcoef(raw, image)[0, 1] < -0.9
 
 
+def _distinct_copy(src: Path, dest: Path, number: int) -> None:
+    """A copy of a DICOM file with its own instance number (byte-identical copies are duplicates)."""
+    ds = pydicom.dcmread(src)
+    ds.InstanceNumber = number
+    ds.save_as(dest)
+
+
 def test_dicom_folder_trains_predicts_and_records_one_channel(tmp_path):
     data = tmp_path / "scans"
     for c, name in enumerate(("ct", "mr")):
         (data / name).mkdir(parents=True)
         src = Path(get_testdata_file("CT_small.dcm" if c == 0 else "MR_small.dcm"))
         for i in range(6):
-            shutil.copy(src, data / name / f"{name}_{i}.dcm")
+            _distinct_copy(src, data / name / f"{name}_{i}.dcm", i)
     run = graftkit.fit(data, out=tmp_path / "run", model=TINY_MODEL, epochs=10, lr=0.1, batch_size=4, num_workers=0)
     spec = json.loads((run.dir / "graft.json").read_text())
     assert spec["preprocess"]["in_chans"] == 1 and len(spec["preprocess"]["mean"]) == 1
@@ -146,7 +153,7 @@ def test_unreadable_dicom_in_a_folder_is_reported_before_training(tmp_path):
     for name in ("a", "b"):
         (data / name).mkdir(parents=True)
         for i in range(3):
-            shutil.copy(get_testdata_file("CT_small.dcm"), data / name / f"{i}.dcm")
+            _distinct_copy(Path(get_testdata_file("CT_small.dcm")), data / name / f"{i}.dcm", i)
     shutil.copy(next(iter(UNDECODABLE.values())), data / "a" / "compressed.dcm")
     with pytest.raises(DataError, match=r"compressed\.dcm: pixel data is compressed as .* no installed decoder"):
         graftkit.fit(data, out=tmp_path / "run", model=TINY_MODEL, epochs=1, num_workers=0)
