@@ -54,6 +54,10 @@ class TaskSettings:
     """`balanced`: weight the loss by inverse class frequency."""
     num_beams: int = 4
     max_new_tokens: int = 64
+    detector: str | None = None
+    """detection: which torchvision detector (None: the task's default)."""
+    freeze_bn: bool = True
+    """detection: frozen BatchNorm in the backbone."""
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def plan_fit(
 
 def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
-    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens)
+    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                        detector=cfg.detector, freeze_bn=cfg.freeze_bn)
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
