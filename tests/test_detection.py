@@ -222,3 +222,62 @@ def test_coco_map_is_one_for_perfect_boxes_and_matches_torchmetrics():
     per_class = dict(zip(theirs["classes"].tolist(), theirs["map_per_class"].tolist()))
     for k, name in enumerate(CLASSES):
         assert ours["per_class"][name]["ap"] == pytest.approx(per_class[k], abs=2e-3)
+
+
+# --- predict, export, serve ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained_run(tmp_path, scenes):
+    return _fit(write_coco(tmp_path / "data", scenes), "fcos", tmp_path / "run", epochs=2).dir
+
+
+def test_predict_json_gives_xyxy_label_score_in_image_pixels_and_draws_pngs(trained_run, tmp_path, capsys):
+    from graftkit.cli import main
+
+    image = tmp_path / "wide.png"
+    from PIL import Image
+
+    Image.open(tmp_path / "data" / "images" / "scene_0.png").resize((128, 64)).save(image)  # not the model's square size
+    assert main(["predict", str(trained_run), str(image), "--format", "json", "--draw", str(tmp_path / "drawn")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["input"] == str(image) and out["boxes"]
+    for b in out["boxes"]:
+        x1, y1, x2, y2 = b["box"]
+        assert 0 <= x1 <= x2 <= 128 + 1e-3 and 0 <= y1 <= y2 <= 64 + 1e-3  # scaled back to the 128x64 image
+        assert b["label"] in CLASSES and 0 <= b["score"] <= 1
+    assert [b["score"] for b in out["boxes"]] == sorted((b["score"] for b in out["boxes"]), reverse=True)
+    drawn = Image.open(tmp_path / "drawn" / "wide.png")
+    assert drawn.size == (128, 64)
+
+
+def test_onnx_export_matches_pytorch_boxes_under_onnx_runtime(trained_run, tmp_path):
+    from graftkit.deploy.export import export
+    from graftkit.tasks.detection import box_agreement
+
+    result = export(trained_run, "onnx")
+    parity = result.parity["onnx"]
+    assert parity["passed"] and parity["real_inputs"] and parity["agreement_on"].startswith("boxes")
+    pre = json.loads((trained_run / "export" / "preprocess.json").read_text())
+    assert pre["image"]["resize"] == [64, 64]
+    images = sorted((tmp_path / "data" / "images").glob("*.png"))[:4]
+    torch_rows = graftkit.load(trained_run).predict_proba(images)
+    onnx_rows = graftkit.load(trained_run, backend="onnx").predict_proba(images)
+    assert box_agreement(torch_rows, onnx_rows) == 1.0
+    shifted = torch_rows.clone()
+    shifted[:, :, :4] += 20  # boxes moved: the check must see it
+    if (torch_rows[:, :, 4] >= 0.3).any():
+        assert box_agreement(torch_rows, shifted) < 0.5
+
+
+def test_serve_returns_boxes(trained_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from graftkit.deploy.serve import create_app
+
+    with TestClient(create_app(trained_run)) as client:
+        image = (tmp_path / "data" / "images" / "scene_0.png").read_bytes()
+        r = client.post("/predict", files={"file": ("scene_0.png", image, "image/png")})
+    assert r.status_code == 200, r.text
+    pred = r.json()["predictions"][0]
+    assert "boxes" in pred and all(set(b) == {"box", "label", "score"} for b in pred["boxes"])

@@ -99,8 +99,15 @@ class DetectionData:
             "objects": self.counts(),
         }
         if include_files:
-            d["files"] = {split: [str(s.path) for s in samples] for split, samples in self.splits()}
+            d["files"] = {split: [[_relative(s.path, self.root), s.label.to_dict()] for s in samples] for split, samples in self.splits()}
         return d
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path.resolve())
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -438,6 +445,25 @@ def box_transform(size: int, *, train: bool, augment: str = "light") -> Any:
             steps.append(v2.RandomZoomOut(fill=114, side_range=(1.0, 2.0), p=0.3))
     steps += [v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True), v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)]
     return v2.Compose(steps)
+
+
+def image_transform(size: int) -> Any:
+    """What prediction applies to an image alone: resize to `size` x `size`, float in [0, 1]."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True)])
+
+
+def image_size_of(x: Any) -> tuple[int, int]:
+    """(height, width) of an image path, PIL image or `[3, H, W]` tensor, reading only a file's header."""
+    from PIL import Image
+
+    if isinstance(x, (str, os.PathLike)):
+        with Image.open(x) as im:
+            return im.size[1], im.size[0]
+    if isinstance(x, Image.Image):
+        return x.size[1], x.size[0]
+    return int(x.shape[-2]), int(x.shape[-1])
 
 
 class DetectionDataset(torch.utils.data.Dataset):

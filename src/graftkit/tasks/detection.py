@@ -168,26 +168,26 @@ class DetectionTask:
     def predict(self, source: Any, inputs: Sequence[Any], names: list[str], top_k: int, batch_size: int) -> list[Prediction]:
         """One `Prediction` per image: its best box's class and score as label and score, and
         every box (xyxy in the image's own pixels) in `boxes`."""
-        rows = source.outputs(inputs, batch_size)
-        sizes = [tuple(getattr(x, "shape", (0, 0, 0))[-2:]) for x in inputs]
-        return [self.decode_one(name, row, size, source) for name, row, size in zip(names, rows, sizes)]
+        from graftkit.data.detection import image_size_of
 
-    def decode_one(self, name: str, row: torch.Tensor, size: tuple[int, int], source: Any = None) -> Prediction:
-        """A `Prediction` from one padded detection row; boxes scaled from the model's square
-        input back to `size` (H, W) when given."""
+        rows = source.outputs(inputs, batch_size)
+        input_size = int(source.preprocess.input_size)
+        return [self.decode_one(name, row, image_size_of(x), input_size, top_k) for name, x, row in zip(names, inputs, rows)]
+
+    def decode_one(self, name: str, row: torch.Tensor, size: tuple[int, int], input_size: int, top_k: int = 1) -> Prediction:
+        """A `Prediction` from one padded detection row, boxes scaled from the model's
+        `input_size` square back to the image's `size` (H, W)."""
         boxes = []
         row = torch.as_tensor(row)
         keep = row[:, 5] >= 0
-        scale = torch.ones(4)
-        input_size = getattr(source, "input_size", None)
-        if input_size and size and size[0] and size[1]:
-            h, w = size
-            scale = torch.tensor([w / input_size, h / input_size, w / input_size, h / input_size])
+        h, w = size
+        scale = torch.tensor([w / input_size, h / input_size, w / input_size, h / input_size])
         for r in row[keep]:
             box = (r[:4] * scale).tolist()
             boxes.append({"box": [round(v, 2) for v in box], "label": self.classes[int(r[5])], "score": round(float(r[4]), 4)})
         best = boxes[0] if boxes else None
-        return DetectionPrediction(name, best["label"] if best else "", best["score"] if best else 0.0, [], boxes=boxes)
+        top = [(b["label"], b["score"]) for b in boxes[: max(top_k, 1)]]
+        return DetectionPrediction(name, best["label"] if best else "", best["score"] if best else 0.0, top, boxes=boxes)
 
     def card(self) -> dict[str, Any]:
         return {
@@ -214,7 +214,7 @@ class DetectionPrediction(Prediction):
     boxes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "boxes": self.boxes}
+        return {**super().to_dict(), "boxes": self.boxes}
 
 
 # ------------------------------------------------------------------------------------- model
@@ -403,14 +403,13 @@ def build_detector(kind: str, body: _Body, channels: list[int], num_classes: int
 
 def pad_detections(detections: list[dict[str, torch.Tensor]], k: int) -> torch.Tensor:
     """torchvision's per-image `{"boxes", "scores", "labels"}` → `[B, k, 6]`, labels 0-based, -1 pads."""
-    out = torch.zeros(len(detections), k, 6)
-    out[:, :, 5] = -1
-    for i, d in enumerate(detections):
-        n = min(len(d["boxes"]), k)
-        out[i, :n, :4] = d["boxes"][:n].float()
-        out[i, :n, 4] = d["scores"][:n].float()
-        out[i, :n, 5] = d["labels"][:n].float() - 1
-    return out
+    rows = []
+    for d in detections:  # concatenate then cut, not index by count: the ONNX trace stays valid for any count
+        found = torch.cat([d["boxes"].float(), d["scores"].float()[:, None], d["labels"].float()[:, None] - 1], dim=1)
+        pad = torch.zeros(k, 6, dtype=found.dtype, device=found.device)
+        pad[:, 5] = -1
+        rows.append(torch.cat([found, pad])[:k])
+    return torch.stack(rows)
 
 
 def pad_targets(targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
