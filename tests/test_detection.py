@@ -281,3 +281,13 @@ def test_serve_returns_boxes(trained_run, tmp_path):
     assert r.status_code == 200, r.text
     pred = r.json()["predictions"][0]
     assert "boxes" in pred and all(set(b) == {"box", "label", "score"} for b in pred["boxes"])
+
+
+def test_graft_evaluate_scores_a_yolo_set_with_coco_map(trained_run, tmp_path, scenes):
+    from graftkit.deploy.evaluate import evaluate
+
+    holdout = tmp_path / "holdout"
+    shutil.copytree(tmp_path / "data" / "images", holdout / "images")
+    result = evaluate(trained_run, write_yolo(holdout, [dict(s, file=holdout / "images" / s["file"].name) for s in scenes]))
+    assert {"map", "map50", "map75", "per_class_ap"} <= set(result["test"]) and result["test"]["images"] == len(scenes)
+    assert (trained_run / "eval" / "data" / "report.html").is_file()

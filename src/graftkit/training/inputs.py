@@ -148,9 +148,10 @@ def make_inputs(data: Any, backbone: nn.Module, cfg: TrainConfig) -> ImageInputs
     """
     from graftkit.errors import ConfigError
 
-    from graftkit.data.detection import DetectionData
+    from graftkit.data.detection import BoxSample, DetectionData
 
-    if isinstance(data, DetectionData):
+    first = next((s for split in ("train", "val", "test") for s in getattr(data, split, [])[:1]), None)
+    if isinstance(data, DetectionData) or isinstance(first, BoxSample):  # boxes: also `graft evaluate`'s test-only sets
         return DetectionInputs(data, backbone, cfg)
     modality = getattr(backbone, "modality", "image")
     if modality not in INPUTS:
