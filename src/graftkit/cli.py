@@ -350,9 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
 
     p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, or (`demo text`) MiniLM on movie-review sentiment.")
-    p.add_argument("kind", nargs="?", choices=["image", "text"], default="image")
-    p.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-text)")
-    p.add_argument("--strategy", default="linear-probe")
+    p.add_argument("kind", nargs="?", choices=["image", "text", "detection"], default="image")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text or runs/demo-detection)")
+    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text), finetune (detection)")
     p.add_argument("--epochs", type=int, default=None)
     return parser
 
