@@ -10,7 +10,7 @@ from pathlib import Path
 DEMO_ZIP = "fashion-mnist-600.zip"
 TEXT_DEMO = "movie-snippets-600.csv.gz"
 DETECTION_DEMO = "detection-scenes.zip"
-DETECTION_DEMO_EPOCHS = 4
+DETECTION_DEMO_EPOCHS = 3
 
 
 def demo_data_dir() -> Path:
