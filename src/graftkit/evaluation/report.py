@@ -126,6 +126,7 @@ def write_report(
     examples: list[dict[str, Any]] | None = None,
     auto: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
+    figures: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG plots into ``out_dir``.
 
@@ -143,6 +144,8 @@ def write_report(
         settings: Training settings; nested dicts are flattened to dotted keys.
         data_summary: Facts about the data (counts per split, class balance...).
         best_epoch: Epoch whose weights were kept, marked on the learning curves.
+        figures: Pictures a task drew into ``out_dir`` (``title``, ``file``), shown in order
+            (detection: precision-recall curves, validation images with boxes).
         examples: Rows of generated text (``input``, ``reference``, ``generated``) to show.
         auto: How ``--strategy auto`` / ``--time-budget`` planned the run (``strategy``,
             ``epochs``, ``reasons``, ``measurements``).
@@ -211,6 +214,14 @@ def write_report(
         ]
         if (out / "reliability.png").is_file():
             sections.append(_img("reliability.png", "reliability diagram"))
+    per_class_ap = metrics.get("per_class_ap") or {}
+    if per_class_ap:
+        head = "<tr><th>class</th><th>AP</th><th>AP50</th><th>recall</th><th>objects</th></tr>"
+        cells = lambda r: "".join(f'<td class="num">{"–" if r.get(k) is None else f"{r[k]:.3f}"}</td>' for k in ("ap", "ap50", "recall"))  # noqa: E731
+        rows = "".join(f"<tr><td>{escape(str(n))}</td>{cells(r)}<td class=\"num\">{int(r.get('support', 0))}</td></tr>" for n, r in per_class_ap.items())
+        sections += [f"<h2>Average precision per class ({split})</h2>", f"<table>{head}{rows}</table>"]
+    for fig in figures or []:
+        sections += [f"<h2>{escape(str(fig['title']))}</h2>", _img(str(fig["file"]), str(fig["title"]))]
     if examples:
         cols = list(examples[0])
         rows = "".join("<tr>" + "".join(f"<td>{escape(str(e.get(c, '')))}</td>" for c in cols) + "</tr>" for e in examples)

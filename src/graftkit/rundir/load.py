@@ -51,7 +51,7 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
     """
     from safetensors.torch import load_file
 
-    from graftkit.tasks import GenerativeModel, GraftModel, task_from_dict
+    from graftkit.tasks import GenerativeModel, task_from_dict
 
     path, spec = read_finished(run_dir)
     task = task_from_dict(spec.task)
@@ -82,7 +82,7 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
     if spec.head is None:
         model = GenerativeModel(backbone)
     else:
-        model = GraftModel(backbone, task.build_head(backbone.num_features, spec.head.get("dropout", 0.0)))
+        model = task.build_model(backbone, spec.head.get("dropout", 0.0))
     check_files(path, spec)
     try:
         state = load_file(str(path / "model.safetensors"))

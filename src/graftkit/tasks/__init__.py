@@ -22,11 +22,13 @@ from graftkit.tasks.classification import ClassificationTask, balanced_class_wei
 from graftkit.tasks.multilabel import MultiLabelTask  # isort: skip
 from graftkit.tasks.regression import RegressionTask  # isort: skip
 from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask  # isort: skip
+from graftkit.tasks.detection import DetectionTask  # isort: skip
 from graftkit.tasks.model import GraftModel  # isort: skip
 
 __all__ = [
     "CausalLMTask",
     "ClassificationTask",
+    "DetectionTask",
     "GenerativeModel",
     "GraftModel",
     "Metric",

@@ -61,6 +61,10 @@ class TaskSettings:
     this sensitivity (None: Youden's J)."""
     focal_gamma: float | None = None
     """Focal loss with this focusing parameter (None: cross-entropy / BCE)."""
+    detector: str | None = None
+    """detection: which torchvision detector (None: the task's default)."""
+    freeze_bn: bool = True
+    """detection: frozen BatchNorm in the backbone."""
 
 
 class PredictSource(Protocol):

@@ -160,6 +160,11 @@ class TrainConfig:
     """seq2seq / causal-lm: beam width when generating (1 = greedy)."""
     max_new_tokens: int = 64
     """seq2seq / causal-lm: most tokens generated per input."""
+    # Detection (tasks/detection.py).
+    detector: str | None = None
+    """detection: `fcos`, `retinanet`, `faster_rcnn` or `ssdlite` (None: fcos)."""
+    freeze_bn: bool = True
+    """detection: freeze the backbone's BatchNorm (statistics and affine), as detection with small batches needs."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -238,6 +243,13 @@ class TrainConfig:
                 problems.append(str(e))
         if self.mix is not None and self.mix not in MIXES:
             problems.append(_choice_problem("mix", self.mix, MIXES))
+        if self.detector is not None:
+            from graftkit.tasks.detection import DETECTORS
+
+            if self.task != "detection":
+                problems.append(f"--detector applies to --task detection only (got --task {self.task})")
+            elif self.detector not in DETECTORS:
+                problems.append(_choice_problem("detector", self.detector, DETECTORS))
         if problems:
             raise ConfigError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
 

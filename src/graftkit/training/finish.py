@@ -43,6 +43,7 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
     calibration = task.calibrate(trained.outputs, final, run_dir)
     if calibration is not None:
         meta = meta.replace(calibration=calibration)
+    figures = final.get("val", {}).pop("figures", None)  # pictures a task drew for the report (detection: boxes, PR curves)
     meta = meta.replace(task=task.to_dict())  # what finish fitted on validation (e.g. multi-label thresholds)
     metrics = _write_results(run_dir, trained, meta, final, plan.started)
     from graftkit.evaluation import write_report
@@ -60,6 +61,7 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
         examples=final["val"].get("examples"),
         auto=meta.auto or meta.time_budget,
         calibration=meta.calibration,
+        figures=figures,
     )
     from graftkit.rundir import publish_run
 

@@ -141,7 +141,7 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     infer_engine = LocalEngine(precision.device, precision=precision.inference, channels_last=precision.channels_last)
     resume_point = load_resume_point(run_dir) if plan.resume else None
 
-    if strat.kind == "linear-probe":
+    if strat.kind == "linear-probe" and task.backbone_head == "features":
         result, outputs, feature_stats = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
         return Trained(model, result, outputs, feature_stats, meta)
     train_engine = LocalEngine(precision.device, precision=precision.train, channels_last=precision.channels_last)

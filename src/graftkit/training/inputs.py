@@ -121,6 +121,24 @@ class TextInputs:
         return {"max_length": self.max_length, "truncated": truncated}
 
 
+class DetectionInputs(ImageInputs):
+    """Images with boxes (`data/detection.py`): batches of `((images, targets), targets)`, resized
+    to the backbone's input size with box-aware augmentation."""
+
+    def labelled_loader(self, split: str, task: Any, *, train: bool):
+        from graftkit.data.detection import make_detection_loader
+        from graftkit.training._build import num_workers
+
+        cfg = self.cfg
+        return make_detection_loader(
+            self.samples(split), task.classes, size=self.backbone.preprocess.input_size, batch_size=cfg.batch_size, train=train,
+            augment=cfg.augment if train else "none", num_workers=num_workers(cfg), seed=cfg.seed,
+        )  # fmt: skip
+
+    def batch_transform(self, task: Any) -> Callable | None:
+        return None  # mixup/cutmix mix class labels, not boxes
+
+
 INPUTS = {"image": ImageInputs, "text": TextInputs}
 """The input adapter per backbone modality; a new modality adds its adapter here."""
 
@@ -133,6 +151,11 @@ def make_inputs(data: Any, backbone: nn.Module, cfg: TrainConfig) -> ImageInputs
     """
     from graftkit.errors import ConfigError
 
+    from graftkit.data.detection import BoxSample, DetectionData
+
+    first = next((s for split in ("train", "val", "test") for s in getattr(data, split, [])[:1]), None)
+    if isinstance(data, DetectionData) or isinstance(first, BoxSample):  # boxes: also `graft evaluate`'s test-only sets
+        return DetectionInputs(data, backbone, cfg)
     modality = getattr(backbone, "modality", "image")
     if modality not in INPUTS:
         raise ConfigError(f"no training inputs for {modality} models yet; supported: {', '.join(INPUTS)}")

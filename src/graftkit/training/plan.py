@@ -181,7 +181,8 @@ def _differences(saved: list[str], now: list[str]) -> str:
 def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
     return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
-                        target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma)  # fmt: skip
+                        target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma,
+                        detector=cfg.detector, freeze_bn=cfg.freeze_bn)  # fmt: skip
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
