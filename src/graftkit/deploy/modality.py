@@ -192,9 +192,10 @@ class DetectionRun(ImageRun):
         return Signature(model, ["pixel_values"], {}, spec, output_spec)
 
     def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
-        transform = self._transform(self._preprocess())
+        preprocess = self._preprocess()
+        transform = self._transform(preprocess)
         for x in items:
-            yield {"pixel_values": transform(_as_tensor(x))[None]}
+            yield {"pixel_values": transform(_as_tensor(x, preprocess))[None]}
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
                       sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
@@ -212,7 +213,7 @@ class DetectionRun(ImageRun):
     def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
                     ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
         transform = self._transform(preprocess)
-        return (transform(_as_tensor(x))[None] for x in inputs), lambda outputs: outputs
+        return (transform(_as_tensor(x, preprocess))[None] for x in inputs), lambda outputs: outputs
 
     @staticmethod
     def _transform(preprocess: Any) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -55,7 +55,7 @@ class DetectionTask:
     backbone_head = "feature-maps"
     default_strategy = "finetune"
     train_metric = "cls_loss"
-    metrics = {m.name: m for m in (Metric("map", True), Metric("map50", True), Metric("map75", True), Metric("loss", False))}
+    metrics = {m.name: m for m in (Metric("map", True), Metric("map50", True), Metric("map75", True))}  # no validation loss: eval-mode detectors compute none
     default_monitor = "map"
     headline = ("map", "map50", "map75")
 

@@ -244,7 +244,7 @@ def train_loop(
         improved = False
         if val_loader is not None:
             probs, targets_np, val_loss = predict_probs(model, val_loader, engine, task)
-            if not math.isfinite(val_loss) and options.stop_on_divergence:
+            if not math.isfinite(val_loss) and options.stop_on_divergence and "loss" in task.metrics:  # detection has no validation loss
                 diverged, stopped = f"the validation loss became {val_loss}: lower --lr (e.g. by 10x)", f"diverged at epoch {epoch + 1}"
                 break
             row["val_loss"] = val_loss
