@@ -24,6 +24,8 @@ def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None
             p.add_argument(flag, type=_duration, default=None, help=docs.get(f.name), metavar="DURATION")
         elif f.name == "feature_cache":
             p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=None, help="recompute features instead of using the on-disk cache")
+        elif f.name == "refit":
+            p.add_argument("--no-refit", dest="refit", action="store_false", default=None, help=docs.get(f.name))
         elif f.name == "channels_last":
             p.add_argument(flag, choices=["on", "off"], default=None, help=docs.get(f.name))
         elif kind.startswith("bool"):

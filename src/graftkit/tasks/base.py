@@ -105,6 +105,12 @@ class Task(Protocol):
     """The metrics printed at the end of a run and shown first in reports."""
     classes: list[str]
     num_classes: int
+    linear_solver: ClassVar[str | None]
+    """How the linear probe solves this task's head on cached features: `lbfgs` (its `loss` is
+    convex in the logits, so the head is a full-batch L2-penalised solve: softmax cross-entropy →
+    multinomial logistic regression, per-label BCE → per-label logistic regression, squared error
+    → ridge) or None (the head trains with SGD in the loop). Optional: a task without it trains
+    with SGD (see `OPTIONAL_MEMBERS`)."""
 
     @classmethod
     def from_data(cls, classes: list[str], train_labels: list[Any], settings: TaskSettings) -> "Task":
@@ -193,8 +199,16 @@ def _protocol_members(protocol: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*class_vars, *methods]))
 
 
-TASK_MEMBERS = _protocol_members(Task)
+OPTIONAL_MEMBERS: dict[str, Any] = {"linear_solver": None}
+"""Members of `Task` a class may leave out, with the value that stands for them."""
+
+TASK_MEMBERS = tuple(m for m in _protocol_members(Task) if m not in OPTIONAL_MEMBERS)
 """The members `register_task` checks a class for, read off the `Task` protocol."""
+
+
+def task_member(task: Any, name: str) -> Any:
+    """A task's member, or its stand-in from `OPTIONAL_MEMBERS` when the task leaves it out."""
+    return getattr(task, name, OPTIONAL_MEMBERS[name])
 
 _REGISTRY: dict[str, type] = {}
 
