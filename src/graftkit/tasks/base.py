@@ -105,12 +105,6 @@ class Task(Protocol):
     """The metrics printed at the end of a run and shown first in reports."""
     classes: list[str]
     num_classes: int
-    linear_solver: ClassVar[str | None]
-    """How the linear probe solves this task's head on cached features: `lbfgs` (its `loss` is
-    convex in the logits, so the head is a full-batch L2-penalised solve: softmax cross-entropy →
-    multinomial logistic regression, per-label BCE → per-label logistic regression, squared error
-    → ridge) or None (the head trains with SGD in the loop). Optional: a task without it trains
-    with SGD (see `OPTIONAL_MEMBERS`)."""
 
     @classmethod
     def from_data(cls, classes: list[str], train_labels: list[Any], settings: TaskSettings) -> "Task":
@@ -191,6 +185,17 @@ class Task(Protocol):
         ...
 
 
+class SolvedHead(Protocol):
+    """Optional members of a task (`OPTIONAL_MEMBERS`): a task that leaves them out still
+    registers, and gets the stand-in value."""
+
+    linear_solver: ClassVar[str | None]
+    """How the linear probe solves this task's head on cached features: `lbfgs` (its `loss` is
+    convex in the logits, so the head is a full-batch L2-penalised solve: softmax cross-entropy →
+    multinomial logistic regression, per-label BCE → per-label logistic regression, squared error
+    → ridge; training/solver.py) or None (the head trains with SGD in the loop)."""
+
+
 def _protocol_members(protocol: type) -> tuple[str, ...]:
     """A protocol's class-level members: its `ClassVar` attributes and its methods (instance
     attributes such as `classes` are set by a task's constructor, so a class cannot show them)."""
@@ -200,9 +205,9 @@ def _protocol_members(protocol: type) -> tuple[str, ...]:
 
 
 OPTIONAL_MEMBERS: dict[str, Any] = {"linear_solver": None}
-"""Members of `Task` a class may leave out, with the value that stands for them."""
+"""Members a task may leave out (`SolvedHead`), with the value that stands for them."""
 
-TASK_MEMBERS = tuple(m for m in _protocol_members(Task) if m not in OPTIONAL_MEMBERS)
+TASK_MEMBERS = _protocol_members(Task)
 """The members `register_task` checks a class for, read off the `Task` protocol."""
 
 

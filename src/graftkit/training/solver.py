@@ -10,7 +10,8 @@ logistic regression per label; squared error: ridge regression). The objective i
 minimised with `torch.optim.LBFGS` (strong Wolfe line search) over the whole training set at once.
 The bias is not penalised (as in scikit-learn). The strength is chosen from `STRENGTHS`, walked
 from the strongest to the weakest with each solution warm-starting the next, by the task's own
-monitor metric on held-out rows (ties: the lower held-out loss, then the stronger penalty):
+monitor metric on held-out rows (ties: the lower held-out loss, then the stronger penalty; the walk
+stops `PATIENCE` strengths after the first best score):
 
 - `holdout`: fit on train, score on the validation split (enough validation rows);
 - `k-fold`: stratified folds over train + validation when validation is small, scored on the
@@ -131,7 +132,7 @@ def _walk_grid(task: Any, x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,
                monitor: str) -> tuple[list[dict[str, float]], list[torch.Tensor]]:  # fmt: skip
     """Walk `STRENGTHS` strongest first; per strength, fit every fold (warm-started from the
     previous strength) and score the pooled held-out logits (rows of fold -1 are never held out).
-    Stops `PATIENCE` strengths after the best so far."""
+    Stops `PATIENCE` strengths after the first best score so far."""
     metric = task.metrics.get(monitor)
     ks = [int(k) for k in torch.unique(folds) if k >= 0]
     parts = []
@@ -149,7 +150,7 @@ def _walk_grid(task: Any, x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,
             logits[held] = z_held @ states[i][0].T + states[i][1]
         grid.append(_score(task, logits[scored], y[scored], monitor, strength))
         held_logits.append(logits)
-        if len(grid) - 1 - _best(grid, metric) >= PATIENCE:
+        if len(grid) - 1 - _first_best(grid, metric) >= PATIENCE:
             break
     return grid, held_logits
 
@@ -165,7 +166,10 @@ def fit_head(task: Any, x: torch.Tensor, y: torch.Tensor, out_features: int, str
 def _standardiser(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = x.mean(0)
     std = x.std(0, unbiased=False)
-    return mean, torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant feature stays as it is
+    # A (nearly) constant feature is not blown up: dividing by a tiny std would make huge folded
+    # weights whose cancellation against the bias costs float32 precision (and it is mostly noise).
+    floor = max(float(std.median()) * 1e-2, 1e-6)
+    return mean, torch.clamp(std, min=floor)
 
 
 def _fold(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,3 +231,11 @@ def _best(grid: list[dict[str, float]], metric: Any) -> int:
     sign = 1.0 if metric is None or metric.higher_is_better else -1.0
     keys = [(sign * g["score"] if np.isfinite(g["score"]) else -np.inf, -g["loss"], -i) for i, g in enumerate(grid)]
     return max(range(len(grid)), key=lambda i: keys[i])
+
+
+def _first_best(grid: list[dict[str, float]], metric: Any) -> int:
+    """Index of the first strength reaching the best monitor score (the loss breaks no ties here:
+    on separable data it keeps falling as the penalty weakens, the score does not)."""
+    sign = 1.0 if metric is None or metric.higher_is_better else -1.0
+    keys = [sign * g["score"] if np.isfinite(g["score"]) else -np.inf for g in grid]
+    return keys.index(max(keys))
