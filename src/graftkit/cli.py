@@ -106,7 +106,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from graftkit.deploy import load
     from graftkit.deploy.batch import expand_inputs, write_predictions
 
-    predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last))  # a bad run directory is reported before the inputs are read
+    predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last),
+                     calibrated=not args.raw_scores)  # a bad run directory is reported before the inputs are read
     items = expand_inputs(args.inputs, predictor.modality, column=args.column)
     write_predictions(predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True), args.format, args.top_k)
     return 0
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
     p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
+    p.add_argument("--raw-scores", action="store_true", help="scores without the temperature fitted on validation (default: calibrated)")
     _precision_flags(p, "the torch backend")
 
     p = add("export", cmd_export, "Export a run to ONNX or TorchScript, check it against PyTorch, optionally quantize to int8.")
