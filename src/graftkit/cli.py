@@ -29,6 +29,8 @@ def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None
             p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=None, help="recompute features instead of using the on-disk cache")
         elif f.name == "freeze_bn":
             p.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false", default=None, help="detection: let the backbone's BatchNorm train")
+        elif f.name == "refit":
+            p.add_argument("--no-refit", dest="refit", action="store_false", default=None, help=docs.get(f.name))
         elif f.name == "channels_last":
             p.add_argument(flag, choices=["on", "off"], default=None, help=docs.get(f.name))
         elif kind.startswith("bool"):
@@ -143,11 +145,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from graftkit.deploy.batch import expand_inputs, write_predictions
     from graftkit.deploy.onnx_client import client_for
 
-    predictor = client_for(args.run, args.backend)  # ONNX image classifiers: no torch import at all
+    predictor = client_for(args.run, args.backend, calibrated=not args.raw_scores)  # ONNX image classifiers: no torch import at all
     if predictor is None:
         from graftkit.deploy import load
 
-        predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last))  # a bad run directory is reported before the inputs are read
+        predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last),
+                         calibrated=not args.raw_scores)  # a bad run directory is reported before the inputs are read
     items = expand_inputs(args.inputs, predictor.modality, column=args.column)
     predictions = predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True)
     if args.draw:  # detection: each image with its boxes drawn
@@ -303,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
     p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
     p.add_argument("--draw", metavar="DIR", help="detection runs: also write each image with its boxes drawn (score >= 0.3) into DIR")
+    p.add_argument("--raw-scores", action="store_true", help="scores without the temperature fitted on validation (default: calibrated)")
     _precision_flags(p, "the torch backend")
 
     p = add("export", cmd_export, "Export a run to ONNX or TorchScript, check it against PyTorch, optionally quantize to int8.")

@@ -380,6 +380,15 @@ def _onnx_opset(path: Path) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+def _temperature(meta: RunSpec, post: dict[str, Any]) -> dict[str, Any]:
+    """The temperature fitted on validation, for clients of a softmax output (what `graftkit.load`
+    divides the logits by)."""
+    temperature = (meta.calibration or {}).get("temperature")
+    if not temperature or post.get("activation") != "softmax":
+        return {}
+    return {"temperature": float(temperature), "calibration": "probabilities = softmax(logits / temperature)"}
+
+
 def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModality, sig: Signature, format: str, exporter: str,
                       opset: int | None, tokenizer: Any, int8: bool = False) -> Path:  # fmt: skip
     """`preprocess.json`: everything a client in any language needs to feed the model and read it."""
@@ -391,7 +400,8 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModa
         "task": task["name"],
         "classes": task.get("classes", []),
         "inputs": sig.input_spec,
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", max(len(task.get("classes", [])), 1)], "dtype": "float32", **post},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", max(len(task.get("classes", [])), 1)], "dtype": "float32", **post,
+                   **_temperature(meta, post)},
         "model": {"id": meta.model.model_id, "arch": meta.model.arch},
         "weights_sha256": weights_digest(run_dir),
         "files": {},

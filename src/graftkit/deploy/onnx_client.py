@@ -22,10 +22,10 @@ from graftkit.rundir import read_finished, read_run_json
 _RESAMPLE = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST", "lanczos": "LANCZOS"}
 
 
-def client_for(run_dir: str | Path, backend: str) -> "OnnxImageClassifier | None":
+def client_for(run_dir: str | Path, backend: str, *, calibrated: bool = True) -> "OnnxImageClassifier | None":
     """The torch-free client for `backend` on this run, or None when the run needs the full
     predictor (the torch backend, a text or non-classification run, or no export yet: the full
-    predictor then names the fix)."""
+    predictor then names the fix). `calibrated=False`: scores without the fitted temperature."""
     if backend not in ("onnx", "onnx-int8"):
         return None
     path, spec = read_finished(run_dir)  # a damaged run is named here, as by graftkit.load
@@ -38,7 +38,7 @@ def client_for(run_dir: str | Path, backend: str) -> "OnnxImageClassifier | None
     if export["image"].get("channels", 3) != 3 or "window" in export["image"]:
         return None  # one-channel and windowed grey runs: the full predictor's decoder
 
-    return OnnxImageClassifier(path, export, int8=backend == "onnx-int8")
+    return OnnxImageClassifier(path, export, int8=backend == "onnx-int8", calibrated=calibrated)
 
 
 class OnnxImageClassifier:
@@ -48,15 +48,16 @@ class OnnxImageClassifier:
         run_dir: A finished run directory with `export/model.onnx`.
         export: The parsed `export/preprocess.json`.
         int8: Run `export/model.int8.onnx`.
+        calibrated: Divide the logits by the temperature `preprocess.json` records (as `graftkit.load`).
     """
 
     modality = "image"
 
-    def __init__(self, run_dir: Path, export: dict[str, Any], *, int8: bool = False) -> None:
+    def __init__(self, run_dir: Path, export: dict[str, Any], *, int8: bool = False, calibrated: bool = True) -> None:
         self.model = OnnxRuntimeModel(run_dir, int8=int8)  # checks the file, its hash and staleness
         self.classes = list(export["classes"])
         self.image = export["image"]
-        self.temperature = float(export["output"].get("temperature") or 1.0)
+        self.temperature = float(export["output"].get("temperature") or 1.0) if calibrated else 1.0
         (self.input_name,) = export["inputs"]
 
     def preprocess(self, path: str | Path) -> np.ndarray:

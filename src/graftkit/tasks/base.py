@@ -182,6 +182,17 @@ class Task(Protocol):
         ...
 
 
+class SolvedHead(Protocol):
+    """Optional members of a task (`OPTIONAL_MEMBERS`): a task that leaves them out still
+    registers, and gets the stand-in value."""
+
+    linear_solver: ClassVar[str | None]
+    """How the linear probe solves this task's head on cached features: `lbfgs` (its `loss` is
+    convex in the logits, so the head is a full-batch L2-penalised solve: softmax cross-entropy →
+    multinomial logistic regression, per-label BCE → per-label logistic regression, squared error
+    → ridge; training/solver.py) or None (the head trains with SGD in the loop)."""
+
+
 def _protocol_members(protocol: type) -> tuple[str, ...]:
     """A protocol's class-level members: its `ClassVar` attributes and its methods (instance
     attributes such as `classes` are set by a task's constructor, so a class cannot show them)."""
@@ -190,8 +201,16 @@ def _protocol_members(protocol: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*class_vars, *methods]))
 
 
+OPTIONAL_MEMBERS: dict[str, Any] = {"linear_solver": None}
+"""Members a task may leave out (`SolvedHead`), with the value that stands for them."""
+
 TASK_MEMBERS = _protocol_members(Task)
 """The members `register_task` checks a class for, read off the `Task` protocol."""
+
+
+def task_member(task: Any, name: str) -> Any:
+    """A task's member, or its stand-in from `OPTIONAL_MEMBERS` when the task leaves it out."""
+    return getattr(task, name, OPTIONAL_MEMBERS[name])
 
 _REGISTRY: dict[str, type] = {}
 

@@ -29,6 +29,7 @@ class ClassificationTask:
     modalities = ("image", "text")
     backbone_head = "features"
     default_strategy = "linear-probe"
+    linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)
     train_metric = "accuracy"
     metrics = {m.name: m for m in (Metric("accuracy", True), Metric("balanced_accuracy", True), Metric("macro_f1", True), Metric("loss", False))}
     default_monitor = "accuracy"

@@ -29,6 +29,7 @@ class MultiLabelTask:
     modalities = ("image", "text")
     backbone_head = "features"
     default_strategy = "linear-probe"
+    linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)
     train_metric = "label_accuracy"
     metrics = {m.name: m for m in (Metric("macro_f1", True), Metric("micro_f1", True), Metric("subset_accuracy", True), Metric("loss", False))}
     default_monitor = "macro_f1"

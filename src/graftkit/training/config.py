@@ -42,6 +42,9 @@ def parse_window(text: str) -> tuple[float, float]:
     return centre, width
 
 
+PROBE_SOLVERS = ("auto", "lbfgs", "sgd")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a training run. Field names match the `graft train` flags (`_` → `-`)."""
@@ -95,6 +98,15 @@ class TrainConfig:
     (LP-FT, like fastai's fine_tune); `random` fine-tunes from a freshly initialised head. None:
     `random` for images (no gain measured), `probe` for text (+6.7 points measured on the demo
     sentiment data; benchmarks/RESULTS.md)."""
+    probe_solver: str = "auto"
+    """How `linear-probe` fits the head on cached features: `lbfgs` (standardised features, L2,
+    full-batch L-BFGS, the strength chosen on validation or k-fold, see training/solver.py), `sgd`
+    (the loop, `--epochs` / `--lr`), or `auto` (lbfgs when the task's loss allows and the head is
+    linear, else sgd)."""
+    refit: bool = True
+    """After the L-BFGS probe chose its strength, fit the final head on train + validation
+    (`--no-refit`: on train only, validation stays held out). Reported validation figures are
+    held-out predictions either way."""
     head_dropout: float = 0.0
     """Dropout before the new output layer."""
     image_size: int | None = None
@@ -215,6 +227,7 @@ class TrainConfig:
             ("class_weights", CLASS_WEIGHTS),
             ("intensity", INTENSITIES),
             ("head_init", ("probe", "random", None)),
+            ("probe_solver", PROBE_SOLVERS),
         ):
             value = getattr(self, name)
             if value not in allowed:

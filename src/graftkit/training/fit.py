@@ -54,6 +54,8 @@ class Trained:
     feature_stats: Any
     meta: rundir.RunSpec
     """graft.json as written at the start of training (status `training`)."""
+    probe: dict[str, Any] | None = None
+    """How the L-BFGS probe solved the head (strength, selection, refit), None otherwise."""
 
 
 def fit(
@@ -142,15 +144,15 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     resume_point = load_resume_point(run_dir) if plan.resume else None
 
     if strat.kind == "linear-probe" and task.backbone_head == "features":
-        result, outputs, feature_stats = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
-        return Trained(model, result, outputs, feature_stats, meta)
+        result, outputs, feature_stats, probe = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
+        return Trained(model, result, outputs, feature_stats, meta, probe)
     train_engine = LocalEngine(precision.device, precision=precision.train, channels_last=precision.channels_last)
     feature_stats = None
     if cfg.head_init == "probe" and resume_point is None and head is not None:
         # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
         info("head warm-up: linear probe on cached features before fine-tuning")
-        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=10, lr=None, patience=None)
-        _, _, feature_stats = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
+        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=10, lr=None, patience=None, probe_solver="sgd")
+        _, _, feature_stats, _ = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
     if strat.kind == "lora":
         from graftkit.strategies import apply_lora
 
