@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -252,6 +253,34 @@ def test_finetune_can_warm_up_the_head_as_a_probe(tiny_images, tmp_path, capsys)
     assert run.metrics["features"]["computed"] == 24  # train + val features for the warm-up
     _fit(tiny_images, tmp_path / "b", strategy="finetune", epochs=1)
     assert "head warm-up" not in capsys.readouterr().err
+
+
+def test_lp_ft_warm_up_is_its_own_phase_and_leads_the_curves(tiny_images, tmp_path, capsys, monkeypatch):
+    from matplotlib.axes import Axes
+
+    drawn, spans = {}, []
+    real_plot, real_span = Axes.plot, Axes.axvspan
+
+    def plot(self, xs, ys, *args, label=None, **kw):
+        drawn.setdefault(label, [float(x) for x in xs])
+        return real_plot(self, xs, ys, *args, label=label, **kw)
+
+    def span(self, x0, x1, *args, **kw):
+        spans.append((x0, x1))
+        return real_span(self, x0, x1, *args, **kw)
+
+    monkeypatch.setattr(Axes, "plot", plot)
+    monkeypatch.setattr(Axes, "axvspan", span)
+    run = _fit(tiny_images, tmp_path / "run", strategy="finetune", epochs=2, head_init="probe")
+    err = capsys.readouterr().err
+    # The warm-up prints as its own phase; the fine-tuning's epoch lines are the run's only ones.
+    assert len(re.findall(r"^head warm-up +\d+/10 ", err, re.M)) == 10
+    assert re.findall(r"^epoch +(\d+)/(\d+) ", err, re.M) == [("1", "2"), ("2", "2")]
+    assert len(json.loads((run.dir / "metrics.json").read_text())["warmup_history"]) == 10
+    # The curves run from the warm-up (epochs -9..0, shaded) on into fine-tuning (1, 2).
+    assert drawn["val_loss"] == [float(e) for e in range(-9, 3)]
+    assert spans == [(-9.5, 0.5), (-9.5, 0.5)]
+    assert "head warm-up" in (run.dir / "report.html").read_text()
 
 
 def test_tune_malloc_is_idempotent_and_can_be_switched_off(monkeypatch):

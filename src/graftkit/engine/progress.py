@@ -50,8 +50,8 @@ class EpochProgress:
             self._progress.stop()
 
     @staticmethod
-    def summary(row: dict[str, Any], epochs: int, unit: str = "img") -> None:
-        """Print one line for a finished epoch."""
+    def summary(row: dict[str, Any], epochs: int, unit: str = "img", phase: str = "epoch") -> None:
+        """Print one line for a finished epoch (`phase` names it: `epoch`, `head warm-up`)."""
         star = "  [green]★ best[/green]" if row.get("best") else ""
         short = {"accuracy": "acc", "macro_f1": "f1", "token_accuracy": "tok-acc", "label_accuracy": "label-acc"}
 
@@ -60,7 +60,7 @@ class EpochProgress:
             return " ".join(f"{short.get(k[len(prefix):], k[len(prefix):])} {row[k]:.3f}" for k in keys if row[k] is not None)
 
         console.print(
-            f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} {scores('train_')}"
+            f"{phase} {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} {scores('train_')}"
             f"  │ val loss {row['val_loss']:.4f} {scores('val_')}"
             f"  │ {row['throughput']:.0f} {unit}/s {row['seconds']:.1f}s{star}"
         )

@@ -102,8 +102,14 @@ def _labels(names: Sequence[str]) -> list[str]:
     return [textwrap.fill(str(n), _LABEL_WIDTH, break_long_words=True).replace("$", r"\$") for n in names]
 
 
-def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+def _series(history: list[dict[str, Any]], key: str, warmup: list[dict[str, Any]] | None = None) -> tuple[list[float], list[float]]:
+    """(epochs, values) of `key`; warm-up rows come first, numbered so the last one is epoch 0."""
     xs, ys = [], []
+    for i, row in enumerate(warmup or []):
+        value = row.get(key)
+        if value is not None:
+            xs.append(float(i + 1 - len(warmup)))
+            ys.append(float(value))
     for i, row in enumerate(history):
         value = row.get(key)
         if value is None:
@@ -114,7 +120,7 @@ def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[
 
 
 def plot_learning_curves(
-    history: list[dict[str, Any]], path: str | Path, best_epoch: int | None = None
+    history: list[dict[str, Any]], path: str | Path, best_epoch: int | None = None, warmup: list[dict[str, Any]] | None = None
 ) -> Path:
     """Plot loss (left) and accuracy / macro-F1 (right) against epoch.
 
@@ -125,6 +131,8 @@ def plot_learning_curves(
             "train_accuracy": ..., "val_accuracy": ..., "val_macro_f1": ...}``.
         path: Where to write the PNG.
         best_epoch: Epoch to mark with a dashed vertical line (the checkpoint that was kept).
+        warmup: LP-FT's head warm-up rows (same keys), drawn at epochs `1 - len(warmup)` … 0 in a
+            shaded band, so the curves run on into fine-tuning from epoch 1.
 
     Returns:
         ``path`` as a `Path`.
@@ -152,11 +160,13 @@ def plot_learning_curves(
     ):
         plotted = False
         for i, key in enumerate(keys):
-            xs, ys = _series(history, key)
+            xs, ys = _series(history, key, warmup)
             if xs:
                 marker, style = _STYLES[i % len(_STYLES)]
                 ax.plot(xs, ys, marker=marker if len(xs) <= 30 else None, ms=4, mfc="none", ls=style, label=key)
                 plotted = True
+        if warmup:
+            ax.axvspan(0.5 - len(warmup), 0.5, color="0.92", zorder=0, label="head warm-up")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=f"best (epoch {best_epoch})")
         if plotted:

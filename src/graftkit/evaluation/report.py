@@ -120,6 +120,7 @@ def write_report(
     metrics: dict[str, Any],
     split_name: str = "val",
     history: list[dict[str, Any]] | None = None,
+    warmup: list[dict[str, Any]] | None = None,
     settings: dict[str, Any] | None = None,
     data_summary: dict[str, Any] | None = None,
     best_epoch: int | None = None,
@@ -141,6 +142,7 @@ def write_report(
         metrics: A dict from `classification_metrics` for the ``split_name`` split.
         split_name: Which split ``metrics`` describes (``"val"``, ``"test"``...).
         history: Per-epoch rows for the learning curves (see `plot_learning_curves`).
+        warmup: LP-FT's head warm-up rows, drawn before epoch 1 in a shaded band.
         settings: Training settings; nested dicts are flattened to dotted keys.
         data_summary: Facts about the data (counts per split, class balance...).
         best_epoch: Epoch whose weights were kept, marked on the learning curves.
@@ -176,8 +178,11 @@ def write_report(
         _headline_html(metrics),
     ]
     if history:
-        plot_learning_curves(history, out / LEARNING_CURVES_PNG, best_epoch=best_epoch)
+        plot_learning_curves(history, out / LEARNING_CURVES_PNG, best_epoch=best_epoch, warmup=warmup)
         sections += ["<h2>Learning curves</h2>", _img(LEARNING_CURVES_PNG, "learning curves")]
+        if warmup:
+            sections.append(f'<p class="meta">Epochs {1 - len(warmup)} to 0 (shaded): the head warm-up, a linear probe on the '
+                            f"frozen backbone's cached features before fine-tuning starts at epoch 1.</p>")  # fmt: skip
         if best_epoch is not None:
             sections.append(f'<p class="meta">Best epoch: {escape(str(best_epoch))}</p>')
     cm = metrics.get("confusion_matrix")

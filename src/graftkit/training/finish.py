@@ -55,6 +55,7 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
         metrics=final["val"],
         split_name="val",
         history=trained.result.history,
+        warmup=trained.warmup_history,
         settings={"model": meta.model.to_dict(), "strategy": meta.strategy, "precision": meta.precision.to_dict(), **cfg.to_dict(),
                   **({"probe": _probe_summary(trained.probe)} if getattr(trained, "probe", None) else {})},  # fmt: skip
         data_summary=meta.data,
@@ -97,6 +98,8 @@ def _write_results(run_dir: Path, trained: Any, meta: RunSpec, final: dict[str, 
         metrics["features"] = vars(trained.feature_stats)
     if getattr(trained, "probe", None) is not None:
         metrics["probe"] = trained.probe
+    if trained.warmup_history:
+        metrics["warmup_history"] = trained.warmup_history  # LP-FT's head warm-up, before epoch 1
     write_json(run_dir / "metrics.json", metrics)
     weights = ["model.safetensors"] + (["adapters.safetensors"] if meta.lora is not None else [])
     meta = meta.replace(files={name: sha256_file(run_dir / name) for name in weights})  # checked on load

@@ -32,6 +32,9 @@ from graftkit.training.plan import FitPlan, plan_fit
 from graftkit.training.probe import train_probe
 
 
+WARMUP_EPOCHS = 10
+"""LP-FT (`--head-init probe`): epochs of the head warm-up on cached features."""
+
 @dataclass
 class Run:
     """A finished training run. `graftkit.load(run.dir)` loads it for prediction."""
@@ -56,6 +59,8 @@ class Trained:
     """graft.json as written at the start of training (status `training`)."""
     probe: dict[str, Any] | None = None
     """How the L-BFGS probe solved the head (strength, selection, refit), None otherwise."""
+    warmup_history: list[dict[str, Any]] | None = None
+    """LP-FT: the head warm-up's epochs (probe on cached features) before fine-tuning."""
 
 
 def fit(
@@ -147,16 +152,18 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
         result, outputs, feature_stats, probe = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
         return Trained(model, result, outputs, feature_stats, meta, probe)
     train_engine = LocalEngine(precision.device, precision=precision.train, channels_last=precision.channels_last)
-    feature_stats = None
+    feature_stats, warmup = None, None
     if cfg.head_init == "probe" and resume_point is None and head is not None:
         # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
-        info("head warm-up: linear probe on cached features before fine-tuning")
-        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=10, lr=None, patience=None, probe_solver="sgd")
-        _, _, feature_stats, _ = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
+        info(f"head warm-up: linear probe on cached features for {WARMUP_EPOCHS} epochs, then fine-tuning")
+        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=WARMUP_EPOCHS, lr=None, patience=None, probe_solver="sgd")
+        warm, _, feature_stats, _ = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"),
+                                                phase="head warm-up")  # fmt: skip
+        warmup = warm.history
     if strat.kind == "lora":
         from graftkit.strategies import apply_lora
 
         meta = meta.replace(lora=apply_lora(backbone, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout))
         meta.write(run_dir)
     result, outputs = train_finetune(inputs, model, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
-    return Trained(model, result, outputs, feature_stats, meta)
+    return Trained(model, result, outputs, feature_stats, meta, warmup_history=warmup)

@@ -100,6 +100,8 @@ class LoopOptions:
     unit: str = "img"
     progress: bool = True
     """Show the live bar and print one line per epoch (off for lr-find's sweep and auto's timing)."""
+    phase: str = "epoch"
+    """What the progress lines call one pass (`head warm-up` for LP-FT's probe before fine-tuning)."""
     stop_on_divergence: bool = True
     """Stop when the loss becomes non-finite or explodes (`divergence`); off for lr-find's sweep,
     which drives the loss up on purpose and stops itself."""
@@ -185,7 +187,7 @@ def train_loop(
         loss_sum = torch.zeros(())
         score_sum, score_count = torch.zeros(()), 0  # the task's running training metric
         seen = 0
-        bar = EpochProgress(f"epoch {epoch + 1}/{options.epochs}", total=batches, unit=options.unit, enabled=options.progress)
+        bar = EpochProgress(f"{options.phase} {epoch + 1}/{options.epochs}", total=batches, unit=options.unit, enabled=options.progress)
         with bar:
             t_ready = time.perf_counter()
             for b, (inputs, targets) in enumerate(train_loader):
@@ -258,7 +260,7 @@ def train_loop(
         row["best"] = improved
         history.append(row)
         if options.progress:
-            EpochProgress.summary(row, options.epochs, unit=options.unit)
+            EpochProgress.summary(row, options.epochs, unit=options.unit, phase=options.phase)
 
         state = LoopState(epoch, options.epochs, history, best_epoch, best_score, improved, model, optimizer, scheduler, best_state)
         stop = _first_stop(cb(state) for cb in on_epoch)

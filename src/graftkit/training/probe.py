@@ -39,7 +39,7 @@ def probe_features(inputs, backbone, cfg, engine, splits=("train", "val", "test"
     return feats, stats
 
 
-def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_point, splits=("train", "val", "test")):
+def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_point, splits=("train", "val", "test"), phase="epoch"):
     """Linear probe: features once (cached across runs), then the head is solved on them
     (`training/solver.py`) or, for `--probe-solver sgd` and heads that are not linear, trained
     in the loop.
@@ -76,7 +76,7 @@ def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_poi
         optimizer=optimizer,
         scheduler=scheduler,
         engine=head_engine,
-        options=loop_options(cfg, resume_point, unit="feat"),
+        options=loop_options(cfg, resume_point, unit="feat", phase=phase),
         callbacks=callbacks,
     )
     if result.best_state is not None:
