@@ -26,7 +26,7 @@ class MultiLabelTask:
 
     name = "multilabel"
     label_kind = LabelKind.CLASSES
-    modalities = ("image", "text")
+    modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
     train_metric = "label_accuracy"

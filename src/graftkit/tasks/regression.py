@@ -24,7 +24,7 @@ class RegressionTask:
 
     name = "regression"
     label_kind = LabelKind.VALUE
-    modalities = ("image", "text")
+    modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
     train_metric = "mae"
