@@ -85,13 +85,15 @@ class AudioBackbone(nn.Module):
         self._groups = groups
         self.frame_rate = frame_rate
 
-    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
-        """Frame features `[B, T, D]` of waveforms `[B, S]`."""
+    def forward_frames(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """Frame features `[B, T, D]` of waveforms `[B, S]` (or `{"waveform": [B, S]}`, the exported input's name)."""
+        if isinstance(x, dict):
+            x = x["waveform"]
         if self.preprocess.normalize:
             x = (x - x.mean(dim=1, keepdim=True)) / torch.sqrt(x.var(dim=1, keepdim=True) + 1e-7)
         return self.encoder(x)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled features `[B, D]`: the mean of the frames over time."""
         return self.forward_frames(x).mean(dim=1)
 
@@ -102,8 +104,12 @@ class AudioBackbone(nn.Module):
         return self._groups(self.encoder)
 
     def frames_for(self, seconds: float) -> int:
-        """About how many output frames a clip of `seconds` gives."""
-        return int(seconds * self.frame_rate)
+        """How many output frames a clip of `seconds` gives (measured: one forward pass on silence)."""
+        was_training = self.training
+        with torch.no_grad():
+            n = self.eval().forward_frames(torch.zeros(1, int(round(seconds * self.preprocess.sample_rate)))).shape[1]
+        self.train(was_training)
+        return int(n)
 
 
 def chunk_groups(modules: list[nn.Module], n: int) -> list[list[nn.Module]]:

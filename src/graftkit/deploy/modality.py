@@ -319,7 +319,7 @@ class AudioRun:
                 problems += e.problems
         if problems:
             raise DataError(problems[:20], "the inputs")
-        batches = (torch.stack(waves[start : start + batch_size]) for start in range(0, len(waves), batch_size))  # (B, S)
+        batches = ({"waveform": torch.stack(waves[start : start + batch_size])} for start in range(0, len(waves), batch_size))  # (B, S)
         return batches, lambda outputs: outputs
 
     def _preprocess(self) -> Any:

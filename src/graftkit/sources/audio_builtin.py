@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -167,7 +168,9 @@ class WakeHubertEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] < self.min_samples:
             x = F.pad(x, (0, self.min_samples - x.shape[1]))
-        return self.graph(x)
+        with warnings.catch_warnings():  # onnx2torch's Slice indexes with a list (a torch deprecation warning)
+            warnings.simplefilter("ignore", UserWarning)
+            return self.graph(x)
 
 
 class GE2EEncoder(nn.Module):

@@ -128,7 +128,9 @@ def load_hf_audio(folder: Path, *, model_id: str, pretrained: bool = True, arch:
         digest: str | None = sha256_file(weights)
     else:
         model, digest = AutoModel.from_config(config), None
-    model.config.apply_spec_augment = False  # masking belongs to --augment, not to the encoder's forward
+    model.config.apply_spec_augment = False  # masking belongs to augmentation, not to the encoder's forward
+    if isinstance(getattr(model, "masked_spec_embed", None), nn.Parameter):
+        model.masked_spec_embed.requires_grad_(False)  # used only by SpecAugment inside the model, which is off
     preprocess = _preprocess(folder, config)
     info_ = WeightsInfo(
         model_id=model_id, arch=arch or f"hf:{folder}", source="hf" if digest else "scratch", sha256=digest,
