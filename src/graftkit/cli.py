@@ -341,9 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pull", cmd_pull, "Download a model's weights into the local cache (for later offline use).")
     p.add_argument("model")
 
-    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, or (`demo text`) MiniLM on movie-review sentiment.")
-    p.add_argument("kind", nargs="?", choices=["image", "text"], default="image")
-    p.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-text)")
+    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, (`demo text`) MiniLM on movie-review sentiment, or (`demo audio`) speech_embedding on spoken digits.")
+    p.add_argument("kind", nargs="?", choices=["image", "text", "audio"], default="image")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text or runs/demo-audio)")
     p.add_argument("--strategy", default="linear-probe")
     p.add_argument("--epochs", type=int, default=None)
     return parser
