@@ -60,3 +60,32 @@ def make_wav2vec2_dir(root: Path) -> Path:
     model.save_pretrained(root)
     Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True, return_attention_mask=True).save_pretrained(root)
     return root
+
+
+LETTER_PITCHES = {"a": 400.0, "b": 1000.0, "c": 2200.0, " ": 0.0}
+
+
+def spell(text: str, rate: int = 16000, letter_seconds: float = 0.12, seed: int = 0) -> np.ndarray:
+    """A clip that 'says' `text`: one tone per letter (a space is a short silence)."""
+    parts = [np.zeros(int(rate * 0.05), np.float32)]
+    for i, ch in enumerate(text):
+        f = LETTER_PITCHES[ch]
+        parts.append(tone(f, letter_seconds, rate, seed=seed * 31 + i) if f else np.zeros(int(rate * letter_seconds / 2), np.float32))
+    parts.append(np.zeros(int(rate * 0.05), np.float32))
+    return np.concatenate(parts)
+
+
+def make_ctc_manifest(root: Path, n: int = 24, fmt: str = "jsonl") -> Path:
+    """`n` clips of 1-3 'spoken' letters and a manifest (`path,text`, or NeMo JSONL with `fmt="nemo"`)."""
+    import random
+
+    rng = random.Random(0)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        text = "".join(rng.choice("abc") for _ in range(rng.randint(1, 3)))
+        if i % 5 == 4:
+            text = text + " " + rng.choice("abc")
+        sf.write(root / f"u{i}.wav", spell(text, seed=i), 16000)
+        rows.append({"audio_filepath": f"u{i}.wav", "text": text, "duration": 0.0} if fmt == "nemo" else {"path": f"u{i}.wav", "text": text})
+    return write_manifest(root / ("manifest.csv" if fmt == "csv" else "manifest.jsonl"), rows)

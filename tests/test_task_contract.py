@@ -89,6 +89,10 @@ def text_data(kind: LabelKind, root: Path) -> Path:
 def audio_data(kind: LabelKind, root: Path) -> Path:
     from tests.audio_data import PITCHES, make_audio_folder, write_manifest
 
+    if kind is LabelKind.SEQUENCE:  # transcripts (ctc)
+        from tests.audio_data import make_ctc_manifest
+
+        return make_ctc_manifest(root / "speech")
     folder = make_audio_folder(root / "clips", per_class=8)
     if kind is LabelKind.CLASS:
         return folder

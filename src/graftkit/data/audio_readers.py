@@ -68,6 +68,8 @@ class AudioData:
     """`class-folder`, `split-folder`, `manifest`, `nemo` or `audiofolder`."""
     seconds: dict[Path, float] = field(default_factory=dict)
     """Each file's duration, measured while validating."""
+    native_rates: dict[int, int] = field(default_factory=dict)
+    """Sample rate as recorded → number of files."""
     label_kind: LabelKind = LabelKind.CLASS
 
     def splits(self) -> list[tuple[str, list[AudioSample]]]:
@@ -143,7 +145,7 @@ def read_audio_data(
     train = splits.get("train", []) + splits.get("all", [])
     given_val, test = splits.get("val"), splits.get("test", [])
     everything = [*train, *(given_val or []), *test]
-    seconds = _check_files(everything, max_seconds, problems)
+    seconds, rates = _check_files(everything, max_seconds, problems)
     if not problems.has_kind("unreadable sources"):
         classes = core.training_classes(train, label_kind)
         core.check_training_labels(classes, len(train), label_kind, problems, fix=" - add one folder (or label) per class")
@@ -161,7 +163,7 @@ def read_audio_data(
     key = lambda s: str(s.path)  # noqa: E731
     return AudioData(
         sorted(train, key=key), sorted(given_val, key=key), sorted(test, key=key), core.training_classes(train, label_kind),
-        root, description, layout, seconds, label_kind,
+        root, description, layout, seconds, rates, label_kind,
     )  # fmt: skip
 
 
@@ -178,7 +180,7 @@ def read_labelled_audio(path: str | os.PathLike[str], *, label_kind: LabelKind, 
         samples = splits.get(core.SPLIT_ALIASES.get(split, split), [])
     else:
         samples = [s for group in splits.values() for s in group]
-    _check_files(samples, max_seconds, problems)
+    _check_files(samples, max_seconds, problems)  # problems only
     if label_kind.has_classes and classes:
         core.report_unknown_labels(problems, samples, classes, split="", members=_members, fix="remove these files",
                                    known_as=f"one of the run's classes ({', '.join(classes)})")  # fmt: skip
@@ -292,7 +294,7 @@ def _label_family(kind: LabelKind) -> str:
     return "text" if kind in (LabelKind.SEQUENCE, LabelKind.CONTINUATION) else "class"
 
 
-def _check_files(samples: list[AudioSample], max_seconds: float | None, problems: Problems) -> dict[Path, float]:
+def _check_files(samples: list[AudioSample], max_seconds: float | None, problems: Problems) -> tuple[dict[Path, float], dict[int, int]]:
     """Decode every file once (threads: libsndfile releases the GIL); record problems and durations."""
     missing = [s for s in samples if not s.path.is_file()]
     for s in missing:
@@ -304,14 +306,18 @@ def _check_files(samples: list[AudioSample], max_seconds: float | None, problems
         if problem is not None:
             problems.add(*problem)
     bad = {p for p, f in zip(present, found) if f is not None and f[0] != "too long clips"}
-    return {p: _seconds(p) for p in present if p not in bad}
+    infos = {p: _info(p) for p in present if p not in bad}
+    rates: dict[int, int] = {}
+    for _, rate in infos.values():
+        rates[rate] = rates.get(rate, 0) + 1
+    return {p: s for p, (s, _) in infos.items()}, rates
 
 
-def _seconds(path: Path) -> float:
+def _info(path: Path) -> tuple[float, int]:
     import soundfile as sf
 
     info = sf.info(str(path))
-    return info.frames / float(info.samplerate) if info.samplerate else probe_audio(path).seconds
+    return (info.frames / float(info.samplerate) if info.samplerate else probe_audio(path).seconds), int(info.samplerate)
 
 
 def _members(group: list[AudioSample]) -> str:

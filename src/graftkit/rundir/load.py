@@ -29,7 +29,7 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
     """
     from safetensors.torch import load_file
 
-    from graftkit.tasks import GenerativeModel, GraftModel, task_from_dict
+    from graftkit.tasks import GenerativeModel, task_from_dict
 
     path, spec = read_finished(run_dir)
     task = task_from_dict(spec.task)
@@ -62,7 +62,7 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
     if spec.head is None:
         model = GenerativeModel(backbone)
     else:
-        model = GraftModel(backbone, task.build_head(backbone.num_features, spec.head.get("dropout", 0.0)))
+        model = task.build_model(backbone, spec.head.get("dropout", 0.0))  # GraftModel(backbone, head) for head tasks
     state = load_file(str(path / "model.safetensors"))
     try:
         model.load_state_dict(state, strict=True)

@@ -92,6 +92,8 @@ def plan_fit(
     if modality == "audio":
         fit_clip_length(backbone, dataset, cfg.max_seconds)
     task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
+    if hasattr(task, "check_data"):  # a task's own pre-flight check of data + backbone (CTC: frames per transcript)
+        task.check_data(dataset, backbone)
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
     if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
