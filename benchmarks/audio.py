@@ -106,7 +106,9 @@ def whisper(limit: int = 36) -> None:
     held = rows[::3][:limit]
     model = load_whisper_tiny_en()
     t0 = time.perf_counter()
-    hyps = transcribe(model, [p for p, _ in held])
+    from graftkit.data.audio import decode_audio
+
+    hyps = transcribe(model, [decode_audio(p, 16000) for p, _ in held])
     seconds = time.perf_counter() - t0
     refs = [normalise(t) for _, t in held]
     hyps_n = [normalise(h) for h in hyps]

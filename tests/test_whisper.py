@@ -42,7 +42,9 @@ def test_whisper_transcribes_spoken_digits_offline(monkeypatch):
     # Three fixed clips Whisper gets right: zero-shot on synthetic espeak speech is poor in general
     # (4 of 16 clips measured); the real Asterisk recordings are scored in benchmarks/audio.py.
     clips = {"seven": "en-us_m1", "four": "en-gb_m1", "nine": "en-us_f2"}
-    got = transcribe(whisper, [root / w / f"{v}.ogg" for w, v in clips.items()])
+    from graftkit.data.audio import decode_audio
+
+    got = transcribe(whisper, [decode_audio(root / w / f"{v}.ogg", 16000) for w, v in clips.items()])
     digits = {"7": "seven", "4": "four", "9": "nine"}
     said = ["".join(digits.get(ch, ch) for ch in g.lower()) for g in got]
     assert [w in g for w, g in zip(clips, said)] == [True, True, True], got

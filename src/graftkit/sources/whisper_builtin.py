@@ -67,7 +67,7 @@ def load_whisper_tiny_en() -> Whisper:
 
     Example:
         >>> w = load_whisper_tiny_en()
-        >>> transcribe(w, ["seven.wav"])
+        >>> transcribe(w, [decode_audio("seven.wav", 16000)])
         ['Seven.']
     """
     from transformers import PreTrainedTokenizerFast, WhisperFeatureExtractor, WhisperForConditionalGeneration
@@ -97,19 +97,17 @@ def load_whisper_tiny_en() -> Whisper:
 
 @torch.inference_mode()
 def transcribe(whisper: Whisper, audio: Sequence[Any], *, max_new_tokens: int = 96, batch_size: int = 8) -> list[str]:
-    """Greedy transcripts of audio files (or 16 kHz waveforms), each padded to Whisper's 30 s window.
+    """Greedy transcripts of 16 kHz waveforms, each padded to Whisper's 30 s window.
 
     Args:
         whisper: From `load_whisper_tiny_en`.
-        audio: Audio file paths, or 1-D float waveforms at 16 kHz.
+        audio: 1-D float waveforms at 16 kHz (`graftkit.data.audio.decode_audio(path, 16000)`).
         max_new_tokens: The longest transcript, in tokens.
         batch_size: Clips per forward pass.
     """
     import numpy as np
 
-    from graftkit.data.audio import decode_audio
-
-    waves = [decode_audio(a, SAMPLE_RATE) if isinstance(a, (str, Path)) else np.asarray(a, np.float32) for a in audio]
+    waves = [np.asarray(a, np.float32) for a in audio]
     out: list[str] = []
     prompt = torch.tensor([[SOT, NO_TIMESTAMPS]])
     for start in range(0, len(waves), batch_size):
