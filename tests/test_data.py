@@ -121,34 +121,34 @@ def test_load_image_cmyk_jpeg_and_tiff(tmp_path):
         _assert_color(img, 6, 8, color, tol=6)
 
 
-def test_load_image_sixteen_bit_scales_full_range(tmp_path):
-    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)  # -> 0, 1, 128, 255
+def test_load_image_sixteen_bit_keeps_full_depth(tmp_path):
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
     Image.fromarray(values).save(tmp_path / "g16.png")
     Image.fromarray(values).save(tmp_path / "g16.tiff")
     assert Image.open(tmp_path / "g16.png").mode.startswith("I")
     for name in ("g16.png", "g16.tiff"):
         img = load_image(tmp_path / name)
-        _assert_rgb_uint8(img, 1, 4)
-        assert img[0, 0].tolist() == [0, 1, 128, 255]
+        assert img.shape == (3, 1, 4) and img.dtype == torch.float32  # not uint8: no 8-bit truncation
+        assert torch.allclose(img[0, 0], torch.tensor([0, 257, 32896, 65535]) / 65535.0)
         assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])
 
 
 def test_load_image_sixteen_bit_big_endian_and_int32(tmp_path):
     big = Image.frombytes("I;16B", (2, 1), np.array([0, 65535], dtype=">u2").tobytes())
     big.save(tmp_path / "big.tiff")
-    assert load_image(tmp_path / "big.tiff")[0, 0].tolist() == [0, 255]
+    assert load_image(tmp_path / "big.tiff")[0, 0].tolist() == [0.0, 1.0]
     as_int = Image.fromarray(np.array([[0, 65535, 70000]], dtype=np.int32), mode="I")
     as_int.save(tmp_path / "int.tiff")
-    assert load_image(tmp_path / "int.tiff")[0, 0].tolist() == [0, 255, 255]
+    assert load_image(tmp_path / "int.tiff")[0, 0].tolist() == [0.0, 1.0, 1.0]
 
 
 def test_load_image_float_mode_f(tmp_path):
     unit = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), mode="F")
     unit.save(tmp_path / "unit.tiff")
-    assert load_image(tmp_path / "unit.tiff")[0, 0].tolist() == [0, 128, 255]
+    assert load_image(tmp_path / "unit.tiff")[0, 0].tolist() == [0.0, 0.5, 1.0]
     wide = Image.fromarray(np.array([[-3.0, 100.0, 300.0]], dtype=np.float32), mode="F")
     wide.save(tmp_path / "wide.tiff")
-    assert load_image(tmp_path / "wide.tiff")[0, 0].tolist() == [0, 100, 255]
+    assert torch.allclose(load_image(tmp_path / "wide.tiff")[0, 0], torch.tensor([0.0, 100 / 255, 1.0]))
 
 
 def _oriented(size=(40, 20)) -> Image.Image:
@@ -225,9 +225,9 @@ def test_check_image(tmp_path):
 
 
 def _class_folder(root: Path, counts: dict[str, int], prefix: str = "") -> Path:
-    for label, n in counts.items():
-        for i in range(n):
-            _save_jpeg(root / label / f"{prefix}{label}_{i:03d}.jpg", color=(10 * i % 255, 100, 50))
+    for c, (label, n) in enumerate(counts.items()):
+        for i in range(n):  # distinct pixels per class and image: no file is a copy of another
+            _save_jpeg(root / label / f"{prefix}{label}_{i:03d}.jpg", color=(10 * i % 255, 100, 50 + 40 * c))
     return root
 
 
@@ -297,10 +297,10 @@ def test_read_separate_val_folder(tmp_path):
 
 def _manifest_files(root: Path) -> list[tuple[str, str, str]]:
     rows = []
-    for label in ("cat", "dog"):
+    for c, label in enumerate(("cat", "dog")):
         for i in range(4):
             rel = f"img/{label}{i}.jpg"
-            _save_jpeg(root / rel)
+            _save_jpeg(root / rel, color=(200, 30 * i, 60 + 100 * c))  # distinct files
             rows.append((rel, label, "val" if i == 0 else "train"))
     return rows
 

@@ -49,9 +49,9 @@ def _texts(path: Path, rows: list[tuple[str, str]], header: str = "text,label") 
 def test_same_rounding_for_images_and_text(tmp_path):
     assert core.val_count(5, 0.5) == 3  # 2.5 rounds half up, for every modality
     assert [core.val_count(n, 0.2) for n in (1, 2, 3, 10)] == [0, 1, 1, 2]
-    for label in ("cat", "dog"):
-        for i in range(5):
-            _jpeg(tmp_path / "img" / label / f"{i}.jpg", shade=i)
+    for c, label in enumerate(("cat", "dog")):
+        for i in range(5):  # no file is a copy of another
+            _jpeg(tmp_path / "img" / label / f"{i}.jpg", shade=i + 20 * c)
     images = read_image_data(tmp_path / "img", val_fraction=0.5)
     texts = read_text_data(_texts(tmp_path / "t.csv", [(f"{w} {i}", w) for w in ("cat", "dog") for i in range(5)]), val_fraction=0.5)
     assert images.counts()["val"] == texts.counts()["val"] == {"cat": 3, "dog": 3}

@@ -23,7 +23,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "graftkit"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors",),
+    ("errors", "lazy"),
     ("engine",),
     ("backbones",),  # the contract and its adapters over already-built networks
     ("sources",),  # model ids -> weights -> backbones

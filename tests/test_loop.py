@@ -209,3 +209,27 @@ def test_the_commands_take_precision_and_channels_last():
         assert (args.precision, args.channels_last) == ("fp32", "off"), argv
     assert parser.parse_args(["export", "RUN"]).precision == "fp32"  # the exported graph's own precision
     assert parser.parse_args(["predict", "RUN", "x.png"]).precision == "auto"
+
+
+def test_an_exploding_training_loss_stops_the_loop_mid_epoch_naming_lr():
+    """The training-loss check alone (no validation to catch it): the loss jumps 10^5x at batch 3."""
+    from graftkit.errors import TrainingDivergedError
+    from graftkit.training.loop import divergence
+
+    assert divergence(1.0, None, 0.1) is None and divergence(2.0, 1.0, 0.1) is None
+    assert "became nan" in divergence(float("nan"), 1.0, 0.1) and "exploded from 1 to 1e+05" in divergence(1e5, 1.0, 0.1)
+
+    class Exploding(ClassificationTask):
+        calls = 0
+
+        def loss(self, logits, targets):
+            Exploding.calls += 1
+            return super().loss(logits, targets) * (1e5 if Exploding.calls >= 3 else 1.0)
+
+    head = _head()
+    loader = DataLoader(_features(), batch_size=8)
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 1, batch 3 before any epoch gave usable weights: .*exploded.*lower --lr"):
+        train_loop(head, loader, None, task=Exploding(["a", "b", "c"]), optimizer=optimizer, scheduler=scheduler,
+                   engine=LocalEngine(), options=LoopOptions(epochs=2, progress=False))  # fmt: skip

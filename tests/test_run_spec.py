@@ -24,7 +24,7 @@ def _copy(name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(V1 / name, tmp_path / name))
 
 
-def _v2(name: str = "image") -> dict:
+def _current(name: str = "image") -> dict:
     return RunSpec.read(V1 / name).to_json()
 
 
@@ -32,8 +32,8 @@ def _v2(name: str = "image") -> dict:
 # Schema-1 runs from the v1 code
 
 
-def test_schema_is_2_and_v1_fixtures_are_schema_1():
-    assert SCHEMA_VERSION == 2
+def test_schema_is_3_and_v1_fixtures_are_schema_1():
+    assert SCHEMA_VERSION == 3
     for name in ("image", "text"):
         assert json.loads((V1 / name / "graft.json").read_text())["schema_version"] == 1
 
@@ -56,7 +56,7 @@ def test_v1_run_reads_as_current_spec(name):
 
 def test_v1_image_run_predicts_what_the_v1_code_predicted():
     expected = EXPECTED["image"]
-    predictor = graftkit.load(V1 / "image")
+    predictor = graftkit.load(V1 / "image", calibrated=False)  # the raw scores, as the v1 code predicted them
     images = [str(V1 / "inputs" / n) for n in expected]
     preds = predictor.predict(images)
     probs = predictor.predict_proba(images)
@@ -67,7 +67,7 @@ def test_v1_image_run_predicts_what_the_v1_code_predicted():
 
 def test_v1_text_run_predicts_what_the_v1_code_predicted():
     expected = EXPECTED["text"]
-    predictor = graftkit.load(V1 / "text")
+    predictor = graftkit.load(V1 / "text", calibrated=False)  # the raw scores, as the v1 code predicted them
     texts = list(expected)
     preds = predictor.predict(texts)
     probs = predictor.predict_proba(texts)
@@ -110,7 +110,8 @@ def test_migration_fills_only_what_v1_left_out():
     meta = json.loads((V1 / "image" / "graft.json").read_text())
     out = migrate(meta)
     assert meta["schema_version"] == 1 and "lora" not in meta  # the input is not changed
-    assert out["schema_version"] == 2 and out["lora"] is None and out["text"] is None and out["auto"] is None
+    assert out["schema_version"] == 3 and out["lora"] is None and out["text"] is None and out["auto"] is None
+    assert out["files"] is None  # no hashes recorded: the weights load unchecked
     del meta["modality"]  # runs from before text models
     assert migrate(meta)["modality"] == "image"
 
@@ -133,19 +134,19 @@ def test_to_json_from_json_round_trip(tmp_path):
 
 
 def test_unknown_key_is_named():
-    data = _v2()
+    data = _current()
     data["colour"] = "red"
-    with pytest.raises(RunDirError, match=r"schema 2: unknown key 'colour'"):
+    with pytest.raises(RunDirError, match=r"schema 3: unknown key 'colour'"):
         RunSpec.from_json(data)
-    data = _v2()
+    data = _current()
     data["precision"]["dtype"] = "fp8"
     with pytest.raises(RunDirError, match=r"unknown key 'precision\.dtype'"):
         RunSpec.from_json(data)
 
 
 def test_missing_key_is_named_even_an_optional_one(tmp_path):
-    data = _v2()
-    del data["lora"]  # schema 2 writes every key: a missing one is an error, not "no LoRA"
+    data = _current()
+    del data["lora"]  # schema 2+ writes every key: a missing one is an error, not "no LoRA"
     with pytest.raises(RunDirError, match=r"missing key 'lora'"):
         RunSpec.from_json(data)
     del data["versions"]
@@ -155,7 +156,7 @@ def test_missing_key_is_named_even_an_optional_one(tmp_path):
 
 
 def test_wrong_types_are_named_all_at_once():
-    data = _v2()
+    data = _current()
     data["status"] = "finished"
     data["head"] = 3
     data["precision"]["channels_last"] = "yes"
@@ -167,7 +168,7 @@ def test_wrong_types_are_named_all_at_once():
 
 
 def test_text_run_needs_its_text_entry():
-    data = _v2("text")
+    data = _current("text")
     data["text"] = None
     with pytest.raises(RunDirError, match=r"'text' is null in a text run"):
         RunSpec.from_json(data)
@@ -175,7 +176,7 @@ def test_text_run_needs_its_text_entry():
 
 def test_newer_schema_is_refused_with_upgrade(tmp_path):
     run = _copy("image", tmp_path)
-    data = _v2()
+    data = _current()
     data["schema_version"] = SCHEMA_VERSION + 1
     (run / "graft.json").write_text(json.dumps(data))
     with pytest.raises(RunDirError, match=rf"newer graftkit \(schema {SCHEMA_VERSION + 1}.*Upgrade graftkit"):

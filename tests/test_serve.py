@@ -182,6 +182,10 @@ def test_serve_command_builds_the_app_and_runs_uvicorn(tmp_path_factory, monkeyp
     from graftkit.cli import main
 
     called = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: called.update(app=app, **kw))
+
+    def run(server, sockets):
+        called.update(app=server.config.app, address=sockets[0].getsockname())
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     assert main(["serve", str(image_run(tmp_path_factory)), "--port", "8123", "--backend", "torch"]) == 0
-    assert called["port"] == 8123 and called["host"] == "127.0.0.1" and called["app"].title.startswith("graftkit")
+    assert called["address"] == ("127.0.0.1", 8123) and called["app"].title.startswith("graftkit")  # bound before serving

@@ -234,7 +234,7 @@ def test_text_errors_are_clear(tiny_bert_dir, tiny_t5_dir, tmp_path, sentiment_c
 
 def test_non_utf8_file_is_read_as_latin1_with_a_warning(tiny_bert_dir, tmp_path):
     path = tmp_path / "latin.csv"
-    rows = ["text,label"] + [f"the film was tr\xe8s {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}" for i in range(12)]
+    rows = ["text,label"] + [f"film {i} was tr\xe8s {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}" for i in range(12)]
     path.write_bytes("\n".join(rows).encode("latin-1"))
     with pytest.warns(UserWarning, match="latin-1"):
         run = graftkit.fit(path, model=_hf(tiny_bert_dir), out="runs/latin", epochs=1, offline=True)

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import graftkit
+from graftkit.rundir import sha256_file
 from graftkit.training.loop import Decision
 from tests.conftest import TINY_MODEL, make_image_folder
 
@@ -22,13 +23,14 @@ def _fit(data, out, **kw):
 
 
 def test_probe_writes_complete_run_directory(tiny_images, tmp_path):
-    run = _fit(tiny_images, tmp_path / "run", strategy="linear-probe", epochs=3)
+    run = _fit(tiny_images, tmp_path / "run", strategy="linear-probe", epochs=3, probe_solver="sgd")  # the SGD head: epochs, curves, checkpoints
     d = run.dir
     for name in ("model.safetensors", "graft.json", "metrics.json", "history.jsonl", "report.html",
                  "learning_curves.png", "confusion_matrix.png", "checkpoints/last.pt"):
         assert (d / name).is_file(), name
     meta = json.loads((d / "graft.json").read_text())
-    assert meta["schema_version"] == 2 and meta["status"] == "done"
+    assert meta["schema_version"] == 3 and meta["status"] == "done"
+    assert meta["files"]["model.safetensors"] == sha256_file(d / "model.safetensors")
     assert meta["task"]["classes"] == ["cat", "dog", "fox"]
     assert meta["model"]["arch"] == "timm:test_efficientnet"
     assert meta["precision"]["inference"] in ("fp32", "bf16") and meta["precision"]["inference_reason"]
@@ -117,7 +119,7 @@ def test_gradual_unfreezes_one_group_per_epoch(tiny_images, tmp_path, capsys):
 
 
 def test_early_stopping_stops(tiny_images, tmp_path):
-    run = _fit(tiny_images, tmp_path / "run", epochs=30, patience=2, lr=0.05)
+    run = _fit(tiny_images, tmp_path / "run", epochs=30, patience=2, lr=0.05, probe_solver="sgd")
     assert run.metrics["epochs"] < 30 and "early stopping" in run.metrics["stopped_early"]
 
 
@@ -163,7 +165,7 @@ def test_balanced_class_weights_undo_the_majority_prior(tmp_path):
         preds = graftkit.load(run.dir).predict(balanced, top_k=3)
         return sum(dict(p.top_k)["cat"] for p in preds) / len(preds)
 
-    kw = dict(epochs=40, lr=0.05, image_size=40)
+    kw = dict(epochs=40, lr=0.05, image_size=40, patience=40, probe_solver="sgd")  # all 40 epochs: the prior needs them to settle; the solved probe is pinned in test_solver.py
     plain = _fit(data, tmp_path / "plain", **kw)
     weighted = _fit(data, tmp_path / "weighted", class_weights="balanced", **kw)
     # A probe on a random backbone's weak features leaves the class prior in charge: trained on 2/3
@@ -191,7 +193,7 @@ class _Interrupt:
 
 @pytest.mark.parametrize("strategy", ["finetune", "linear-probe"])
 def test_resume_after_interruption_matches_uninterrupted(tiny_images, tmp_path, strategy):
-    kw = dict(strategy=strategy, epochs=3, augment="light")
+    kw = dict(strategy=strategy, epochs=3, augment="light", probe_solver="sgd")  # the loop's resume (a solved probe has no epochs)
     full = _fit(tiny_images, tmp_path / "full", **kw)
     with pytest.raises(KeyboardInterrupt):
         _fit(tiny_images, tmp_path / "cut", callbacks=[_Interrupt(2)], **kw)
@@ -212,7 +214,7 @@ def test_callbacks_decide_to_stop(tiny_images, tmp_path):
         def on_epoch_end(self, state):
             return Decision(stop=True, reason="enough")
 
-    run = _fit(tiny_images, tmp_path / "run", epochs=5, callbacks=[StopNow()])
+    run = _fit(tiny_images, tmp_path / "run", epochs=5, callbacks=[StopNow()], probe_solver="sgd")
     assert run.metrics["epochs"] == 1 and run.metrics["stopped_early"] == "enough"
 
 

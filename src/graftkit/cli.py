@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, Callable
 
 from graftkit.errors import GraftError
@@ -18,12 +18,19 @@ def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None
     for f in fields(TrainConfig):
         if f.name in ("model", "strategy") or f.name in skip:
             continue
+        doc = docs.get(f.name) or ""
+        if f.default not in (None, False, MISSING) and "default" not in doc:  # the flag's own default is None: "not given"
+            docs[f.name] = f"{doc} (default: {str(f.default).replace('%', '%%')})".strip()
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
         if f.name == "time_budget":
             p.add_argument(flag, type=_duration, default=None, help=docs.get(f.name), metavar="DURATION")
         elif f.name == "feature_cache":
             p.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=None, help="recompute features instead of using the on-disk cache")
+        elif f.name == "freeze_bn":
+            p.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false", default=None, help="detection: let the backbone's BatchNorm train")
+        elif f.name == "refit":
+            p.add_argument("--no-refit", dest="refit", action="store_false", default=None, help=docs.get(f.name))
         elif f.name == "channels_last":
             p.add_argument(flag, choices=["on", "off"], default=None, help=docs.get(f.name))
         elif kind.startswith("bool"):
@@ -40,6 +47,40 @@ def _precision_flags(p: argparse.ArgumentParser, what: str, *, default: str = "a
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default, help=f"numeric format of {what} (auto: {auto}; default {default})")
     layout = "the run's own, else per model" if run else "per model"
     p.add_argument("--channels-last", choices=["on", "off"], default=None, help=f"channels_last memory format for CNNs in {what} (default: {layout})")
+
+
+def _positive_int(text: str) -> int:
+    """An integer of at least 1 (`--top-k`, `--batch-size`, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {value}")
+    return value
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default, unless it is unset (None/False) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS
+        if "default" in text or unset or not action.option_strings or action.nargs == 0:
+            return text
+        return f"{text.strip()} (default: %(default)s)".strip()
 
 
 def _on_off(value: str | None) -> bool | None:
@@ -101,12 +142,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from graftkit.deploy import load
     from graftkit.deploy.batch import expand_inputs, write_predictions
+    from graftkit.deploy.onnx_client import client_for
 
-    predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last))  # a bad run directory is reported before the inputs are read
+    predictor = client_for(args.run, args.backend, calibrated=not args.raw_scores)  # ONNX image classifiers: no torch import at all
+    if predictor is None:
+        from graftkit.deploy import load
+
+        predictor = load(args.run, backend=args.backend, precision=args.precision, channels_last=_on_off(args.channels_last),
+                         calibrated=not args.raw_scores)  # a bad run directory is reported before the inputs are read
     items = expand_inputs(args.inputs, predictor.modality, column=args.column)
-    write_predictions(predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True), args.format, args.top_k)
+    predictions = predictor.predict_iter(items, top_k=args.top_k, batch_size=args.batch_size, progress=True)
+    if args.draw:  # detection: each image with its boxes drawn
+        from graftkit.deploy.batch import draw_predictions
+
+        predictions = draw_predictions(predictions, args.draw)
+    write_predictions(predictions, args.format, args.top_k)
     return 0
 
 
@@ -128,21 +179,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
+    from graftkit.engine.progress import results_console
     from graftkit.sources import list_models
 
     rows = list_models(args.pattern)
     if args.format == "json":
         for m in rows:
-            print(json.dumps(m.to_dict() if hasattr(m, "to_dict") else vars(m), default=str))
+            print(json.dumps(m.to_dict() if hasattr(m, "to_dict") else vars(m), default=str, ensure_ascii=False))
         return 0
     table = Table("id", "source", "params", "input", "offline", "description")
     for m in rows:
         params = f"{m.params / 1e6:.1f}M" if m.params else "?"
         table.add_row(m.id, m.source, params, "-" if m.input_size is None else str(m.input_size), "yes" if m.available_offline else "no", m.description or "")
-    Console().print(table)
+    results_console().print(table)
     if not args.pattern:
         print("Any timm or torchvision model works too: `graft models 'timm:*resnet*'` searches them.")
     return 0
@@ -164,15 +215,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from graftkit.engine.progress import results_console
     from graftkit.selection.rank import format_ranking_table, rank
 
     ranking = rank(args.data, [m.strip() for m in args.models.split(",") if m.strip()], out=args.out, by=args.by, folds=args.folds,
                    max_per_class=args.max_per_class, image_size=args.image_size, batch_size=args.batch_size,
                    num_workers=args.num_workers, offline=args.offline, seed=args.seed, device=args.device,
                    precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
-    Console().print(format_ranking_table(ranking))
+    results_console().print(format_ranking_table(ranking))
     for m in ranking.models:
         if m.status != "ok":
             print(f"skipped {m.model}: {m.reason}")
@@ -224,19 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
         p.set_defaults(fn=fn)
         return p
 
     p = add("train", cmd_train, "Train a new head (probe) or fine-tune a pretrained model; writes a run directory.")
     p.add_argument("data", help="image folder (ROOT/<class>/*, or ROOT/{train,val,test}/<class>/*) or CSV/JSONL manifest; "
                    "for text models a CSV/TSV/JSONL/TXT file (or a folder of train.*/val.*/test.* files)")
-    p.add_argument("--model", default="efficientnet_lite0", help="model id (`graft models` lists them); hf:NAME_OR_PATH and minilm are text models")
+    p.add_argument("--model", default=None, help="model id (`graft models` lists them; default efficientnet_lite0); hf:NAME_OR_PATH and minilm are text models")
     p.add_argument("--strategy", default=None, help="linear-probe (default) | finetune | partial:N | gradual | lora (default for seq2seq/causal-lm: finetune)")
     p.add_argument("--out", help="run directory (default runs/<data>-<strategy>)")
     p.add_argument("--val", help="separate validation folder or manifest")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (same data; flags that differ are refused)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out: the new run is built beside it and swapped in only when it has finished; if it fails, the old run stays as it was")
     _train_flags(p)
 
     p = add("evaluate", cmd_evaluate, "Score a run on labelled data; writes metrics.json, report.html and plots.")
@@ -244,17 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--out", help="output folder (default RUN/eval/<data name>)")
     p.add_argument("--split", choices=["train", "val", "test"], help="which split of a split folder or manifest to score")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     _precision_flags(p, "the model")
 
     p = add("predict", cmd_predict, "Predict classes (or generate text) for images, folders, globs or texts.")
     p.add_argument("run")
     p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns, CSV/JSONL manifests or - (stdin, one per line); texts for a text run")
-    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--top-k", type=_positive_int, default=1, help="classes shown per input")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
     p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
+    p.add_argument("--draw", metavar="DIR", help="detection runs: also write each image with its boxes drawn (score >= 0.3) into DIR")
+    p.add_argument("--raw-scores", action="store_true", help="scores without the temperature fitted on validation (default: calibrated)")
     _precision_flags(p, "the torch backend")
 
     p = add("export", cmd_export, "Export a run to ONNX or TorchScript, check it against PyTorch, optionally quantize to int8.")
@@ -262,16 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--quantize", choices=["int8"], help="also write export/model.int8.onnx (static for images, dynamic for text); accuracy and speed are measured")
     p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32, 0.80 int8)")
-    p.add_argument("--max-samples", type=int, default=256, help="validation samples used for parity, calibration and accuracy")
+    p.add_argument("--max-samples", type=_positive_int, default=256, help="validation samples used for parity, calibration and accuracy")
     p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="PyTorch's ONNX exporter")
     _precision_flags(p, "the PyTorch reference the export is checked against (fp32: the exported graph's own)", default="fp32")
 
     p = add("serve", cmd_serve, "Serve a run over HTTP: POST /predict, GET /info, /health, /openapi.json, and a web page at /.")
     p.add_argument("run")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (1-65535)")
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch")
-    p.add_argument("--max-batch", type=int, default=16, help="most inputs run together when requests arrive at once")
+    p.add_argument("--max-batch", type=_positive_int, default=16, help="most inputs run together when requests arrive at once")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the first request of a batch waits for others")
     _precision_flags(p, "the torch backend")
 
@@ -280,10 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", required=True, help="comma-separated model ids, e.g. efficientnet_lite0,efficientnet_lite2,timm:resnet50")
     p.add_argument("--out", default="runs/rank", help="folder for ranking.json and report.html")
     p.add_argument("--by", default="probe_accuracy", choices=["probe_accuracy", "logme", "h_score", "leep", "nce"], help="score that orders the table")
-    p.add_argument("--folds", type=int, default=5, help="folds of the cross-validated linear probe")
-    p.add_argument("--max-per-class", type=int, help="use at most this many examples per class (seeded), for speed")
-    p.add_argument("--image-size", type=int, help="input size of every image model (default: each model's own)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--folds", type=_positive_int, default=5, help="folds of the cross-validated linear probe")
+    p.add_argument("--max-per-class", type=_positive_int, help="use at most this many examples per class (seeded), for speed")
+    p.add_argument("--image-size", type=_positive_int, help="input size of every image model (default: each model's own)")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--offline", action="store_true", help="never touch the network; models without local weights are skipped")
     p.add_argument("--seed", type=int, default=0)
@@ -297,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/lr-find", help="folder for lr_find.png and lr_find.json")
     p.add_argument("--start-lr", type=float, default=1e-7)
     p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=100, help="learning rates tried, one batch each")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--steps", type=_positive_int, default=100, help="learning rates tried, one batch each")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--image-size", type=_positive_int)
     p.add_argument("--augment", default="light", choices=["none", "light", "strong", "randaugment"])
     p.add_argument("--num-workers", type=int)
     p.add_argument("--offline", action="store_true")
@@ -308,15 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     _precision_flags(p, "the sweep, as graft train uses them", run=False)
     p.add_argument("--mix", choices=["mixup", "cutmix", "mixup-cutmix"], help="batch mixing of the run to sweep for (unfrozen strategies)")
     p.add_argument("--grad-clip", type=float, help="gradient-norm clipping of the run to sweep for (default 1.0, as graft train)")
-    p.add_argument("--accumulate", type=int, help="gradient accumulation of the run to sweep for (one learning rate per optimizer step)")
+    p.add_argument("--accumulate", type=_positive_int, help="gradient accumulation of the run to sweep for (one learning rate per optimizer step)")
 
     p = add("tune", cmd_tune, "Optuna search over lr, weight decay, strategy, depth, augmentation and label smoothing; keeps the best run.")
     p.add_argument("data", help="labelled data, as for `graft train`")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--out", default="runs/tune", help="folder: trials/, best/ (the best run directory), report.html")
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--trials", type=_positive_int, default=20)
     p.add_argument("--time-budget", type=_duration, help="for the whole search, e.g. 30m")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per trial (pruning may stop a trial earlier)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="epochs per trial (pruning may stop a trial earlier)")
     p.add_argument("--strategies", default="linear-probe,partial,finetune", help="strategies to search among")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -327,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="efficientnet_lite0", help="the pretrained model; its scratch: twin is the baseline")
     p.add_argument("--fractions", default="0.1,0.25,0.5,1", help="fractions of the training split")
     p.add_argument("--strategy", default="linear-probe", help="strategy of the transfer runs (scratch runs fine-tune)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs of every run")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="epochs of every run")
     p.add_argument("--no-scratch", action="store_true", help="skip the from-scratch baseline")
     p.add_argument("--out", default="runs/curve")
     p.add_argument("--seed", type=int, default=0)
@@ -341,16 +393,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pull", cmd_pull, "Download a model's weights into the local cache (for later offline use).")
     p.add_argument("model")
 
-    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, (`demo text`) MiniLM on movie-review sentiment, or (`demo audio`) speech_embedding on spoken digits.")
-    p.add_argument("kind", nargs="?", choices=["image", "text", "audio"], default="image")
-    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text or runs/demo-audio)")
-    p.add_argument("--strategy", default="linear-probe")
-    p.add_argument("--epochs", type=int, default=None)
+    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, (`demo text`) MiniLM on movie-review sentiment, (`demo audio`) speech_embedding on spoken digits, or (`demo detection`) FCOS on pasted scenes.")
+    p.add_argument("kind", nargs="?", choices=["image", "text", "audio", "detection"], default="image")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text, runs/demo-audio or runs/demo-detection)")
+    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text, audio), finetune (detection)")
+    p.add_argument("--epochs", type=_positive_int, default=None)
+    for command in sub.choices.values():  # argparse skips options without help text: give them one
+        for action in command._actions:
+            if action.help is None and action.option_strings and action.default not in (None, False):
+                action.help = "(default: %(default)s)"
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _route_warnings()
     try:
         if args.command not in ("models", "pull"):
             from graftkit.engine import tune_malloc
@@ -363,6 +420,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted. A training run continues from its last checkpoint with --resume.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `graft predict ... | head`: the reader left; that is not an error
+        _silence_stdout()
+        return 0
+
+
+def _route_warnings() -> None:
+    """Every library's `warnings.warn` becomes one `warning:` line on stderr (no source line)."""
+    import warnings
+
+    from graftkit.engine.progress import warn
+
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: warn(str(message))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit-time flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

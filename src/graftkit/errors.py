@@ -38,3 +38,8 @@ class DataError(GraftError):
 
 class RunDirError(GraftError):
     """A run directory is missing, incomplete, or cannot be written."""
+
+
+class TrainingDivergedError(GraftError):
+    """The training loss became NaN, infinite or exploded before any epoch gave usable weights;
+    the message names `--lr`."""

@@ -21,23 +21,43 @@ class ImagePreprocess:
 
     input_size: int = 224
     """Side of the square crop fed to the network, in pixels."""
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     """Per-channel mean subtracted after scaling to [0, 1]."""
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
     """Per-channel standard deviation divided by after subtracting the mean."""
     interpolation: str = "bilinear"
     """Resize interpolation: `bilinear`, `bicubic` or `nearest`."""
     crop_pct: float = 0.875
     """Evaluation resizes the short side to `input_size / crop_pct`, then centre-crops."""
+    in_chans: int = 3
+    """Channels the network takes: 3, or 1 for a first convolution adapted to grey input
+    (`mean` and `std` then hold one value each)."""
+    window: tuple[float, float] | None = None
+    """Grey window `(centre, width)` applied when decoding 16-bit and DICOM images (`--window`);
+    None: the file's own (DICOM) or the full range."""
+    intensity: str = "backbone"
+    """Where `mean` / `std` come from: `backbone` (the pretrained weights') or `dataset` (measured
+    on the training images, `--intensity dataset`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "image", **asdict(self)}
+        d = {"kind": "image", **asdict(self)}
+        for name, default in _IMAGE_DEFAULTS.items():  # written only when set: older runs and caches keep their keys
+            if d[name] == default:
+                del d[name]
+        if d.get("window") is not None:
+            d["window"] = list(d["window"])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ImagePreprocess":
         d = {k: v for k, v in d.items() if k != "kind"}
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        if d.get("window") is not None:
+            d["window"] = tuple(float(x) for x in d["window"])
         return cls(**d)
+
+
+_IMAGE_DEFAULTS = {"in_chans": 3, "window": None, "intensity": "backbone"}
 
 
 _POOLINGS = ("mean", "cls", "last")

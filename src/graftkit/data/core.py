@@ -43,6 +43,11 @@ __all__ = [
     "split_counts",
     "label_summary",
     "summary_lines",
+    "Duplicates",
+    "find_duplicates",
+    "keep_together",
+    "report_duplicates",
+    "text_key",
 ]
 
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -50,6 +55,9 @@ SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "
 
 _ROWS_SHOWN = 10  # line numbers listed per message before "and N more"
 _FILL = "fill them in or remove these rows"
+_MISSING_WORDS = frozenset({"nan", "null", "n/a"})
+"""Labels that spreadsheets, pandas and JSON writers put in an empty cell: missing, never a class
+name. (`none` is left alone: "none" is a real class in many label sets.)"""
 
 
 class Labelled(Protocol):
@@ -117,9 +125,16 @@ def parse_label(raw: Any, kind: LabelKind) -> Any:
                 "labels that are neither text nor a list of names",
                 "write names joined by '|' (a|b) or a JSON list of names, or remove these rows",
             )
+        missing = [n for n in names if n.casefold() in _MISSING_WORDS]
+        if missing:
+            return BadLabel("labels written as a missing value (NaN, null, N/A)", _FILL, missing[0])
         return names
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return BadLabel(f"missing {kind.noun}", _FILL)
+    if kind.has_classes and isinstance(raw, str) and raw.strip().casefold() in _MISSING_WORDS:
+        return BadLabel(f"{kind.noun}s written as a missing value (NaN, null, N/A)", _FILL, raw.strip())
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return BadLabel(f"{kind.noun}s that are NaN or infinite", _FILL, str(raw))
     if kind is LabelKind.VALUE:
         value = _number(raw)
         if value is None:
@@ -467,3 +482,95 @@ def summary_lines(
         stats = _value_stats(train)
         lines.append("  train targets: " + ", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
     return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Duplicates: the same text or file twice, with the same label or with different ones
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Samples whose content (`find_duplicates`' key) occurs more than once."""
+
+    repeated: int
+    """Samples that repeat an earlier one with the same label (they weigh double in training)."""
+    conflicting: int
+    """Distinct contents found under more than one label (the model is told two things)."""
+    conflict_examples: tuple[str, ...] = ()
+    """A few conflicting ones, described for messages (`cat/1.png = dog/7.png (cat / dog)`)."""
+    repeat_examples: tuple[str, ...] = ()
+    """A few repeated ones (`line 4 = line 9`)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.repeated or self.conflicting)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repeated": self.repeated, "conflicting": self.conflicting,
+                "examples": [*self.conflict_examples, *self.repeat_examples]}  # fmt: skip
+
+
+def text_key(text: str) -> str:
+    """The duplicate key of a text: its words, whitespace collapsed (case and punctuation kept)."""
+    return " ".join(text.split())
+
+
+def find_duplicates(samples: Sequence[S], key: Callable[[S], str], describe: Callable[[S], str], shown: int = 5) -> Duplicates:
+    """Count repeated and conflicting samples among `samples` (all splits together).
+
+    Args:
+        samples: Parsed samples.
+        key: A sample's content key (`text_key` of a text; a hash of a file's bytes).
+        describe: How a sample is named in messages (a row number, a relative path).
+        shown: At most this many examples.
+    """
+    groups: dict[str, list[S]] = {}
+    for s in samples:
+        groups.setdefault(key(s), []).append(s)
+    repeated = conflicting = 0
+    conflicts: list[str] = []
+    repeats: list[str] = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        labels = list(dict.fromkeys(str(m.label) for m in members))
+        repeated += len(members) - len(labels)
+        where = " = ".join(describe(m) for m in members[:3]) + (" ..." if len(members) > 3 else "")
+        if len(labels) > 1:
+            conflicting += 1
+            conflicts.append(f"{where} ({' / '.join(labels[:3])})")
+        else:
+            repeats.append(where)
+    return Duplicates(repeated, conflicting, tuple(conflicts[:shown]), tuple(repeats[:shown]))
+
+
+def keep_together(train: Sequence[S], val: Sequence[S], key: Callable[[S], str]) -> tuple[list[S], list[S]]:
+    """Move every validation sample whose content is also in train to train: a duplicate is never
+    scored on a copy of itself.
+
+    Returns:
+        `(train, val)`, in their original orders.
+    """
+    seen = {key(s) for s in train}
+    moved = [s for s in val if key(s) in seen]
+    if not moved:
+        return list(train), list(val)
+    ids = {id(s) for s in moved}
+    return [*train, *moved], [s for s in val if id(s) not in ids]
+
+
+def report_duplicates(dups: Duplicates, source: str | Path, noun: str) -> None:
+    """One warning line per kind of duplicate, with examples (nothing when there are none)."""
+    from graftkit.engine.progress import warn
+
+    if not dups:
+        return
+    if dups.conflicting:
+        warn(
+            f"{source}: {dups.conflicting} {noun}(s) appear under more than one label, e.g. {'; '.join(dups.conflict_examples[:3])}. "
+            "Keep one label for each, or remove them; a seeded train/val split keeps them on one side."
+        )
+    if dups.repeated:
+        warn(
+            f"{source}: {dups.repeated} {noun}(s) repeat another one with the same label (they count twice in training), "
+            f"e.g. {'; '.join((dups.repeat_examples or dups.conflict_examples)[:3])}. A seeded train/val split keeps them on one side."
+        )

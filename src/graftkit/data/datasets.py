@@ -38,7 +38,9 @@ class ImageFileDataset(Dataset):
         samples: The image files.
         targets: One row per sample, in order (`[N]` class ids, `[N, C]` multi-hot, `[N]`
             values); None for unlabelled use (every target is -1).
-        transform: Applied to the uint8 `[3, H, W]` image; None returns the image as decoded.
+        transform: Applied to the decoded `[C, H, W]` image; None returns the image as decoded.
+        channels: 3 or 1: the decoded channels (`load_image`).
+        window: Grey window for 16-bit and DICOM images (`load_image`).
 
     Example:
         >>> ds = ImageFileDataset(data.train, task.encode([s.label for s in data.train]), build_transform(pre, "light", True))
@@ -50,8 +52,13 @@ class ImageFileDataset(Dataset):
         samples: Sequence[Sample],
         targets: torch.Tensor | None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        channels: int = 3,
+        window: tuple[float, float] | None = None,
     ) -> None:
         self.samples = list(samples)
+        self.channels, self.window = channels, window
+        """How `load_image` decodes (`ImagePreprocess.in_chans` / `.window`)."""
         self.targets = targets
         """The targets given, one row per sample (None: unlabelled)."""
         self.transform = transform
@@ -62,7 +69,7 @@ class ImageFileDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor | int]:
-        image = load_image(self.samples[index].path)  # uint8 (3, H, W)
+        image = load_image(self.samples[index].path, channels=self.channels, window=self.window)  # (C, H, W)
         if self.transform is not None:
             image = self.transform(image)
         return image, (self.targets[index] if self.targets is not None else -1)

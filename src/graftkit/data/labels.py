@@ -15,6 +15,7 @@ class LabelKind(str, Enum):
     `CLASS`: one class name (`rose`). `CLASSES`: any number of names (`a|b`, or a JSON list).
     `VALUE`: a finite number (`3.5`). `SEQUENCE`: a target text that must be there (seq2seq).
     `CONTINUATION`: a text's optional continuation (causal LM: plain text, or prompt + response).
+    `BOXES`: the objects of an image, boxes and class names (`data/detection.py`).
     """
 
     CLASS = "class"
@@ -22,6 +23,8 @@ class LabelKind(str, Enum):
     VALUE = "value"
     SEQUENCE = "sequence"
     CONTINUATION = "continuation"
+    BOXES = "boxes"
+    """Object boxes with class names per image (detection: COCO JSON, YOLO, Pascal VOC)."""
 
     @property
     def has_classes(self) -> bool:

@@ -67,6 +67,10 @@ def read_dataset(
             val_fraction=val_fraction, seed=seed, encoding=encoding,
         )  # fmt: skip
     _no_text_options(text_col, label_col, encoding)
+    if label_kind is LabelKind.BOXES:  # detection: COCO JSON, YOLO data.yaml, Pascal VOC
+        from graftkit.data.detection import read_detection_data
+
+        return read_detection_data(path, val=val, val_fraction=val_fraction, seed=seed)
     if modality == "audio":
         return read_audio_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind, max_seconds=max_seconds)
     return read_image_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind)
@@ -112,10 +116,28 @@ def read_labelled(
             path, label_kind=label_kind, classes=classes, text_col=text_col, label_col=label_col,
             encoding=encoding, split=split,
         )  # fmt: skip
+    if label_kind is LabelKind.BOXES:
+        return _read_labelled_boxes(path, classes, split)
     if modality == "audio":
         return read_labelled_audio(path, label_kind=label_kind, classes=classes, split=split)
     samples, _ = read_labelled_images(path, classes, split=split, label_kind=label_kind)
     return samples
+
+
+def _read_labelled_boxes(path: str | os.PathLike[str], classes: list[str], split: str | None) -> list[Any]:
+    """Every image of a detection source (or of its `split`), checked against the run's classes."""
+    from graftkit.data.detection import read_detection_source
+    from graftkit.errors import DataError
+
+    splits, source_classes, _ = read_detection_source(path)
+    unknown = sorted(set(source_classes) - set(classes))
+    if unknown:
+        raise DataError([f"classes the run does not know: {', '.join(unknown)} (it knows {', '.join(classes)})"], str(path))
+    if split is not None:
+        if split not in splits:
+            raise ConfigError(f"{path} has no {split!r} split; it has {', '.join(splits)}")
+        return list(splits[split])
+    return [s for part in splits.values() for s in part]
 
 
 def _check_modality(modality: str) -> None:

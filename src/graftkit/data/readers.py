@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -87,6 +89,8 @@ class ImageData:
     """The separate validation source passed as `val`, if any."""
     label_kind: LabelKind = LabelKind.CLASS
     """How the labels were read."""
+    duplicates: core.Duplicates | None = None
+    """Image files with the same bytes found more than once (all splits), if any."""
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -117,6 +121,8 @@ class ImageData:
         }
         if self.val_root is not None:
             d["val_root"] = str(self.val_root)
+        if self.duplicates:
+            d["duplicates"] = self.duplicates.to_dict()
         if include_files:
             d["files"] = {
                 name: [[_relative(s.path, self.root), s.label] for s in samples] for name, samples in self.splits()
@@ -195,11 +201,16 @@ def read_image_data(
     _check_files([*train, *(given_val or []), *test], problems)
     problems.raise_if_any(path)
 
+    keys = content_keys([s.path for s in (*train, *(given_val or []), *test)])
+    key = lambda s: keys[s.path]  # noqa: E731  (same bytes, same key)
+    duplicates = core.find_duplicates([*train, *(given_val or []), *test], key, lambda s: _relative(s.path, root))
+    core.report_duplicates(duplicates, path, "image")
     if given_val is None:  # every class keeps a training image, so val and test labels stay known
         n = len(train)
         train, val_samples = core.seeded_split(
             train, val_fraction, seed, kind=label_kind, content=lambda s: _relative(s.path, root)
         )
+        train, val_samples = core.keep_together(train, val_samples, key)  # a copy is never scored on itself
         core.check_seeded_val(val_samples, n, problems, source=path, noun="image")
         problems.raise_if_any(path)
         split_description = core.split_description(label_kind, val_fraction, seed)
@@ -216,6 +227,7 @@ def read_image_data(
         layout=layout,
         val_root=val_root,
         label_kind=label_kind,
+        duplicates=duplicates or None,
     )
 
 
@@ -626,6 +638,26 @@ def _check_image_kind(kind: LabelKind) -> LabelKind:
             "choose --task classification, multilabel or regression for an image model"
         )
     return kind
+
+
+def content_keys(paths: Iterable[Path]) -> dict[Path, str]:
+    """A key per file that is equal exactly for files with the same bytes: the size, plus a hash
+    of the bytes for files whose size another file shares (most files are only stat'ed)."""
+    paths = list(dict.fromkeys(paths))
+    sizes = {}
+    for p in paths:
+        try:
+            sizes[p] = p.stat().st_size
+        except OSError:
+            sizes[p] = -1
+    shared = Counter(sizes.values())
+    keys = {}
+    for p in paths:
+        if shared[sizes[p]] < 2 or sizes[p] < 0:
+            keys[p] = f"{sizes[p]}:{p}"
+        else:
+            keys[p] = f"{sizes[p]}:{hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()}"
+    return keys
 
 
 def _check_files(samples: list[Sample], problems: Problems) -> None:

@@ -37,8 +37,11 @@ from typing import Any
 from graftkit.data import core
 from graftkit.data._problems import Problems
 from graftkit.data.core import SPLIT_ALIASES as _SPLIT_ALIASES
+from graftkit.data.images import SUPPORTED_EXTENSIONS
 from graftkit.data.labels import LabelKind
 from graftkit.errors import ConfigError
+
+_IMAGE_HINT = "this is image data, and the --model given is a text model: choose an image model (e.g. --model efficientnet_lite0)"
 
 __all__ = ["TextSample", "TextData", "read_text_data", "read_texts", "read_labelled_texts"]
 
@@ -97,6 +100,8 @@ class TextData:
     """The encoding the files were read with (`utf-8`, `utf-8-sig`, `latin-1`, ...)."""
     columns: dict[str, str | None] = field(default_factory=dict)
     """The columns used: `{"text": "review", "label": "label"}` (None for TXT files)."""
+    duplicates: core.Duplicates | None = None
+    """Texts found more than once (all splits, whitespace collapsed), if any."""
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -122,6 +127,8 @@ class TextData:
             "columns": dict(self.columns),
             **core.label_summary(self.label_kind, self.classes, self.splits()),
         }
+        if self.duplicates:
+            d["duplicates"] = self.duplicates.to_dict()
         if include_files:
             d["rows"] = {name: [s.row for s in samples] for name, samples in self.splits()}
         return d
@@ -209,9 +216,22 @@ def read_text_data(
     problems.raise_if_any(path)  # column and row problems first: label checks need clean rows
 
     train, given_val, test = splits.get("train", []), splits.get("val"), splits.get("test", [])
+    duplicates = None
+    if label_kind.has_classes or label_kind is LabelKind.VALUE:
+        duplicates = core.find_duplicates([*train, *(given_val or []), *test], _duplicate_key, lambda s: f"line {s.row}")
+        core.report_duplicates(duplicates, path, "text")
     split_description = "given"
     if given_val is None:
         train, val_samples, split_description = _split(train, label_kind, val_fraction, seed, files["train"], problems)
+        held = len(val_samples)
+        if duplicates:  # labelled kinds: a copy is never scored on itself
+            train, val_samples = core.keep_together(train, val_samples, _duplicate_key)
+        if held and not val_samples:
+            problems.add(
+                "too few examples",
+                f"{files['train']}: every validation example is a copy of a training one, so nothing is left to validate on: "
+                "add distinct examples, or give a validation file with --val",
+            )
     else:
         val_samples = given_val
     _check_labels(label_kind, train, val_samples, test, problems)
@@ -226,6 +246,7 @@ def read_text_data(
         source=str(path),
         encoding=reader.encoding_used(),
         columns=reader.columns,
+        duplicates=duplicates or None,
     )
 
 
@@ -282,10 +303,8 @@ def _split_files(path: Path, problems: Problems) -> dict[str, Path]:
         return {}
     if path.is_file():
         if path.suffix.lower() not in _SUFFIXES:
-            problems.add(
-                "unreadable sources",
-                f"{path}: unsupported file type {path.suffix or '(none)'!r}: use .csv, .tsv, .jsonl or .txt",
-            )
+            hint = _IMAGE_HINT if path.suffix.lower() in SUPPORTED_EXTENSIONS else "use .csv, .tsv, .jsonl or .txt"
+            problems.add("unreadable sources", f"{path}: unsupported file type {path.suffix or '(none)'!r} for a text model: {hint}")
             return {}
         return {"train": path}
     found: dict[str, Path] = {}
@@ -301,13 +320,23 @@ def _split_files(path: Path, problems: Problems) -> dict[str, Path]:
             continue
         found[split] = file
     if "train" not in found:
+        images = any(f.suffix.lower() in SUPPORTED_EXTENSIONS for f in _first_files(path, 200))
         problems.add(
             "unreadable sources",
             f"{path}: no train.csv, train.tsv, train.jsonl or train.txt in the folder: "
-            "pass a data file, or a folder with train.* (and val.*, test.*) files",
+            + (_IMAGE_HINT if images else "pass a data file, or a folder with train.* (and val.*, test.*) files"),
         )
         return {}
     return found
+
+
+def _first_files(folder: Path, limit: int) -> Iterator[Path]:
+    """Up to `limit` files under `folder` (for telling an image folder from a text one)."""
+    for i, (dirpath, _, names) in enumerate(os.walk(folder)):
+        for name in names[:limit]:
+            yield Path(dirpath) / name
+        if i >= limit:
+            return
 
 
 def _decode(data: bytes, path: Path, encoding: str | None, problems: Problems) -> tuple[str | None, str]:
@@ -563,6 +592,10 @@ class _Reader:
 def _content(sample: TextSample) -> str:
     # Content only, not the row: reordering the file does not change the split (ties keep file order).
     return f"{sample.text}\0{sample.target or ''}"
+
+
+def _duplicate_key(s: TextSample) -> str:
+    return core.text_key(s.text)
 
 
 def _split(train: list[TextSample], kind: LabelKind, fraction: float, seed: int, file: Path,

@@ -140,6 +140,15 @@ def _pad_id(tokenizer: Any) -> int:
     return int(pad)
 
 
+def untruncated_ids(tokenizer: Any, texts: list[str], **kwargs: Any) -> list[list[int]]:
+    """Token ids of each text, not cut: to measure lengths. transformers' "sequence length is longer
+    than the specified maximum" warning is silenced: graftkit truncates on purpose, and counts it."""
+    warned = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warned, dict):
+        warned["sequence-length-is-longer-than-the-specified-maximum"] = True  # transformers warns once per key
+    return list(tokenizer(list(texts), truncation=False, return_token_type_ids=False, return_attention_mask=False, **kwargs)["input_ids"])
+
+
 def _encode(tokenizer: Any, texts: list[str], max_length: int, **kwargs: Any) -> tuple[list[list[int]], list[bool]]:
     """Token ids of each text, cut at `max_length`, and whether each was cut."""
     if not texts:
@@ -151,8 +160,7 @@ def _encode(tokenizer: Any, texts: list[str], max_length: int, **kwargs: Any) ->
     if encodings:  # fast tokenizers keep what truncation cut off
         cut = [bool(e.overflowing) for e in encodings]
     else:  # slow tokenizers: compare with the untruncated length
-        full = tokenizer(list(texts), truncation=False, return_token_type_ids=False, return_attention_mask=False, **kwargs)
-        cut = [len(a) > len(b) for a, b in zip(full["input_ids"], ids)]
+        cut = [len(a) > len(b) for a, b in zip(untruncated_ids(tokenizer, texts, **kwargs), ids)]
     return ids, cut
 
 

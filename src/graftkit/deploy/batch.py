@@ -16,7 +16,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 from graftkit.errors import DataError
 
@@ -175,6 +175,36 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]
     return rows, list(reader.fieldnames or [])
 
 
+def predict_in_chunks(predict: Callable[..., list[Any]], inputs: Sequence[Any], *, top_k: int, batch_size: int, progress: bool,
+                      unit: str) -> Iterator[Any]:  # fmt: skip
+    """`predict(part, top_k=, batch_size=)` over `inputs`, four batches at a time, with a progress
+    bar on a terminal for more than four batches (every backend's `predict_iter`)."""
+    from graftkit.engine.progress import EpochProgress
+
+    chunk = batch_size * 4
+    with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=unit, enabled=progress and len(inputs) > chunk) as bar:
+        for start in range(0, len(inputs), chunk):
+            part = list(inputs[start : start + chunk])
+            yield from predict(part, top_k=top_k, batch_size=batch_size)
+            bar.advance(len(part))
+
+
+def draw_predictions(predictions: Iterable[Any], out_dir: str | Path, min_score: float = 0.3) -> Iterator[Any]:
+    """Pass predictions through, writing `OUT/<image name>.png` with each one's boxes (score ≥
+    `min_score`) drawn, for predictions that have boxes (detection runs)."""
+    from graftkit.data import load_image
+    from graftkit.evaluation.detection import draw_boxes, save_image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in predictions:
+        boxes = [b for b in getattr(p, "boxes", []) if b["score"] >= min_score]
+        if Path(p.input).is_file():
+            image = draw_boxes(load_image(p.input).contiguous(), [b["box"] for b in boxes], [f"{b['label']} {b['score']:.2f}" for b in boxes])
+            save_image(image, out / f"{Path(p.input).stem}.png")
+        yield p
+
+
 def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: TextIO | None = None) -> int:
     """Write predictions as they come: `json` (one object per line), `csv`, or a `table` at the end.
 
@@ -191,7 +221,7 @@ def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: Tex
     n = 0
     if fmt == "json":
         for p in predictions:
-            out.write(json.dumps(p.to_dict()) + "\n")
+            out.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
             n += 1
     elif fmt == "csv":
         w = csv.writer(out)
@@ -201,13 +231,14 @@ def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: Tex
             w.writerow([p.input, p.label, f"{p.score:.6f}", *rest])
             n += 1
     else:
-        from rich.console import Console
         from rich.table import Table
+
+        from graftkit.engine.progress import results_console
 
         table = Table("input", *[f"top {i + 1}" for i in range(top_k)])
         table.columns[0].overflow = "fold"
         for p in predictions:
             table.add_row(p.input, *[f"{label} ({s:.1%})" for label, s in p.top_k])
             n += 1
-        Console(file=out).print(table)
+        results_console(out).print(table)
     return n

@@ -21,6 +21,7 @@ exporter (`exporter="dynamo"`, which PyTorch is moving to; both give logits equa
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from graftkit.deploy.modality import RunModality, model_batches, run_modality, s
 from graftkit.deploy.samples import Samples
 from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs
 from graftkit.errors import ConfigError, GraftError
-from graftkit.rundir import RunSpec, read_json, write_json
+from graftkit.rundir import RunSpec, read_json, read_run_json, replace_dir, sha256_file, write_json
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("torchscript", "dynamo")
@@ -126,7 +127,7 @@ def export(
         -0.0083
     """
     from graftkit.rundir import load_model
-    from graftkit.engine import run_inference_settings, tune_malloc
+    from graftkit.engine import tune_malloc
 
     _check_options(format, quantize, exporter, min_agreement)
     tune_malloc()
@@ -138,8 +139,54 @@ def export(
         model = merge_lora(model)  # adapters folded into the base weights: a plain graph
     sig = signature_for(model, meta, task)  # raises for tasks that are not one graph
     kind = run_modality(meta, run_dir)
-    out_dir = run_dir / EXPORT_DIR
-    out_dir.mkdir(exist_ok=True)
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        read_run_json(metrics_path)  # a damaged metrics.json is named before anything is written
+    final_dir = run_dir / EXPORT_DIR
+    out_dir = _staging_copy(final_dir)  # built beside export/, swapped in whole: never half an export
+    try:
+        records, path = _export_into(out_dir, run_dir, model, meta, task, sig, kind, format, quantize, min_agreement, max_samples,
+                                     batch_size, exporter, precision, channels_last)  # fmt: skip
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    failed = {k: r for k, r in records.items() if not r["passed"]}
+    for r in failed.values():
+        (out_dir / r["file"]).unlink(missing_ok=True)
+    replace_dir(out_dir, final_dir)
+    _save_metrics_summary(run_dir, records)
+    if failed:
+        lines = [f"{k}: {r['agreement_on']} agreement {r['agreement']:.3f} < {r['min_agreement']} (max |Δ logits| {r['max_abs_logit_diff']:.3g}) on {r['inputs']}"
+                 for k, r in failed.items()]  # fmt: skip
+        raise ExportParityError(
+            "the exported model does not match the PyTorch model:\n  " + "\n  ".join(lines)
+            + f"\nThe file was removed; the numbers are in {final_dir / PARITY_FILE}. Try `--exporter dynamo`, or lower "
+            "--min-agreement if the gap is expected (int8)."
+        )
+    from graftkit.rundir.model_card import write_model_card
+
+    write_model_card(run_dir, task.card())  # the card lists the exported files
+    return ExportResult(final_dir / path.name, final_dir / PREPROCESS_FILE, records)
+
+
+def _staging_copy(final_dir: Path) -> Path:
+    """A fresh `.export-new/` beside `final_dir`, holding a copy of the exports already there (an
+    ONNX export keeps the TorchScript one, and the other way round)."""
+    staging = final_dir.with_name(f".{final_dir.name}-new")
+    shutil.rmtree(staging, ignore_errors=True)
+    if final_dir.is_dir():
+        shutil.copytree(final_dir, staging)
+    else:
+        staging.mkdir()
+    return staging
+
+
+def _export_into(out_dir: Path, run_dir: Path, model: Any, meta: RunSpec, task: Any, sig: Signature, kind: RunModality, format: str,
+                 quantize: str | None, min_agreement: float | None, max_samples: int, batch_size: int, exporter: str,
+                 precision: str, channels_last: bool | None) -> tuple[dict[str, dict[str, Any]], Path]:  # fmt: skip
+    """Write the export into `out_dir` and check it; return the parity records and the main file."""
+    from graftkit.engine import run_inference_settings
+
     tokenizer = kind.model_tokenizer(model)
 
     samples = validation_samples(run_dir, meta, limit=max_samples)
@@ -158,12 +205,11 @@ def export(
             ts = torch.jit.load(str(path))
         run = lambda b: ts(*example_inputs(b, sig))  # noqa: E731
         records["torchscript"] = checker.record(path, run, "fp32", min_agreement, {"exporter": "torch.jit.trace"})
-        preprocess_path = _write_preprocess(run_dir, out_dir, meta, kind, sig, format, "torch.jit.trace", None, tokenizer)
+        exporter, opset = "torch.jit.trace", None
     else:
         path = out_dir / ONNX_FILE
         _export_onnx(sig, example_inputs(batches[0], sig), path, exporter)
         opset = _onnx_opset(path)
-        preprocess_path = _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")
         session = make_session(path)
         records["onnx"] = checker.record(path, _session_runner(session), "fp32", min_agreement, {"exporter": exporter, "opset": opset})
         if quantize == "int8":
@@ -174,22 +220,9 @@ def export(
             records["onnx-int8"] = checker.record(path, _session_runner(int8), "int8", min_agreement, extra)
             _compare_speed_and_accuracy(records, checker, sig, engine, {"onnx": _session_runner(session), "onnx-int8": _session_runner(int8)})
 
-    _save_records(run_dir, out_dir, records)
-    failed = {k: r for k, r in records.items() if not r["passed"]}
-    for r in failed.values():
-        (out_dir / r["file"]).unlink(missing_ok=True)
-    if failed:
-        lines = [f"{k}: {r['agreement_on']} agreement {r['agreement']:.3f} < {r['min_agreement']} (max |Δ logits| {r['max_abs_logit_diff']:.3g}) on {r['inputs']}"
-                 for k, r in failed.items()]  # fmt: skip
-        raise ExportParityError(
-            "the exported model does not match the PyTorch model:\n  " + "\n  ".join(lines)
-            + f"\nThe file was removed; the numbers are in {out_dir / PARITY_FILE}. Try `--exporter dynamo`, or lower "
-            "--min-agreement if the gap is expected (int8)."
-        )
-    from graftkit.rundir.model_card import write_model_card
-
-    write_model_card(run_dir, task.card())  # the card lists the exported files
-    return ExportResult(path, preprocess_path, records)
+    _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")  # once every file exists
+    _save_records(out_dir, records)
+    return records, path
 
 
 def _check_options(format: str, quantize: str | None, exporter: str, min_agreement: float | None) -> None:
@@ -347,6 +380,15 @@ def _onnx_opset(path: Path) -> int | None:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+def _temperature(meta: RunSpec, post: dict[str, Any]) -> dict[str, Any]:
+    """The temperature fitted on validation, for clients of a softmax output (what `graftkit.load`
+    divides the logits by)."""
+    temperature = (meta.calibration or {}).get("temperature")
+    if not temperature or post.get("activation") != "softmax":
+        return {}
+    return {"temperature": float(temperature), "calibration": "probabilities = softmax(logits / temperature)"}
+
+
 def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModality, sig: Signature, format: str, exporter: str,
                       opset: int | None, tokenizer: Any, int8: bool = False) -> Path:  # fmt: skip
     """`preprocess.json`: everything a client in any language needs to feed the model and read it."""
@@ -358,7 +400,8 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModa
         "task": task["name"],
         "classes": task.get("classes", []),
         "inputs": sig.input_spec,
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", max(len(task.get("classes", [])), 1)], "dtype": "float32", **post},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", max(len(task.get("classes", [])), 1)], "dtype": "float32", **post,
+                   **_temperature(meta, post)},
         "model": {"id": meta.model.model_id, "arch": meta.model.arch},
         "weights_sha256": weights_digest(run_dir),
         "files": {},
@@ -372,20 +415,27 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModa
     spec["files"][name] = {"format": format, "exporter": exporter, "opset": opset}
     if int8:
         spec["files"][INT8_FILE] = {"format": "onnx", "quantized_from": ONNX_FILE, "quantization": f"int8 {kind.int8_method}", "opset": opset}
+    for file_name, entry in spec["files"].items():  # a truncated or replaced file is refused by name when loaded
+        if (out_dir / file_name).is_file():
+            entry["sha256"] = sha256_file(out_dir / file_name)
     spec.update(kind.preprocess_section(out_dir, tokenizer))  # `image` or `text`; saves a text run's tokenizer
     write_json(path, spec)
     return path
 
 
-def _save_records(run_dir: Path, out_dir: Path, records: dict[str, dict[str, Any]]) -> None:
-    """Merge the records into export/parity.json and into metrics.json's `export` key."""
+def _save_records(out_dir: Path, records: dict[str, dict[str, Any]]) -> None:
+    """Merge the records into export/parity.json."""
     path = out_dir / PARITY_FILE
     existing = read_json(path) if path.is_file() else {}
     existing.update(records)
     write_json(path, existing)
+
+
+def _save_metrics_summary(run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
+    """Merge a summary of the records into metrics.json's `export` key."""
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
-        metrics = read_json(metrics_path)
+        metrics = read_run_json(metrics_path)
         summary = metrics.get("export") or {}
         for key, r in records.items():
             summary[key] = {k: r[k] for k in ("file", "passed", "agreement", "agreement_on", "max_abs_logit_diff", "inputs", "n",

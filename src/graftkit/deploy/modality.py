@@ -99,7 +99,8 @@ class ImageRun:
 
     def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
         size = int(self.spec.preprocess["input_size"])
-        spec = {"pixel_values": {"shape": ["batch", 3, size, size], "dtype": "float32"}}
+        channels = int(self.spec.preprocess.get("in_chans", 3))
+        spec = {"pixel_values": {"shape": ["batch", channels, size, size], "dtype": "float32"}}
         axes = {"pixel_values": {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
         return Signature(model, ["pixel_values"], axes, spec, output_spec)
 
@@ -116,10 +117,11 @@ class ImageRun:
     def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
         from graftkit.data import load_image
 
-        transform = self._transform(self._preprocess())
+        pre = self._preprocess()
+        transform = self._transform(pre)
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            yield {"pixel_values": torch.stack([transform(load_image(x) if isinstance(x, (str, Path)) else x) for x in chunk])}
+            yield {"pixel_values": torch.stack([transform(load_image(x, channels=pre.in_chans, window=pre.window) if isinstance(x, (str, Path)) else x) for x in chunk])}
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
                       sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
@@ -148,6 +150,7 @@ class ImageRun:
             "std": list(p["std"]),
             "normalize": "(pixel / 255 - mean) / std, per channel",
             "layout": "NCHW float32",
+            **_grey_section(p),
         }}  # fmt: skip
 
     def load_inputs(self, export_dir: Path) -> tuple[Any, Any]:
@@ -156,7 +159,7 @@ class ImageRun:
     def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
                     ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
         transform = self._transform(preprocess)
-        batches = (torch.stack([transform(_as_tensor(x)) for x in inputs[start : start + batch_size]])  # (B, 3, S, S)
+        batches = (torch.stack([transform(_as_tensor(x, preprocess)) for x in inputs[start : start + batch_size]])  # (B, C, S, S)
                    for start in range(0, len(inputs), batch_size))  # fmt: skip
         return batches, lambda outputs: outputs
 
@@ -174,6 +177,49 @@ class ImageRun:
     def _dir(self) -> Path:
         assert self.run_dir is not None, "run_modality(spec, run_dir) needs the run directory for its samples"
         return self.run_dir
+
+
+class DetectionRun(ImageRun):
+    """An object-detection run (head type `detector`): `pixel_values` `[1, 3, S, S]` in [0, 1]
+    (resized to S x S, not cropped; the graph normalises), `logits` `[1, 100, 6]` detections
+    (`x1 y1 x2 y2 score label`, label -1 pads). One image per call: the export is at a fixed size."""
+
+    int8_method = "none"
+
+    def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
+        size = int(self.spec.preprocess["input_size"])
+        spec = {"pixel_values": {"shape": [1, 3, size, size], "dtype": "float32"}}
+        return Signature(model, ["pixel_values"], {}, spec, output_spec)
+
+    def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+        preprocess = self._preprocess()
+        transform = self._transform(preprocess)
+        for x in items:
+            yield {"pixel_values": transform(_as_tensor(x, preprocess))[None]}
+
+    def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
+                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        raise ConfigError("--quantize int8 is not supported for detection runs yet (NMS and box decoding stay fp32); export without it")
+
+    def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
+        size = int(self.spec.preprocess["input_size"])
+        return {"image": {
+            "color": "RGB (grey and alpha images: converted; transparency composited on white)",
+            "resize": [size, size], "keep_aspect": False, "antialias": True, "scale": "pixel / 255",
+            "normalize": "inside the graph (mean/std of the backbone)", "layout": "NCHW float32, batch 1",
+            "boxes": f"xyxy in the {size}x{size} input: multiply x by width/{size} and y by height/{size} for the original image",
+        }}  # fmt: skip
+
+    def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
+                    ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+        transform = self._transform(preprocess)
+        return (transform(_as_tensor(x, preprocess))[None] for x in inputs), lambda outputs: outputs
+
+    @staticmethod
+    def _transform(preprocess: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        from graftkit.data.detection import image_transform
+
+        return image_transform(int(preprocess.input_size))
 
 
 class TextRun:
@@ -375,6 +421,8 @@ def run_modality(spec: RunSpec, run_dir: str | Path | None = None) -> RunModalit
     """
     try:
         cls = RUN_MODALITIES[spec.modality]
+        if cls is ImageRun and (spec.head or {}).get("type") == "detector":
+            cls = DetectionRun  # boxes, not logits: its own inputs and outputs
     except (KeyError, TypeError):
         close = difflib.get_close_matches(str(spec.modality), list(RUN_MODALITIES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -385,12 +433,28 @@ def run_modality(spec: RunSpec, run_dir: str | Path | None = None) -> RunModalit
     return cls(spec, Path(run_dir) if run_dir is not None else None)
 
 
-def _as_tensor(x: Any) -> torch.Tensor:
-    """An image path, PIL image or uint8 `[3, H, W]` tensor as a uint8 `[3, H, W]` tensor."""
+def _grey_section(p: dict[str, Any]) -> dict[str, Any]:
+    """preprocess.json keys for one-channel runs, grey windows and dataset intensity statistics."""
+    out: dict[str, Any] = {}
+    if int(p.get("in_chans", 3)) == 1:
+        out["channels"] = 1
+        out["color"] = "grey, one channel (colour images: luma 0.299 R + 0.587 G + 0.114 B)"
+    if p.get("window") is not None:
+        out["window"] = {"centre": p["window"][0], "width": p["window"][1],
+                         "rule": "16-bit and DICOM grey values v (DICOM: after rescale slope/intercept) → clip((v - (centre - 0.5)) / (width - 1) + 0.5, 0, 1)"}  # fmt: skip
+    out["high_depth"] = "16-bit images: pixel / 65535 instead of pixel / 255; DICOM: graftkit.data.dicom"
+    if p.get("intensity", "backbone") != "backbone":
+        out["intensity"] = p["intensity"]
+    return out
+
+
+def _as_tensor(x: Any, preprocess: Any) -> torch.Tensor:
+    """An image path, PIL image or `[C, H, W]` tensor as a `[C, H, W]` tensor (paths decoded with the
+    run's channels and window)."""
     from graftkit.data import load_image
 
     if isinstance(x, (str, Path)):
-        return load_image(x)
+        return load_image(x, channels=preprocess.in_chans, window=preprocess.window)
     if isinstance(x, torch.Tensor):
         return x
     from PIL import Image

@@ -27,8 +27,9 @@ class Predictor:
     """
 
     def __init__(
-        self, run_dir: str | Path, device: str = "cpu", backend: str = "torch", *, precision: str = "auto", channels_last: bool | None = None
-    ) -> None:
+        self, run_dir: str | Path, device: str = "cpu", backend: str = "torch", *, precision: str = "auto", channels_last: bool | None = None,
+        calibrated: bool = True,
+    ) -> None:  # fmt: skip
         from graftkit.engine import tune_malloc
 
         tune_malloc()
@@ -55,6 +56,10 @@ class Predictor:
             self._load_onnx(backend)
         self.classes: list[str] = self.task.classes
         self.modality: str = self.meta.modality
+        # The temperature fitted on validation (classification) divides the logits of every
+        # backend; `calibrated=False` gives the raw scores. It never changes the top class.
+        calibration = self.meta.calibration or {}
+        self.temperature: float | None = float(calibration["temperature"]) if calibrated and calibration.get("temperature") else None
 
     def _load_onnx(self, backend: str) -> None:
         """Everything predict needs without building the PyTorch model: graft.json, the task, the
@@ -96,8 +101,10 @@ class Predictor:
         out = []
         with torch.inference_mode():
             for batch in batches:
-                logits = self._logits(batch)
-                out.append(self.task.activate(logits.float()).cpu())
+                logits = self._logits(batch).float()
+                if self.temperature is not None:
+                    logits = logits / self.temperature
+                out.append(self.task.activate(logits).cpu())
         if not out:
             return torch.zeros((0, max(len(self.classes), 1)))
         return in_input_order(torch.cat(out))
@@ -136,14 +143,9 @@ class Predictor:
             >>> for p in graftkit.load("runs/flowers").predict_iter(files, progress=True):
             ...     print(p.input, p.label)
         """
-        from graftkit.engine.progress import EpochProgress
+        from graftkit.deploy.batch import predict_in_chunks
 
-        chunk = batch_size * 4
-        with EpochProgress("predict", total=-(-len(inputs) // chunk), unit=self._run.progress_unit, enabled=progress and len(inputs) > chunk) as bar:
-            for start in range(0, len(inputs), chunk):
-                part = list(inputs[start : start + chunk])
-                yield from self.predict(part, top_k=top_k, batch_size=batch_size)
-                bar.advance(len(part))
+        return predict_in_chunks(self.predict, inputs, top_k=top_k, batch_size=batch_size, progress=progress, unit=self._run.progress_unit)
 
 
 def _name(x: Any, i: int) -> str:
@@ -151,8 +153,9 @@ def _name(x: Any, i: int) -> str:
 
 
 def load(
-    run_dir: str | Path, device: str = "cpu", backend: str = "torch", *, precision: str = "auto", channels_last: bool | None = None
-) -> Predictor:
+    run_dir: str | Path, device: str = "cpu", backend: str = "torch", *, precision: str = "auto", channels_last: bool | None = None,
+    calibrated: bool = True,
+) -> Predictor:  # fmt: skip
     """Load a run directory for prediction: offline, no training data, no pickle.
 
     Args:
@@ -161,9 +164,11 @@ def load(
         backend: `torch`, `onnx` or `onnx-int8` (the last two need `graft export` first).
         precision: `torch` backend: `auto` (the run's request, else the rule for `device`), `fp32` or `bf16`.
         channels_last: `torch` backend: CNN memory format (None: the run's request, else per model).
+        calibrated: divide the logits by the temperature fitted on validation (classification runs;
+            every backend); False: the raw scores.
 
     Raises:
         RunDirError: the folder is not a finished run, or the ONNX export is missing or stale.
         ConfigError: unknown backend, or an ONNX backend for a text-generating run.
     """
-    return Predictor(run_dir, device=device, backend=backend, precision=precision, channels_last=channels_last)
+    return Predictor(run_dir, device=device, backend=backend, precision=precision, channels_last=channels_last, calibrated=calibrated)

@@ -5,15 +5,16 @@ onnxruntime is imported only when a session is built, so `import graftkit.deploy
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from graftkit.errors import RunDirError
-from graftkit.rundir import read_json
+
+if TYPE_CHECKING:
+    import torch
+from graftkit.rundir import read_run_json, sha256_file
 
 EXPORT_DIR = "export"
 ONNX_FILE = "model.onnx"
@@ -27,11 +28,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 def weights_digest(run_dir: Path) -> str:
     """SHA-256 of `model.safetensors`: an export records it, so a retrained run's stale export is caught."""
-    h = hashlib.sha256()
-    with open(Path(run_dir) / "model.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(Path(run_dir) / "model.safetensors")
 
 
 def make_session(path: Path, threads: int | None = None) -> Any:
@@ -45,7 +42,7 @@ def make_session(path: Path, threads: int | None = None) -> Any:
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.intra_op_num_threads = threads or _default_threads()
     opts.log_severity_level = 3  # errors only: no per-node warnings on stderr
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -74,18 +71,40 @@ class OnnxRuntimeModel:
         fix = f"graft export {self.run_dir} --format onnx" + (" --quantize int8" if int8 else "")
         if not self.path.is_file() or not (folder / PREPROCESS_FILE).is_file():
             raise RunDirError(f"{self.path} does not exist: export the run first with `{fix}`.")
-        self.spec = read_json(folder / PREPROCESS_FILE)
+        self.spec = read_run_json(folder / PREPROCESS_FILE, fix=f"run `{fix}` again")
         made_from = self.spec.get("weights_sha256")
         if made_from and made_from != weights_digest(self.run_dir):
             raise RunDirError(f"{self.path} was exported from other weights than {self.run_dir}/model.safetensors: run `{fix}` again.")
-        self.session = make_session(self.path, threads)
+        recorded = self.spec.get("files", {}).get(self.path.name, {}).get("sha256")
+        if recorded and recorded != sha256_file(self.path):
+            raise RunDirError(f"{self.path} is damaged or was replaced (its SHA-256 differs from preprocess.json's): run `{fix}` again.")
+        try:
+            self.session = make_session(self.path, threads)
+        except Exception as e:  # onnxruntime's own error (e.g. a truncated protobuf)
+            raise RunDirError(f"{self.path} cannot be loaded by ONNX Runtime ({str(e).splitlines()[0][:160]}): run `{fix}` again.") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits `[B, C]` (float32, CPU) for a batch of named inputs."""
-        feeds = {n: _numpy(batch[n]) for n in self.input_names}
-        (logits,) = self.session.run(None, feeds)
-        return torch.from_numpy(logits)
+        import torch
+
+        return torch.from_numpy(self.run({n: _numpy(batch[n]) for n in self.input_names}))
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits `[B, C]` for named numpy inputs (no torch involved)."""
+        (logits,) = self.session.run(None, {n: feeds[n] for n in self.input_names})
+        return logits
+
+
+def _default_threads() -> int:
+    """torch's thread count when torch is loaded (both backends then use the same cores), else
+    the cores this process may run on."""
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

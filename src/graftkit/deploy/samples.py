@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from graftkit.rundir import RunSpec, read_json
+from graftkit.rundir import RunSpec, read_run_json
 
 
 @dataclass
@@ -53,7 +53,7 @@ def image_split_samples(run_dir: Path, split_name: str = "val") -> Samples | Non
     path = run_dir / "split.json"
     if not path.is_file():
         return None
-    split = read_json(path)
+    split = read_run_json(path)
     listed = (split.get("files") or {}).get(split_name) or []
     roots = [Path(split[k]) for k in ("val_root", "root") if split.get(k)]
     items, labels = [], []
@@ -90,7 +90,7 @@ def text_validation_samples(run_dir: Path, meta: RunSpec) -> Samples | None:
         return Samples([], [], f"the data file {source} cannot be read again ({str(e).splitlines()[0]})")
     rows = None
     if (run_dir / "split.json").is_file():
-        rows = set((read_json(run_dir / "split.json").get("rows") or {}).get("val") or [])
+        rows = set((read_run_json(run_dir / "split.json").get("rows") or {}).get("val") or [])
     val = [s for s in dataset.val if not rows or s.row in rows]
     return Samples([s.text for s in val], [s.label for s in val], f"validation texts from {Path(source).name} ({len(val)})")
 

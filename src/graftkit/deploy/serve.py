@@ -20,6 +20,7 @@ service keeps serving. FastAPI and uvicorn are imported when an app is built.
 
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -29,7 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from graftkit.rundir import read_json
+from graftkit.errors import ConfigError
+from graftkit.rundir import read_run_json
 
 log = logging.getLogger("graftkit.serve")
 WEB_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
@@ -371,7 +373,7 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
     from graftkit.rundir import graftkit_version
 
     run_spec = predictor.meta  # the run's RunSpec
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    metrics = read_run_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     val = metrics.get("val") or {}
     scalars = {k: v for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     pre = run_spec.preprocess
@@ -395,7 +397,7 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
         "input": spec,
         "limits": asdict(limits),
         "backend": backend,
-        "export": read_json(parity) if parity.is_file() else None,
+        "export": read_run_json(parity, fix=f"export the run again (`graft export {run_dir}`)") if parity.is_file() else None,
         "created": run_spec.created,
         "graftkit_version": graftkit_version(),
     }
@@ -456,7 +458,35 @@ def serve(
 
     from graftkit.engine.progress import info
 
-    app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms, precision=precision, channels_last=channels_last)
-    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
-    info(f"serving {run_dir} ({backend}) on http://{shown}:{port}/  (API: /predict, /info, /health, /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    sock = listen_socket(host, port)  # the port is taken (or refused) before anything else happens
+    try:
+        app = create_app(run_dir, backend=backend, max_batch=max_batch, max_wait_ms=max_wait_ms, precision=precision, channels_last=channels_last)
+        shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
+        info(f"serving {run_dir} ({backend}) on http://{shown}:{port}/  (API: /predict, /info, /health, /docs)")
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listen_socket(host: str, port: int) -> Any:
+    """A TCP socket bound to `host:port` and listening.
+
+    Raises:
+        ConfigError: the port is out of range, in use, or not allowed (the message says which).
+    """
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a port is 1 to 65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        why = "another program is using it" if e.errno in (errno.EADDRINUSE,) else (e.strerror or str(e))
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}. Choose another --port (or --host).") from None
+    return sock

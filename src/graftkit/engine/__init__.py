@@ -2,31 +2,32 @@
 
 The lowest layer that touches torch: training, selection and deploy all build on it, so the
 decisions it makes (which device, which precision, channels_last or not) are made in one place.
+
+Names are imported on first use (PEP 562), so that importing one submodule (e.g. for the
+torch-free ONNX client) does not load the others and torch.
 """
 
-from graftkit.engine.device import Engine, LocalEngine, eval_mode, resolve_device
-from graftkit.engine.memory import tune_malloc
-from graftkit.engine.precision import (
-    EngineSettings,
-    choose_channels_last,
-    choose_precision,
-    cpu_has_native_bf16,
-    inference_settings,
-    run_inference_settings,
-    training_settings,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Engine",
-    "EngineSettings",
-    "LocalEngine",
-    "choose_channels_last",
-    "choose_precision",
-    "cpu_has_native_bf16",
-    "eval_mode",
-    "inference_settings",
-    "resolve_device",
-    "run_inference_settings",
-    "training_settings",
-    "tune_malloc",
-]
+from graftkit.lazy import lazy_exports
+
+_EXPORTS = {
+    "Engine": "graftkit.engine.device",
+    "LocalEngine": "graftkit.engine.device",
+    "eval_mode": "graftkit.engine.device",
+    "resolve_device": "graftkit.engine.device",
+    "tune_malloc": "graftkit.engine.memory",
+    "EngineSettings": "graftkit.engine.precision",
+    "choose_channels_last": "graftkit.engine.precision",
+    "choose_precision": "graftkit.engine.precision",
+    "cpu_has_native_bf16": "graftkit.engine.precision",
+    "inference_settings": "graftkit.engine.precision",
+    "run_inference_settings": "graftkit.engine.precision",
+    "training_settings": "graftkit.engine.precision",
+}
+"""Public name -> the module that defines it; imported on first use."""
+
+__all__ = list(_EXPORTS)
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -69,3 +69,22 @@ class EpochProgress:
 def info(message: str) -> None:
     """A status line on stderr (stdout is kept for results that scripts parse)."""
     console.print(message)
+
+
+def warn(message: str) -> None:
+    """A `warning:` line on stderr: the one way graftkit (and, through the CLI, any library's
+    `warnings.warn`) tells the user about something that does not stop the command."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def results_console(file=None) -> Console:
+    """A console for results on stdout (tables, metrics): the terminal's width on a terminal;
+    unlimited when piped or redirected, so ids and paths are never cut to 80 columns."""
+    import sys
+
+    file = file if file is not None else sys.stdout
+    if file.isatty():
+        return Console(file=file)
+    return Console(file=file, width=100_000, color_system=None, soft_wrap=True)

@@ -197,9 +197,9 @@ def print_metrics(
     Example:
         >>> print_metrics(classification_metrics(y, p, names), title="val")  # doctest: +SKIP
     """
-    from rich.console import Console
+    from graftkit.engine.progress import results_console
 
-    console = console or Console()
+    console = console or results_console()
     console.print(format_metrics_table(metrics, title))
 
 

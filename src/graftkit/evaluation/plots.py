@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 110
+FONTS = ["DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+         "Noto Sans", "Noto Sans Arabic", "Noto Sans Devanagari", "FreeSans"]  # fmt: skip
+"""Font fallback chain: a glyph missing from DejaVu Sans (CJK, ...) is drawn from the next installed font."""
+_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
+"""Marker and line style per series: lines that coincide stay distinguishable."""
+_LABEL_WIDTH = 18
+"""Class names longer than this wrap onto further lines instead of running off the figure."""
 _LOSS_KEYS = ("train_loss", "val_loss")
 _METRIC_KEYS = ("train_accuracy", "val_accuracy", "val_macro_f1")
 
@@ -45,10 +52,28 @@ def new_figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    import matplotlib
+
+    if matplotlib.rcParams["font.family"] in (["sans-serif"], _FONTS_FOUND):  # a caller's own font choice is kept
+        matplotlib.rcParams["font.family"] = _installed_fonts()
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols)
     return fig, axes
+
+
+def _installed_fonts() -> list[str]:
+    """The names in `FONTS` that are installed here (matplotlib warns for each missing one)."""
+    global _FONTS_FOUND
+    if _FONTS_FOUND is None:
+        from matplotlib import font_manager
+
+        have = {f.name for f in font_manager.fontManager.ttflist}
+        _FONTS_FOUND = [name for name in FONTS if name in have] or ["DejaVu Sans"]
+    return _FONTS_FOUND
+
+
+_FONTS_FOUND: list[str] | None = None
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -71,8 +96,10 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def _labels(names: Sequence[str]) -> list[str]:
-    # Class names are user data: a pair of "$" would otherwise be parsed as mathtext.
-    return [str(n).replace("$", r"\$") for n in names]
+    """Class names as tick labels: long ones wrapped, `$` kept literal (not mathtext)."""
+    import textwrap
+
+    return [textwrap.fill(str(n), _LABEL_WIDTH, break_long_words=True).replace("$", r"\$") for n in names]
 
 
 def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -107,6 +134,8 @@ def plot_learning_curves(
     """
     # Fixed margins: the labels here are short and known, and the layout engine's measuring pass
     # would cost about a third of the plot's time.
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_metric) = new_figure(9.0, 3.6, ncols=2, layout=None)
     fig.subplots_adjust(left=0.07, right=0.985, bottom=0.14, top=0.91, wspace=0.22)
     # Every task's metrics: classification's accuracy / F1, regression's MAE, a language model's
@@ -122,10 +151,11 @@ def plot_learning_curves(
         (ax_metric, tuple(metric_keys), "score"),
     ):
         plotted = False
-        for key in keys:
+        for i, key in enumerate(keys):
             xs, ys = _series(history, key)
             if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, ms=3, label=key)
+                marker, style = _STYLES[i % len(_STYLES)]
+                ax.plot(xs, ys, marker=marker if len(xs) <= 30 else None, ms=4, mfc="none", ls=style, label=key)
                 plotted = True
         if best_epoch is not None:
             ax.axvline(best_epoch, color="0.4", ls="--", lw=1, label=f"best (epoch {best_epoch})")
@@ -134,6 +164,7 @@ def plot_learning_curves(
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     ax_loss.set_title("loss")

@@ -41,8 +41,10 @@ def _fmt_metric(value: Any) -> str:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.6g}"  # settings such as lr=1e-5 must not print as 0.0000
     if isinstance(value, (dict, list, tuple)):
@@ -124,6 +126,7 @@ def write_report(
     examples: list[dict[str, Any]] | None = None,
     auto: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
+    figures: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG plots into ``out_dir``.
 
@@ -141,6 +144,8 @@ def write_report(
         settings: Training settings; nested dicts are flattened to dotted keys.
         data_summary: Facts about the data (counts per split, class balance...).
         best_epoch: Epoch whose weights were kept, marked on the learning curves.
+        figures: Pictures a task drew into ``out_dir`` (``title``, ``file``), shown in order
+            (detection: precision-recall curves, validation images with boxes).
         examples: Rows of generated text (``input``, ``reference``, ``generated``) to show.
         auto: How ``--strategy auto`` / ``--time-budget`` planned the run (``strategy``,
             ``epochs``, ``reasons``, ``measurements``).
@@ -191,6 +196,8 @@ def write_report(
             _per_class_html(per_class),
             _img(PER_CLASS_PNG, "per-class precision, recall and F1"),
         ]
+    if metrics.get("clinical"):
+        sections += _clinical_html(metrics["clinical"], out, split)
     if auto:
         reasons = "".join(f"<li>{escape(str(r))}</li>" for r in auto.get("reasons", []))
         sections += [
@@ -207,6 +214,14 @@ def write_report(
         ]
         if (out / "reliability.png").is_file():
             sections.append(_img("reliability.png", "reliability diagram"))
+    per_class_ap = metrics.get("per_class_ap") or {}
+    if per_class_ap:
+        head = "<tr><th>class</th><th>AP</th><th>AP50</th><th>recall</th><th>objects</th></tr>"
+        cells = lambda r: "".join(f'<td class="num">{"–" if r.get(k) is None else f"{r[k]:.3f}"}</td>' for k in ("ap", "ap50", "recall"))  # noqa: E731
+        rows = "".join(f"<tr><td>{escape(str(n))}</td>{cells(r)}<td class=\"num\">{int(r.get('support', 0))}</td></tr>" for n, r in per_class_ap.items())
+        sections += [f"<h2>Average precision per class ({split})</h2>", f"<table>{head}{rows}</table>"]
+    for fig in figures or []:
+        sections += [f"<h2>{escape(str(fig['title']))}</h2>", _img(str(fig["file"]), str(fig["title"]))]
     if examples:
         cols = list(examples[0])
         rows = "".join("<tr>" + "".join(f"<td>{escape(str(e.get(c, '')))}</td>" for c in cols) + "</tr>" for e in examples)
@@ -221,3 +236,32 @@ def write_report(
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
     return path
+
+
+ROC_PNG = "roc.png"
+
+
+def _clinical_html(clinical: dict[str, Any], out: Path, split: str) -> list[str]:
+    """ROC-AUC / PR-AUC with CIs and the operating point per finding, and the ROC curve."""
+    from graftkit.evaluation.clinical import findings, plot_roc
+
+    def ci(m: dict[str, Any], key: str) -> str:
+        value, interval = m.get(key), m.get(f"{key}_ci")
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+    head = "<tr><th>finding</th><th>ROC-AUC [95% CI]</th><th>PR-AUC [95% CI]</th><th>threshold</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th></tr>"
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td><td>{ci(m, 'roc_auc')}</td><td>{ci(m, 'pr_auc')}</td><td>{m['threshold']:.4f}</td>"
+        + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in ("sensitivity", "specificity", "ppv", "npv")) + "</tr>"
+        for name, m in findings(clinical).items()
+    )  # fmt: skip
+    rule = next(iter(findings(clinical).values()))["rule"]
+    parts = [f"<h2>Clinical metrics ({split})</h2>",
+             f'<p class="meta">Operating point: {escape(rule)}; bootstrap 95% intervals (500 stratified resamples).</p>',
+             f"<table>{head}{rows}</table>"]  # fmt: skip
+    if any(m.get("roc_curve") for m in findings(clinical).values()):
+        plot_roc(clinical, out / ROC_PNG)
+        parts.append(_img(ROC_PNG, "ROC curve"))
+    return parts

@@ -7,13 +7,19 @@ older schemas on read (`rundir/migrate.py`).
 
 from __future__ import annotations
 
-from graftkit.rundir._files import read_json, write_json
-from graftkit.rundir.directory import REQUIRED_FILES, check_run_dir, prepare_run_dir, read_finished
+from graftkit.rundir._files import atomic_write, read_json, read_run_json, replace_dir, sha256_file, write_json
+from graftkit.rundir.directory import REQUIRED_FILES, build_dir, check_run_dir, prepare_run_dir, publish_run, read_finished
 from graftkit.rundir.load import load_model
 from graftkit.rundir.migrate import SCHEMA_VERSION, migrate
 from graftkit.rundir.spec import SPEC_FILE, ModelInfo, Precision, RunSpec, TextInfo, graftkit_version, library_versions, utc_now
 
 __all__ = [
+    "atomic_write",
+    "build_dir",
+    "publish_run",
+    "read_run_json",
+    "replace_dir",
+    "sha256_file",
     "REQUIRED_FILES",
     "SCHEMA_VERSION",
     "SPEC_FILE",

@@ -6,8 +6,29 @@ from pathlib import Path
 from typing import Any
 
 from graftkit.errors import RunDirError
+from graftkit.rundir._files import sha256_file
 from graftkit.rundir.directory import read_finished
 from graftkit.rundir.spec import RunSpec
+
+_RETRAIN = "Restore the run's own file, or train the run again (`graft train ... --out RUN --overwrite`)."
+
+
+def check_files(run_dir: Path, spec: RunSpec) -> None:
+    """Check the run's weight files against the SHA-256 graft.json recorded when the run finished.
+
+    Raises:
+        RunDirError: a file is missing, truncated, or another run's (the message names it). Runs
+            written before hashes were recorded (`spec.files` None) pass unchecked.
+    """
+    for name, digest in (spec.files or {}).items():
+        path = Path(run_dir) / name
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing. {_RETRAIN}")
+        if sha256_file(path) != digest:
+            raise RunDirError(
+                f"{path} is not the file this run wrote (its SHA-256 differs from graft.json's): it was replaced by "
+                f"another run's weights or damaged. {_RETRAIN}"
+            )
 
 
 def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
@@ -20,7 +41,8 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
         `RunSpec`, its task).
 
     Raises:
-        RunDirError: not a finished run, an invalid graft.json, or weights that do not fit it.
+        RunDirError: not a finished run, an invalid graft.json, weights that are not the run's own
+            (SHA-256 recorded in graft.json), damaged, or do not fit the architecture.
 
     Example:
         >>> model, spec, task = load_model("runs/flowers")
@@ -54,6 +76,10 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
 
         backbone = build_architecture(spec.model.arch)
         backbone.preprocess = ImagePreprocess.from_dict(spec.preprocess)
+        if backbone.preprocess.in_chans != 3:  # a one-channel run: the first convolution was adapted
+            from graftkit.backbones.channels import adapt_input_channels
+
+            adapt_input_channels(backbone, backbone.preprocess.in_chans)
     if spec.lora is not None:
         from graftkit.strategies import apply_lora
 
@@ -62,8 +88,12 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
     if spec.head is None:
         model = GenerativeModel(backbone)
     else:
-        model = task.build_model(backbone, spec.head.get("dropout", 0.0))  # GraftModel(backbone, head) for head tasks
-    state = load_file(str(path / "model.safetensors"))
+        model = task.build_model(backbone, spec.head.get("dropout", 0.0))
+    check_files(path, spec)
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as e:  # a damaged file: safetensors' own message names no file
+        raise RunDirError(f"{path}/model.safetensors is damaged ({str(e).splitlines()[0][:120]}). {_RETRAIN}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

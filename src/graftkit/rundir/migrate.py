@@ -7,6 +7,8 @@ Schema history:
     1: keys absent when unused: `finished` (while training), `text` (image runs), `lora`,
        `calibration`, `auto`, `time_budget`; `modality` absent in runs from before text models.
     2: every key always present (null when unused), so a missing key is an error, named.
+    3: `files`: the SHA-256 of the run's own weight files, checked on load (null in older runs,
+       which are then loaded unchecked).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    out["schema_version"] = 3
+    out.setdefault("files", None)  # an older run recorded no hashes of its own files
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """Schema N → the function bringing its JSON to schema N + 1."""
 
 SCHEMA_VERSION = max(MIGRATIONS) + 1
@@ -48,7 +57,7 @@ def migrate(data: dict[str, Any], source: str = "graft.json") -> dict[str, Any]:
 
     Example:
         >>> migrate({"schema_version": 1, ...})["schema_version"]  # doctest: +SKIP
-        2
+        3
     """
     version = data.get("schema_version")
     if isinstance(version, bool) or not isinstance(version, int):

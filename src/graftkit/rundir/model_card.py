@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from graftkit.evaluation.metrics import headline_metrics
+from graftkit.rundir._files import read_run_json
 from graftkit.rundir.spec import RunSpec
 
 MODEL_CARD_MD = "MODEL_CARD.md"
@@ -42,9 +43,9 @@ def write_model_card(run_dir: str | Path, task_card: dict[str, Any] | None = Non
     """
     run = Path(run_dir)
     meta = RunSpec.read(run)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = read_run_json(run / "metrics.json")
     parity_path = run / "export" / "parity.json"
-    parity = json.loads(parity_path.read_text()) if parity_path.is_file() else {}
+    parity = read_run_json(parity_path, fix=f"export the run again (`graft export {run}`)") if parity_path.is_file() else {}
     sections = [
         _summary(run, meta, metrics),
         _intended_use(meta, task_card or {}),

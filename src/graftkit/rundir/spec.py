@@ -139,6 +139,9 @@ class RunSpec:
     """`--strategy auto`: the measured choice and its reasons; None otherwise."""
     time_budget: dict[str, Any] | None = None
     """`--time-budget` with a fixed strategy: the measured epoch plan; None otherwise."""
+    files: dict[str, str] | None = None
+    """SHA-256 of the run's own weight files (`model.safetensors`, ...), recorded when the run is
+    marked done and checked on load: weights swapped in from another run are refused."""
 
     def __post_init__(self) -> None:
         problems = _check(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "")

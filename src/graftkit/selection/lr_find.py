@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from graftkit.engine import LocalEngine
+from graftkit.engine.progress import info
 from graftkit.training.loop import Decision
 
 LR_FIND_JSON = "lr_find.json"
@@ -169,7 +170,7 @@ def lr_sweep(
     recorder = _SweepRecorder(exponential_lrs(start_lr, end_lr, steps), beta, diverge)
     passes = math.ceil(steps / math.ceil(len(loader) / sweep.accumulate))
     options = LoopOptions(
-        epochs=passes, grad_clip=sweep.grad_clip, accumulate=sweep.accumulate, seed=seed, progress=False,
+        epochs=passes, grad_clip=sweep.grad_clip, accumulate=sweep.accumulate, seed=seed, progress=False, stop_on_divergence=False,
         prepare_epoch=None if sweep.prepare is None else (lambda epoch: sweep.prepare()), batch_transform=sweep.batch_transform,
     )  # fmt: skip
     try:
@@ -227,6 +228,8 @@ class _SweepRecorder:
         self.lrs.append(float(self.schedule[i]))
         self.losses.append(value)
         self.best = min(self.best, smoothed)
+        if (i + 1) % max(1, len(self.schedule) // 10) == 0:  # a line per tenth of the sweep, on a terminal or not
+            info(f"lr-find: step {i + 1}/{len(self.schedule)}, lr {self.schedule[i]:.2e}, loss {value:.4g}")
         if not math.isfinite(smoothed) or (i > 10 and smoothed > self.diverge * self.best):
             return Decision(stop=True, reason="the loss diverged")
         if i + 1 == len(self.schedule):

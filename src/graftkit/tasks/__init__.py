@@ -23,11 +23,13 @@ from graftkit.tasks.multilabel import MultiLabelTask  # isort: skip
 from graftkit.tasks.regression import RegressionTask
 from graftkit.tasks.ctc import CTCTask  # isort: skip
 from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask  # isort: skip
+from graftkit.tasks.detection import DetectionTask  # isort: skip
 from graftkit.tasks.model import GraftModel  # isort: skip
 
 __all__ = [
     "CausalLMTask",
     "ClassificationTask",
+    "DetectionTask",
     "GenerativeModel",
     "GraftModel",
     "Metric",

@@ -20,11 +20,13 @@ that names it reloads through `task_from_dict`.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
+
+from graftkit.data.prediction import Prediction  # noqa: F401  (tasks return it; defined torch-free for the ONNX client)
 from torch import nn
 
 from graftkit.data.labels import LabelKind
@@ -54,20 +56,15 @@ class TaskSettings:
     """`balanced`: weight the loss by inverse class frequency."""
     num_beams: int = 4
     max_new_tokens: int = 64
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input's result: the predicted label (a class, `a|b`, a value, or generated text), its
-    score, and the top-k list."""
-
-    input: str
-    label: str
-    score: float
-    top_k: list[tuple[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "label": self.label, "score": self.score, "top_k": [{"label": l, "score": s} for l, s in self.top_k]}
+    target_sensitivity: float | None = None
+    """Binary and multi-label: the operating point is the highest validation threshold reaching
+    this sensitivity (None: Youden's J)."""
+    focal_gamma: float | None = None
+    """Focal loss with this focusing parameter (None: cross-entropy / BCE)."""
+    detector: str | None = None
+    """detection: which torchvision detector (None: the task's default)."""
+    freeze_bn: bool = True
+    """detection: frozen BatchNorm in the backbone."""
 
 
 class PredictSource(Protocol):
@@ -185,6 +182,17 @@ class Task(Protocol):
         ...
 
 
+class SolvedHead(Protocol):
+    """Optional members of a task (`OPTIONAL_MEMBERS`): a task that leaves them out still
+    registers, and gets the stand-in value."""
+
+    linear_solver: ClassVar[str | None]
+    """How the linear probe solves this task's head on cached features: `lbfgs` (its `loss` is
+    convex in the logits, so the head is a full-batch L2-penalised solve: softmax cross-entropy →
+    multinomial logistic regression, per-label BCE → per-label logistic regression, squared error
+    → ridge; training/solver.py) or None (the head trains with SGD in the loop)."""
+
+
 def _protocol_members(protocol: type) -> tuple[str, ...]:
     """A protocol's class-level members: its `ClassVar` attributes and its methods (instance
     attributes such as `classes` are set by a task's constructor, so a class cannot show them)."""
@@ -193,8 +201,16 @@ def _protocol_members(protocol: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*class_vars, *methods]))
 
 
+OPTIONAL_MEMBERS: dict[str, Any] = {"linear_solver": None}
+"""Members a task may leave out (`SolvedHead`), with the value that stands for them."""
+
 TASK_MEMBERS = _protocol_members(Task)
 """The members `register_task` checks a class for, read off the `Task` protocol."""
+
+
+def task_member(task: Any, name: str) -> Any:
+    """A task's member, or its stand-in from `OPTIONAL_MEMBERS` when the task leaves it out."""
+    return getattr(task, name, OPTIONAL_MEMBERS[name])
 
 _REGISTRY: dict[str, type] = {}
 

@@ -29,15 +29,29 @@ class ClassificationTask:
     modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
+    linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)
     train_metric = "accuracy"
     metrics = {m.name: m for m in (Metric("accuracy", True), Metric("balanced_accuracy", True), Metric("macro_f1", True), Metric("loss", False))}
     default_monitor = "accuracy"
     headline = ("accuracy",)
 
-    def __init__(self, classes: list[str], *, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        classes: list[str],
+        *,
+        label_smoothing: float = 0.0,
+        class_weights: torch.Tensor | None = None,
+        focal_gamma: float | None = None,
+        target_sensitivity: float | None = None,
+        operating_point: dict[str, Any] | None = None,
+    ) -> None:
         self.classes = list(classes)
         self.label_smoothing = label_smoothing
         self.class_weights = class_weights
+        self.focal_gamma = focal_gamma
+        self.target_sensitivity = target_sensitivity
+        self.operating_point = operating_point
+        """Two classes: the threshold on P(second class) chosen on validation (`finish`)."""
 
     @property
     def num_classes(self) -> int:
@@ -49,15 +63,19 @@ class ClassificationTask:
         if settings.class_weights == "balanced":
             index = {c: i for i, c in enumerate(classes)}
             weights = balanced_class_weights([index[label] for label in train_labels], len(classes))
-        return cls(classes, label_smoothing=settings.label_smoothing, class_weights=weights)
+        return cls(classes, label_smoothing=settings.label_smoothing, class_weights=weights,
+                   focal_gamma=settings.focal_gamma, target_sensitivity=settings.target_sensitivity)  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClassificationTask":
-        return cls(d["classes"])
+        return cls(d["classes"], operating_point=d.get("operating_point"))
 
     def to_dict(self) -> dict[str, Any]:
-        """The task's part of graft.json."""
-        return {"name": self.name, "classes": self.classes}
+        """The task's part of graft.json (binary runs add the validation operating point)."""
+        d: dict[str, Any] = {"name": self.name, "classes": self.classes}
+        if self.operating_point is not None:
+            d["operating_point"] = self.operating_point
+        return d
 
     def check_strategy(self, kind: str) -> None:
         return None  # every strategy trains a new head
@@ -83,6 +101,8 @@ class ClassificationTask:
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy; `targets` are class indices `[B]` or soft targets `[B, C]` (mixup/cutmix)."""
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        if self.focal_gamma is not None:
+            return focal_cross_entropy(logits.float(), targets, gamma=self.focal_gamma, weight=weight)
         return F.cross_entropy(logits.float(), targets, weight=weight, label_smoothing=self.label_smoothing)
 
     @staticmethod
@@ -132,7 +152,18 @@ class ClassificationTask:
         return classification_metrics(targets, probs, self.classes, loss=loss)
 
     def finish(self, outputs: dict[str, tuple], backbone: nn.Module, samples: dict[str, list[Any]], batch_size: int) -> dict[str, dict[str, Any]]:
-        return {split: self.full_metrics(*out) for split, out in outputs.items()}
+        """Every split's metrics; with two classes also the clinical ones (`evaluation/clinical.py`)
+        at an operating point chosen on validation, for the second class as the finding."""
+        final = {split: self.full_metrics(*out) for split, out in outputs.items()}
+        if self.num_classes == 2 and "val" in outputs:
+            from graftkit.evaluation.clinical import choose_operating_point, clinical_metrics
+
+            val_probs, val_targets = np.asarray(outputs["val"][0]), np.asarray(outputs["val"][1])
+            point = choose_operating_point(val_probs[:, 1], val_targets == 1, self.target_sensitivity)
+            self.operating_point = {"positive": self.classes[1], **point}
+            for split, out in outputs.items():
+                final[split]["clinical"] = clinical_metrics(np.asarray(out[0])[:, 1], np.asarray(out[1]) == 1, point)
+        return final
 
     def calibrate(self, outputs: dict[str, Any], final: dict[str, dict[str, Any]], out_dir: Any) -> dict[str, Any] | None:
         """Temperature scaling fitted on validation; ECE per split; the reliability diagram."""
@@ -151,11 +182,14 @@ class ClassificationTask:
         return predict_with_head(self, source, inputs, names, top_k, batch_size)
 
     def card(self) -> dict[str, Any]:
+        caveats = ["The model always answers with one of its classes, also for inputs that belong to none of them; "
+                   "a low top probability is a hint, not a guarantee."]  # fmt: skip
+        if self.operating_point is not None:
+            caveats.append(operating_point_sentence(self.operating_point))
         return {
             "does": f"assigns one of its {self.num_classes} classes to each input (with probabilities)",
-            "caveats": ["The model always answers with one of its classes, also for inputs that belong to none of them; "
-                        "a low top probability is a hint, not a guarantee."],
-        }  # fmt: skip
+            "caveats": caveats,
+        }
 
     def export_spec(self) -> dict[str, Any]:
         return {"activation": "softmax"}
@@ -175,3 +209,30 @@ def balanced_class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
     weights = len(labels) / (num_classes * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def operating_point_sentence(point: dict[str, Any]) -> str:
+    """The model card's statement of a finding's operating point."""
+    sens, spec = point.get("sensitivity"), point.get("specificity")
+    at = f": validation sensitivity {sens:.3f}, specificity {spec:.3f}" if sens is not None and spec is not None else ""
+    return (f"Operating point for {point['positive']!r}: P({point['positive']}) >= {point['threshold']:.4f}, chosen by "
+            f"{point['rule']}{at}. `graft predict` reports the most probable class; apply this threshold to its "
+            "probability for screening decisions.")  # fmt: skip
+
+
+def focal_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, gamma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax focal loss (Lin et al. 2017): `-(1 - p_t)^gamma * log p_t`, mean over the batch.
+
+    Args:
+        logits: `[B, C]`.
+        targets: Class indices `[B]` or soft targets `[B, C]` (mixup/cutmix).
+        gamma: Focusing parameter; 0 is cross-entropy.
+        weight: Optional per-class weights `[C]` (as `F.cross_entropy`'s `weight`, applied per row).
+    """
+    log_p = F.log_softmax(logits, dim=1)  # (B, C)
+    soft = targets if targets.ndim == 2 else F.one_hot(targets, logits.shape[1]).to(log_p.dtype)
+    per_class = -soft * (1 - log_p.exp()).pow(gamma) * log_p
+    if weight is not None:
+        per_class = per_class * weight
+        return per_class.sum() / (soft * weight).sum().clamp_min(1e-12)
+    return per_class.sum(1).mean()

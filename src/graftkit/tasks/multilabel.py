@@ -29,14 +29,26 @@ class MultiLabelTask:
     modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
+    linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)
     train_metric = "label_accuracy"
     metrics = {m.name: m for m in (Metric("macro_f1", True), Metric("micro_f1", True), Metric("subset_accuracy", True), Metric("loss", False))}
     default_monitor = "macro_f1"
     headline = ("macro_f1", "micro_f1")
 
-    def __init__(self, classes: list[str], *, label_smoothing: float = 0.0, thresholds: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        classes: list[str],
+        *,
+        label_smoothing: float = 0.0,
+        thresholds: list[float] | None = None,
+        focal_gamma: float | None = None,
+        target_sensitivity: float | None = None,
+    ) -> None:
         self.classes = list(classes)
         self.label_smoothing = label_smoothing
+        self.focal_gamma = focal_gamma
+        self.target_sensitivity = target_sensitivity
+        """When set, each label's threshold is its validation operating point at this sensitivity."""
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
 
     @property
@@ -45,7 +57,7 @@ class MultiLabelTask:
 
     @classmethod
     def from_data(cls, classes: list[str], train_labels: list[Any], settings: TaskSettings) -> "MultiLabelTask":
-        return cls(classes, label_smoothing=settings.label_smoothing)
+        return cls(classes, label_smoothing=settings.label_smoothing, focal_gamma=settings.focal_gamma, target_sensitivity=settings.target_sensitivity)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MultiLabelTask":
@@ -82,6 +94,10 @@ class MultiLabelTask:
         targets = targets.float()
         if self.label_smoothing:
             targets = targets * (1 - self.label_smoothing) + self.label_smoothing / 2
+        if self.focal_gamma is not None:
+            from torchvision.ops import sigmoid_focal_loss
+
+            return sigmoid_focal_loss(logits.float(), targets, alpha=-1, gamma=self.focal_gamma, reduction="mean")
         return F.binary_cross_entropy_with_logits(logits.float(), targets)
 
     def batch_score(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -126,10 +142,25 @@ class MultiLabelTask:
 
     def finish(self, outputs: dict[str, tuple], backbone: nn.Module, samples: dict[str, list[Any]], batch_size: int) -> dict[str, dict[str, Any]]:
         """Thresholds fitted on validation first, then every split's metrics at them."""
+        from graftkit.evaluation.clinical import choose_operating_point, clinical_metrics
+
+        rule = "F1-best threshold on validation"
         if "val" in outputs:
             probs, y, _ = outputs["val"]
-            self.fit_thresholds(probs, y)
-        return {split: self.full_metrics(*out) for split, out in outputs.items()}
+            if self.target_sensitivity is None:
+                self.fit_thresholds(probs, y)
+            else:
+                for c in range(self.num_classes):
+                    point = choose_operating_point(np.asarray(probs)[:, c], np.asarray(y)[:, c] > 0.5, self.target_sensitivity)
+                    self.thresholds[c], rule = point["threshold"], point["rule"]
+        final = {split: self.full_metrics(*out) for split, out in outputs.items()}
+        for split, (probs, y, _) in outputs.items():  # per label, at the thresholds the model uses
+            probs, y = np.asarray(probs), np.asarray(y) > 0.5
+            final[split]["clinical"] = {
+                name: clinical_metrics(probs[:, c], y[:, c], {"threshold": float(self.thresholds[c]), "rule": rule})
+                for c, name in enumerate(self.classes)
+            }
+        return final
 
     def calibrate(self, outputs: dict[str, Any], final: dict[str, dict[str, Any]], out_dir: Any) -> dict[str, Any] | None:
         return None  # per-label thresholds are the calibration that matters here
@@ -151,8 +182,11 @@ class MultiLabelTask:
         return predict_with_head(self, source, inputs, names, top_k, batch_size)
 
     def card(self) -> dict[str, Any]:
+        rule = f"validation sensitivity >= {self.target_sensitivity:g}" if self.target_sensitivity is not None else "best validation F1"
+        points = ", ".join(f"{c} >= {t:.3f}" for c, t in zip(self.classes, self.thresholds))
         return {"does": "assigns every label whose probability passes its threshold (possibly none)",
-                "caveats": ["Thresholds were tuned on the validation split; a different label balance needs them tuned again."]}  # fmt: skip
+                "caveats": ["Thresholds were tuned on the validation split; a different label balance needs them tuned again.",
+                            f"Operating points (per label, {rule}): {points}."]}  # fmt: skip
 
     def export_spec(self) -> dict[str, Any]:
         return {"activation": "sigmoid", "thresholds": [round(float(t), 6) for t in self.thresholds]}

@@ -27,6 +27,7 @@ class RegressionTask:
     modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
+    linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)
     train_metric = "mae"
     metrics = {m.name: m for m in (Metric("mae", False), Metric("rmse", False), Metric("r2", True), Metric("loss", False))}
     default_monitor = "mae"

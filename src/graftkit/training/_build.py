@@ -45,7 +45,8 @@ def eval_loader_factory(backbone: nn.Module, cfg: TrainConfig):
     transform = build_transform(backbone.preprocess, "none", train=False)
 
     def make(paths):
-        dataset = ImageFileDataset([Sample(p, None) for p in paths], targets=None, transform=transform)  # unlabelled: -1
+        pre = backbone.preprocess
+        dataset = ImageFileDataset([Sample(p, None) for p in paths], targets=None, transform=transform, channels=pre.in_chans, window=pre.window)  # unlabelled: -1
         return make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=num_workers(cfg), seed=cfg.seed)
 
     return make

@@ -8,7 +8,6 @@ crash mid-write never corrupts what was saved before.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from graftkit.errors import RunDirError
+from graftkit.rundir import atomic_write
 from graftkit.training.loop import Decision, LoopState
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Atomic safetensors write (contiguous CPU copies; shared storage is cloned)."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 class Checkpointer:
@@ -54,7 +48,7 @@ class Checkpointer:
             "best_score": state.best_score,
             "history": json.dumps(state.history),
         }
-        _atomic(self.dir / "last.pt", lambda tmp: torch.save(payload, tmp))
+        atomic_write(self.dir / "last.pt", lambda tmp: torch.save(payload, tmp))
         return None
 
 
@@ -79,9 +73,13 @@ def load_resume_point(run_dir: Path) -> ResumePoint:
     path = Path(run_dir) / "checkpoints" / "last.pt"
     if not path.is_file():
         raise RunDirError(f"cannot resume: {path} does not exist. Start the run without --resume.")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    best_path = path.with_name("best.safetensors")
-    best_state = load_file(str(best_path)) if best_path.is_file() else None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        best_path = path.with_name("best.safetensors")
+        best_state = load_file(str(best_path)) if best_path.is_file() else None
+    except Exception as e:  # truncated or foreign files: torch / safetensors name no file
+        raise RunDirError(f"cannot resume: {path.parent} holds a damaged checkpoint ({str(e).splitlines()[0][:120]}). "
+                          "Start the run again with --overwrite.") from None
     history = json.loads(ckpt["history"])
     # history.jsonl may hold an epoch written after the checkpoint: rewrite it from the checkpoint.
     (Path(run_dir) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))

@@ -9,18 +9,47 @@ from typing import Any
 from graftkit.errors import ConfigError
 from graftkit.strategies.spec import Strategy, parse_strategy
 
+DEFAULT_MODEL = "efficientnet_lite0"
+"""The model `graft train` uses when `--model` is not given."""
+PROBE_PATIENCE = 10
+"""Early stopping is on by default for probes: epochs are cheap, so a large --epochs just runs until
+validation stops improving for this many epochs."""
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
 MIXES = ("mixup", "cutmix", "mixup-cutmix")
 CLASS_WEIGHTS = ("none", "balanced")
+INTENSITIES = ("backbone", "dataset")
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """`--window CENTRE,WIDTH` → `(centre, width)`.
+
+    Raises:
+        ConfigError: not two numbers, or a width below 1.
+
+    Example:
+        >>> parse_window("40,400")
+        (40.0, 400.0)
+    """
+    parts = str(text).split(",")
+    try:
+        centre, width = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--window {text!r} must be CENTRE,WIDTH (two numbers, e.g. 40,400)") from None
+    if not width >= 1:
+        raise ConfigError(f"--window {text!r}: the width must be at least 1, got {width:g}")
+    return centre, width
+
+
+PROBE_SOLVERS = ("auto", "lbfgs", "sgd")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a training run. Field names match the `graft train` flags (`_` → `-`)."""
 
-    model: str = "efficientnet_lite0"
+    model: str = DEFAULT_MODEL
     """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `hf:NAME_OR_PATH`, `file:PATH`, `scratch:ID`."""
     task: str = "classification"
     """A registered task (`graftkit.tasks.task_names()`): `classification`, `multilabel`, `regression`;
@@ -58,21 +87,47 @@ class TrainConfig:
     """Cross-entropy label smoothing in [0, 1)."""
     class_weights: str = "none"
     """`balanced` weights the loss by inverse class frequency."""
+    focal_gamma: float | None = None
+    """Focal loss (Lin et al. 2017) with this focusing parameter, e.g. 2, for imbalanced findings;
+    None: cross-entropy (BCE for multi-label)."""
+    target_sensitivity: float | None = None
+    """Binary and multi-label findings: choose the operating point on validation as the highest
+    threshold reaching this sensitivity (e.g. 0.95); None: Youden's J."""
     head_init: str | None = None
     """`probe` first trains the new head as a linear probe on cached features, then fine-tunes
     (LP-FT, like fastai's fine_tune); `random` fine-tunes from a freshly initialised head. None:
     `random` for images (no gain measured), `probe` for text (+6.7 points measured on the demo
     sentiment data; benchmarks/RESULTS.md)."""
+    probe_solver: str = "auto"
+    """How `linear-probe` fits the head on cached features: `lbfgs` (standardised features, L2,
+    full-batch L-BFGS, the strength chosen on validation or k-fold, see training/solver.py), `sgd`
+    (the loop, `--epochs` / `--lr`), or `auto` (lbfgs when the task's loss allows and the head is
+    linear, else sgd)."""
+    refit: bool = True
+    """After the L-BFGS probe chose its strength, fit the final head on train + validation
+    (`--no-refit`: on train only, validation stays held out). Reported validation figures are
+    held-out predictions either way."""
     head_dropout: float = 0.0
     """Dropout before the new output layer."""
     image_size: int | None = None
     """Input size in pixels; None keeps the pretrained model's own (e.g. 224). CNNs accept any size."""
+    in_chans: int | None = None
+    """Image channels the network takes: 1 adapts the pretrained first convolution to grey input
+    (its RGB filters summed, as timm does), 3 copies grey images to three channels; None: 1 when
+    every training image is grey (DICOM, 16-bit, L), else 3."""
+    window: str | None = None
+    """Grey window `CENTRE,WIDTH` for 16-bit and DICOM images (DICOM: in modality units after the
+    rescale, e.g. `40,400` for a CT soft-tissue window); None: the file's own window, else the full range."""
+    intensity: str = "backbone"
+    """Intensity normalisation: `backbone` (the pretrained weights' mean/std) or `dataset` (the
+    mean/std of the training images, measured once and recorded in the run)."""
     augment: str = "light"
     """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes)."""
     mix: str | None = None
     """Batch mixing for fine-tuning: `mixup`, `cutmix` or `mixup-cutmix`."""
     patience: int | None = None
-    """Stop when the validation metric has not improved for this many epochs."""
+    """Stop when the validation metric has not improved for this many epochs (default: 10 for
+    linear-probe, off for the other strategies)."""
     monitor: str | None = None
     """Validation metric that picks the best epoch and drives early stopping (None: the task's own:
     accuracy, macro_f1 for multi-label, mae for regression, loss for generation)."""
@@ -120,6 +175,11 @@ class TrainConfig:
     """seq2seq / causal-lm: beam width when generating (1 = greedy)."""
     max_new_tokens: int = 64
     """seq2seq / causal-lm: most tokens generated per input."""
+    # Detection (tasks/detection.py).
+    detector: str | None = None
+    """detection: `fcos`, `retinanet`, `faster_rcnn` or `ssdlite` (None: fcos)."""
+    freeze_bn: bool = True
+    """detection: freeze the backbone's BatchNorm (statistics and affine), as detection with small batches needs."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -170,7 +230,9 @@ class TrainConfig:
             ("precision", PRECISIONS),
             ("augment", AUGMENTS),
             ("class_weights", CLASS_WEIGHTS),
+            ("intensity", INTENSITIES),
             ("head_init", ("probe", "random", None)),
+            ("probe_solver", PROBE_SOLVERS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -186,8 +248,26 @@ class TrainConfig:
             problems.append(f"--monitor {self.monitor!r} is not a {self.task} metric; choose one of {', '.join(metrics)}")
         if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
             problems.append(_choice_problem("pooling", self.pooling, ("mean", "cls", "last")))
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            problems.append(f"--target-sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.focal_gamma is not None and self.focal_gamma < 0:
+            problems.append(f"--focal-gamma must be >= 0, got {self.focal_gamma}")
+        if self.in_chans is not None and self.in_chans not in (1, 3):
+            problems.append(f"--in-chans must be 1 or 3, got {self.in_chans}")
+        if self.window is not None:
+            try:
+                parse_window(self.window)
+            except ConfigError as e:
+                problems.append(str(e))
         if self.mix is not None and self.mix not in MIXES:
             problems.append(_choice_problem("mix", self.mix, MIXES))
+        if self.detector is not None:
+            from graftkit.tasks.detection import DETECTORS
+
+            if self.task != "detection":
+                problems.append(f"--detector applies to --task detection only (got --task {self.task})")
+            elif self.detector not in DETECTORS:
+                problems.append(_choice_problem("detector", self.detector, DETECTORS))
         if problems:
             raise ConfigError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -218,6 +298,7 @@ class TrainConfig:
             backbone_lr_scale=self.backbone_lr_scale if self.backbone_lr_scale is not None else (0.05 if text else 1.0),
             head_init=self.head_init or ("probe" if text and kind != "lora" else "random"),
             monitor=self.monitor or default_monitor,
+            patience=self.patience if self.patience is not None else (PROBE_PATIENCE if kind == "linear-probe" else None),
         )
 
     def to_dict(self) -> dict[str, Any]:

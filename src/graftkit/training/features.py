@@ -39,7 +39,7 @@ def feature_cache_key(backbone: nn.Module, precision: str, channels_last: bool) 
         "preprocess": backbone.preprocess.to_dict(),
         "precision": precision,
         "channels_last": channels_last,
-        "version": 1,
+        "version": 2,  # 2: 16-bit and DICOM images decode at full depth (float), no longer through uint8
     }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from graftkit.engine.progress import info
-from graftkit.rundir import RunSpec, TextInfo, write_json
+from graftkit.rundir import RunSpec, TextInfo, sha256_file, write_json
 from graftkit.training.checkpoint import save_safetensors
 
 
@@ -43,6 +43,7 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
     calibration = task.calibrate(trained.outputs, final, run_dir)
     if calibration is not None:
         meta = meta.replace(calibration=calibration)
+    figures = final.get("val", {}).pop("figures", None)  # pictures a task drew for the report (detection: boxes, PR curves)
     meta = meta.replace(task=task.to_dict())  # what finish fitted on validation (e.g. multi-label thresholds)
     metrics = _write_results(run_dir, trained, meta, final, plan.started)
     from graftkit.evaluation import write_report
@@ -54,16 +55,23 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
         metrics=final["val"],
         split_name="val",
         history=trained.result.history,
-        settings={"model": meta.model.to_dict(), "strategy": meta.strategy, "precision": meta.precision.to_dict(), **cfg.to_dict()},
+        settings={"model": meta.model.to_dict(), "strategy": meta.strategy, "precision": meta.precision.to_dict(), **cfg.to_dict(),
+                  **({"probe": _probe_summary(trained.probe)} if getattr(trained, "probe", None) else {})},  # fmt: skip
         data_summary=meta.data,
         best_epoch=metrics["best_epoch"],
         examples=final["val"].get("examples"),
         auto=meta.auto or meta.time_budget,
         calibration=meta.calibration,
+        figures=figures,
     )
-    write_model_card(run_dir, task.card())  # MODEL_CARD.md: data, metrics per class, settings, intended use, how to load
+    from graftkit.rundir import publish_run
+
+    publish_run(run_dir, plan.destination)  # --overwrite: the finished run replaces the old one only now
+    run_dir, report = plan.destination, plan.destination / Path(report).relative_to(plan.run_dir)
+    write_model_card(run_dir, task.card())  # MODEL_CARD.md (names the run's final folder): data, metrics, settings, use
     headline = ", ".join(f"{n} {final['val'][n]:.3f}" for n in task.headline if n in final["val"])
-    info(f"[bold]val {headline}[/bold] (best epoch {metrics['best_epoch']}, {metrics['train_seconds']:.1f} s) → {run_dir}  report: {report}")
+    when = "solved" if metrics['best_epoch'] is None else f"best epoch {metrics['best_epoch']}"
+    info(f"[bold]val {headline}[/bold] ({when}, {metrics['train_seconds']:.1f} s) → {run_dir}  report: {report}")
     return metrics
 
 
@@ -87,6 +95,15 @@ def _write_results(run_dir: Path, trained: Any, meta: RunSpec, final: dict[str, 
     }
     if trained.feature_stats is not None:
         metrics["features"] = vars(trained.feature_stats)
+    if getattr(trained, "probe", None) is not None:
+        metrics["probe"] = trained.probe
     write_json(run_dir / "metrics.json", metrics)
+    weights = ["model.safetensors"] + (["adapters.safetensors"] if meta.lora is not None else [])
+    meta = meta.replace(files={name: sha256_file(run_dir / name) for name in weights})  # checked on load
     meta.done().write(run_dir)  # last: a run is "done" only when everything is on disk
     return metrics
+
+
+def _probe_summary(probe: dict[str, Any]) -> dict[str, Any]:
+    """The solver's record for the report's settings table (the grid stays in metrics.json)."""
+    return {k: v for k, v in probe.items() if k != "grid"}

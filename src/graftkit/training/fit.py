@@ -54,12 +54,14 @@ class Trained:
     feature_stats: Any
     meta: rundir.RunSpec
     """graft.json as written at the start of training (status `training`)."""
+    probe: dict[str, Any] | None = None
+    """How the L-BFGS probe solved the head (strength, selection, refit), None otherwise."""
 
 
 def fit(
     data: str | Path,
     *,
-    model: str = "efficientnet_lite0",
+    model: str | None = None,
     strategy: str | None = None,
     out: str | Path | None = None,
     val: str | Path | None = None,
@@ -74,13 +76,16 @@ def fit(
         data: images (`ROOT/<class>/*`, `ROOT/{train,val,test}/<class>/*`, or a CSV/JSONL manifest
             of paths; multi-label `a|b` and numeric labels in manifests) or, for a text model, a
             CSV/TSV/JSONL/TXT file (or a folder of `train.*`/`val.*`/`test.*` files).
-        model: model id; `graft models` lists them. `hf:` ids and `minilm` are text models.
+        model: model id (None: efficientnet_lite0, or on `resume` the run's own); `graft models`
+            lists them. `hf:` ids and `minilm` are text models.
         strategy: `linear-probe`, `finetune`, `partial:N`, `gradual`, `lora` or `auto` (None: the
             task's default — linear-probe, or finetune for seq2seq / causal-lm).
         out: run directory; default `runs/<data name>-<strategy>`.
         val: a separate validation folder or file (else a seeded, stratified split is made).
-        resume: continue an interrupted run in `out` from its last checkpoint (its settings are reused).
-        overwrite: replace a finished run already in `out` (only once the new data and model are valid).
+        resume: continue an interrupted run in `out` from its last checkpoint with its saved settings;
+            refused for a finished run, other data, other classes, or settings given that differ.
+        overwrite: replace a run already in `out`: the new run is built beside it and replaces it
+            only once it has finished (a failed or interrupted run leaves the old one as it was).
         callbacks: extra loop callbacks (`on_epoch_end(state) -> Decision | None`, optionally
             `on_batch_end`).
         **settings: any `TrainConfig` field (`task`, `epochs`, `lr`, `batch_size`, `max_length`, ...).
@@ -98,7 +103,7 @@ def fit(
     plan = plan_fit(data, model=model, strategy=strategy, out=out, val=val, resume=resume, overwrite=overwrite, settings=settings)
     trained = train_run(plan, callbacks)
     metrics = finish_run(plan, trained)
-    return Run(plan.run_dir, metrics, trained.result.history, plan.cfg)
+    return Run(plan.destination, metrics, trained.result.history, plan.cfg)
 
 
 def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
@@ -138,16 +143,16 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     infer_engine = LocalEngine(precision.device, precision=precision.inference, channels_last=precision.channels_last)
     resume_point = load_resume_point(run_dir) if plan.resume else None
 
-    if strat.kind == "linear-probe":
-        result, outputs, feature_stats = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
-        return Trained(model, result, outputs, feature_stats, meta)
+    if strat.kind == "linear-probe" and task.backbone_head == "features":
+        result, outputs, feature_stats, probe = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
+        return Trained(model, result, outputs, feature_stats, meta, probe)
     train_engine = LocalEngine(precision.device, precision=precision.train, channels_last=precision.channels_last)
     feature_stats = None
     if cfg.head_init == "probe" and resume_point is None and head is not None:
         # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
         info("head warm-up: linear probe on cached features before fine-tuning")
-        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=10, lr=None, patience=None)
-        _, _, feature_stats = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
+        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=10, lr=None, patience=None, probe_solver="sgd")
+        _, _, feature_stats, _ = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"))
     if strat.kind == "lora":
         from graftkit.strategies import apply_lora
 

@@ -52,7 +52,8 @@ class ImageInputs:
         cfg = self.cfg
         samples = self.samples(split)
         transform = build_transform(self.backbone.preprocess, cfg.augment if train else "none", train=train)
-        dataset = ImageFileDataset(samples, task.encode([s.label for s in samples]), transform)
+        pre = self.backbone.preprocess
+        dataset = ImageFileDataset(samples, task.encode([s.label for s in samples]), transform, channels=pre.in_chans, window=pre.window)
         drop_last = train and len(samples) % cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
         return make_loader(dataset, batch_size=cfg.batch_size, shuffle=train, num_workers=num_workers(cfg), seed=cfg.seed, drop_last=drop_last)
 
@@ -108,12 +109,14 @@ class TextInputs:
     def summary(self) -> dict[str, Any]:
         """How many texts per split are longer than `max_length` tokens and get cut (shown in the
         report, so a user sees when `--max-length` is too small)."""
+        from graftkit.data.text_loader import untruncated_ids
+
         tok = self.backbone.tokenizer
         truncated = {}
         for split in ("train", "val", "test"):
             texts = self.items(split)
             if texts:
-                lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+                lengths = [len(ids) for ids in untruncated_ids(tok, texts, add_special_tokens=True)]
                 truncated[split] = sum(n > self.max_length for n in lengths)
         return {"max_length": self.max_length, "truncated": truncated}
 
@@ -170,6 +173,25 @@ class AudioInputs:
                 "padding": "zeros at the end", "cut": "at the end"}  # fmt: skip
 
 
+
+class DetectionInputs(ImageInputs):
+    """Images with boxes (`data/detection.py`): batches of `((images, targets), targets)`, resized
+    to the backbone's input size with box-aware augmentation."""
+
+    def labelled_loader(self, split: str, task: Any, *, train: bool):
+        from graftkit.data.detection import make_detection_loader
+        from graftkit.training._build import num_workers
+
+        cfg = self.cfg
+        return make_detection_loader(
+            self.samples(split), task.classes, size=self.backbone.preprocess.input_size, batch_size=cfg.batch_size, train=train,
+            augment=cfg.augment if train else "none", num_workers=num_workers(cfg), seed=cfg.seed,
+        )  # fmt: skip
+
+    def batch_transform(self, task: Any) -> Callable | None:
+        return None  # mixup/cutmix mix class labels, not boxes
+
+
 INPUTS = {"image": ImageInputs, "text": TextInputs, "audio": AudioInputs}
 """The input adapter per backbone modality; a new modality adds its adapter here."""
 
@@ -182,6 +204,11 @@ def make_inputs(data: Any, backbone: nn.Module, cfg: TrainConfig) -> ImageInputs
     """
     from graftkit.errors import ConfigError
 
+    from graftkit.data.detection import BoxSample, DetectionData
+
+    first = next((s for split in ("train", "val", "test") for s in getattr(data, split, [])[:1]), None)
+    if isinstance(data, DetectionData) or isinstance(first, BoxSample):  # boxes: also `graft evaluate`'s test-only sets
+        return DetectionInputs(data, backbone, cfg)
     modality = getattr(backbone, "modality", "image")
     if modality not in INPUTS:
         raise ConfigError(f"no training inputs for {modality} models yet; supported: {', '.join(INPUTS)}")

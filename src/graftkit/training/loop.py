@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from graftkit.engine import Engine, eval_mode
-from graftkit.engine.progress import EpochProgress
+from graftkit.engine.progress import EpochProgress, info, warn
+from graftkit.errors import TrainingDivergedError
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class LoopOptions:
     unit: str = "img"
     progress: bool = True
     """Show the live bar and print one line per epoch (off for lr-find's sweep and auto's timing)."""
+    stop_on_divergence: bool = True
+    """Stop when the loss becomes non-finite or explodes (`divergence`); off for lr-find's sweep,
+    which drives the loss up on purpose and stops itself."""
 
 
 @dataclass
@@ -109,6 +113,21 @@ class LoopResult:
     best_state: dict[str, torch.Tensor] | None
     stopped_early: str | None
     seconds: float
+    diverged: bool = False
+    """Training stopped because the loss became non-finite or exploded (`stopped_early` says how)."""
+
+
+DIVERGED_FACTOR = 1e4
+"""A training loss this many times the run's first one (or NaN / infinite) means training diverged."""
+
+
+def divergence(loss: float, first: float | None, lr: float) -> str | None:
+    """Why a training loss means the run diverged, naming `--lr`; None while it is fine."""
+    if not math.isfinite(loss):
+        return f"the training loss became {loss} (learning rate {lr:.3g}): lower --lr (e.g. by 10x)"
+    if first is not None and first > 0 and loss > DIVERGED_FACTOR * first:
+        return f"the training loss exploded from {first:.3g} to {loss:.3g} (learning rate {lr:.3g}): lower --lr (e.g. by 10x)"
+    return None
 
 
 def train_loop(
@@ -144,6 +163,8 @@ def train_loop(
     history = list(options.history)
     best_epoch, best_score, best_state = options.best_epoch, options.best_score, options.best_state
     stopped: str | None = None
+    diverged: str | None = None  # why, naming --lr
+    first_loss: float | None = None
     every = options.accumulate
     batches = len(train_loader)
     step = options.start_epoch * math.ceil(batches / every)  # every epoch ends on a step: exact on resume
@@ -189,6 +210,11 @@ def train_loop(
 
                 n = len(targets)
                 value = float(loss.detach())  # .item() is a host sync: it waits for the step too
+                why = divergence(value, first_loss, lr) if options.stop_on_divergence else None
+                if why is not None:
+                    diverged, stopped = why, f"diverged at epoch {epoch + 1}, batch {b + 1}"
+                    break
+                first_loss = value if first_loss is None else first_loss
                 seen += n
                 loss_sum += value * n
                 s, c = task.batch_score(logits.detach(), targets)
@@ -203,7 +229,7 @@ def train_loop(
                         stopped = stop.reason
                         break
                 t_ready = time.perf_counter()
-        if stopped is not None:  # a batch callback stopped mid-epoch: no validation
+        if stopped is not None:  # a batch callback stopped mid-epoch, or the loss diverged: no validation
             break
 
         train_seconds = time.perf_counter() - t0
@@ -218,6 +244,9 @@ def train_loop(
         improved = False
         if val_loader is not None:
             probs, targets_np, val_loss = predict_probs(model, val_loader, engine, task)
+            if not math.isfinite(val_loss) and options.stop_on_divergence and "loss" in task.metrics:  # detection has no validation loss
+                diverged, stopped = f"the validation loss became {val_loss}: lower --lr (e.g. by 10x)", f"diverged at epoch {epoch + 1}"
+                break
             row["val_loss"] = val_loss
             row.update({f"val_{k}": v for k, v in task.epoch_metrics(probs, targets_np).items()})
             score = row[f"val_{options.monitor}"]
@@ -237,7 +266,15 @@ def train_loop(
             stopped = stop.reason
             break
 
-    return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start)
+    if diverged is not None:
+        if best_state is None:
+            raise TrainingDivergedError(
+                f"training {stopped} before any epoch gave usable weights: {diverged}, then train again (--overwrite replaces this run)."
+            )
+        stopped = f"{stopped}: {diverged}"
+    if stopped is not None and options.progress:
+        (warn if diverged else info)(f"stopped: {stopped}" + (f"; keeping the best epoch ({best_epoch + 1})" if diverged else ""))
+    return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start, diverged is not None)
 
 
 def _micro_batches(batch: int, batches: int, every: int) -> tuple[int, bool]:

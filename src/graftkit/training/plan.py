@@ -19,9 +19,9 @@ from torch import nn
 from graftkit import rundir
 from graftkit.rundir import Precision
 from graftkit.data.labels import LabelKind
-from graftkit.errors import ConfigError
+from graftkit.errors import ConfigError, RunDirError
 from graftkit.tasks import Task, TaskSettings, get_task
-from graftkit.training.config import TrainConfig
+from graftkit.training.config import DEFAULT_MODEL, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class FitPlan:
     modality: str
     precision: Precision
     run_dir: Path
+    """Where this run is written: `--out`, or with `--overwrite` over an existing run, a folder
+    beside it (`rundir.build_dir`) that replaces it once the run has finished."""
     resume: bool
     started: float
     """`time.perf_counter()` when planning began (the time budget counts from it)."""
@@ -45,12 +47,19 @@ class FitPlan:
     """`--strategy auto` / `--time-budget`: the measured plan, for graft.json and the report."""
     auto_key: str = "auto"
     """graft.json key of `auto`: `auto` for `--strategy auto`, `time_budget` for a fixed strategy."""
+    out: Path | None = None
+    """`--out`: where the finished run ends up (None: `run_dir`)."""
+
+    @property
+    def destination(self) -> Path:
+        """The finished run's folder."""
+        return self.run_dir if self.out is None else self.out
 
 
 def plan_fit(
     data: str | Path,
     *,
-    model: str,
+    model: str | None,
     strategy: str | None,
     out: str | Path | None,
     val: str | Path | None,
@@ -71,11 +80,13 @@ def plan_fit(
 
     started = time.perf_counter()
     task_cls = get_task(settings.get("task", "classification"))
-    cfg = TrainConfig.from_settings(model=model, strategy=strategy or task_cls.default_strategy, **settings)
+    cfg = TrainConfig.from_settings(model=model or DEFAULT_MODEL, strategy=strategy or task_cls.default_strategy, **settings)
     tune_malloc()
     out = Path(out) if out is not None else Path("runs") / f"{Path(data).stem}-{cfg.parsed_strategy.kind}"
+    saved: rundir.RunSpec | None = None
     if resume:
-        cfg = TrainConfig.from_settings(**rundir.RunSpec.read(rundir.prepare_run_dir(out, resume=True)).config)
+        saved = resumable_spec(out, data, {**settings, **({"model": model} if model else {}), **({"strategy": strategy} if strategy else {})})
+        cfg = TrainConfig.from_settings(**saved.config)
         info(f"resuming {out} with its saved settings")
         task_cls = get_task(cfg.task)
     elif (out / "graft.json").exists() and not overwrite:
@@ -88,9 +99,18 @@ def plan_fit(
             f"{modality} model. Choose another --model or --task."
         )
     dataset = read_data_for(cfg, data, modality, task_cls.label_kind, val=val)
+    if saved is not None and saved.task.get("classes") and list(dataset.classes) != list(saved.task["classes"]):
+        raise RunDirError(
+            f"cannot resume {out}: the data's classes differ from the run's ({_differences(saved.task['classes'], dataset.classes)}). "
+            "Resume with the data the run started on, or start a new run (another --out, or --overwrite)."
+        )
     backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
     if modality == "audio":
         fit_clip_length(backbone, dataset, cfg.max_seconds)
+    if modality == "image":
+        from graftkit.training.image_input import apply_image_settings
+
+        apply_image_settings(backbone, cfg, dataset)  # channels, window, intensity: into backbone.preprocess
     task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
     if hasattr(task, "check_data"):  # a task's own pre-flight check of data + backbone (CTC: frames per transcript)
         task.check_data(dataset, backbone)
@@ -106,6 +126,7 @@ def plan_fit(
     if cfg.monitor not in task.metrics:
         raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metrics)}")
     task.check_strategy(cfg.parsed_strategy.kind)
+    _check_partial_depth(cfg, backbone)
     if cfg.mix is not None and task.label_kind is not LabelKind.CLASS:
         raise ConfigError(f"--mix {cfg.mix} mixes single class labels; --task {task.name} has {task.label_kind.value} labels: drop --mix")
 
@@ -115,15 +136,57 @@ def plan_fit(
     train = training_settings(arch, **layout) if cfg.parsed_strategy.kind != "linear-probe" else infer
     precision = Precision(train.precision, train.reason, infer.precision, infer.reason, infer.channels_last, infer.device)
 
-    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid
+    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid; an old run is kept
     return FitPlan(
-        cfg, Path(data), dataset, backbone, task, modality, precision, run_dir, resume, started, auto, auto_key
+        cfg, Path(data), dataset, backbone, task, modality, precision, run_dir, resume, started, auto, auto_key, out=Path(out)
     )  # fmt: skip
+
+
+def resumable_spec(out: Path, data: str | Path, given: dict[str, Any]) -> rundir.RunSpec:
+    """The graft.json of the interrupted run in `out`, once `--resume` is known to continue it as it
+    started: same data, and no setting given now that differs from the saved one.
+
+    Args:
+        out: The run directory.
+        data: The data path given now.
+        given: The settings given explicitly now (flag name with `_` → value).
+
+    Raises:
+        RunDirError: no checkpoint, a finished run, other data, or settings that differ (all named).
+    """
+    spec = rundir.RunSpec.read(rundir.prepare_run_dir(out, resume=True))
+    if spec.status == "done":
+        raise RunDirError(
+            f"cannot resume {out}: it holds a finished run (--resume continues an interrupted one). "
+            "To train it again with other settings, use --overwrite or another --out."
+        )
+    saved_root = spec.data.get("root")
+    if saved_root and Path(saved_root).resolve() != Path(data).resolve():
+        raise RunDirError(
+            f"cannot resume {out}: it was started on {saved_root}, not {data}. Resume with the same data, "
+            "or start a new run (another --out, or --overwrite)."
+        )
+    config = spec.config
+    differ = [f"--{k.replace('_', '-')} {v} (saved: {config[k]})" for k, v in given.items() if k in config and v != config[k]]
+    if differ:
+        raise RunDirError(
+            f"cannot resume {out} with other settings: {', '.join(differ)}. --resume continues with the run's saved "
+            "settings: drop these flags, or start a new run with them (another --out, or --overwrite)."
+        )
+    return spec
+
+
+def _differences(saved: list[str], now: list[str]) -> str:
+    gone, new = [c for c in saved if c not in now], [c for c in now if c not in saved]
+    parts = ([f"missing now: {', '.join(gone[:5])}"] if gone else []) + ([f"new: {', '.join(new[:5])}"] if new else [])
+    return "; ".join(parts) or "same classes in another order"
 
 
 def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
-    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens)
+    return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                        target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma,
+                        detector=cfg.detector, freeze_bn=cfg.freeze_bn)  # fmt: skip
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
@@ -191,6 +254,17 @@ def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "fea
         _check_image_size(backbone, cfg.image_size)
         backbone.preprocess = dc.replace(backbone.preprocess, input_size=cfg.image_size)
     return backbone
+
+
+def _check_partial_depth(cfg: TrainConfig, backbone: nn.Module) -> None:
+    """`partial:N` needs N layer groups to train."""
+    strat = cfg.parsed_strategy
+    groups = len(backbone.layer_groups()) if hasattr(backbone, "layer_groups") else None
+    if strat.kind == "partial" and groups is not None and strat.n > groups:
+        raise ConfigError(
+            f"--strategy {strat}: {backbone.weights.arch} has {groups} layer groups, so N can be 1 to {groups}; "
+            "use --strategy finetune to train every layer"
+        )
 
 
 def _check_image_size(backbone: nn.Module, size: int) -> None:

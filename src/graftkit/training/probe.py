@@ -10,7 +10,10 @@ from graftkit.tasks import GraftModel
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.features import FeatureStats, extract_features, feature_cache_key
 from graftkit.engine import LocalEngine
-from graftkit.training.loop import predict_probs, train_loop
+from graftkit.training.loop import LoopResult, predict_probs, train_loop
+from graftkit.training.solver import solvable_linear, solve_probe
+from graftkit.tasks.base import task_member
+from graftkit.errors import ConfigError
 from graftkit.engine.progress import info
 
 
@@ -37,12 +40,22 @@ def probe_features(inputs, backbone, cfg, engine, splits=("train", "val", "test"
 
 
 def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_point, splits=("train", "val", "test")):
-    """Linear probe: features once (cached across runs), then the head trains on them."""
+    """Linear probe: features once (cached across runs), then the head is solved on them
+    (`training/solver.py`) or, for `--probe-solver sgd` and heads that are not linear, trained
+    in the loop.
+
+    Returns:
+        (loop result, outputs per evaluated split, feature stats, the solver's record or None).
+    """
     from torch.utils.data import DataLoader, TensorDataset
 
     feats, stats = probe_features(inputs, backbone, cfg, engine, splits)
     head_engine = LocalEngine()
     labels = {split: inputs.targets(split, task) for split in feats}
+    linear = probe_solver_head(task, head, cfg.probe_solver)
+    if linear is not None:
+        result, outputs, record = solve_linear_probe(task, head, linear, feats, labels, cfg, head_engine)
+        return result, outputs, stats, record
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
     val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
@@ -73,7 +86,49 @@ def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_poi
         if split in feats:
             loader = DataLoader(TensorDataset(feats[split], labels[split]), batch_size=1024)
             outputs[split] = predict_probs(head, loader, head_engine, task)
-    return result, outputs, stats
+    return result, outputs, stats, None
+
+
+def probe_solver_head(task, head: nn.Module, solver: str) -> nn.Linear | None:
+    """The head's linear layer when the probe solves it (`--probe-solver lbfgs`, or `auto` and the
+    task allows it), None when it trains with SGD in the loop.
+
+    Raises:
+        ConfigError: `lbfgs` asked for, but the task's loss or the head does not allow it.
+    """
+    if solver == "sgd":
+        return None
+    linear = solvable_linear(head)
+    if task_member(task, "linear_solver") == "lbfgs" and linear is not None:
+        return linear
+    if solver == "lbfgs":
+        why = "its head is not a single linear layer" if linear is None else "it declares no convex linear solver (Task.linear_solver)"
+        raise ConfigError(f"--probe-solver lbfgs cannot fit task {task.name!r}: {why}; use --probe-solver sgd (or auto)")
+    return None
+
+
+def solve_linear_probe(task, head: nn.Module, linear: nn.Linear, feats, labels, cfg, engine) -> tuple[LoopResult, dict, dict]:
+    """Solve the head (strength on held-out rows, then the refit), write it into `linear`, and
+    return a loop-shaped result, the held-out val / test outputs and the solver's record."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    solution = solve_probe(task, feats, labels, out_features=linear.out_features, monitor=cfg.monitor or task.default_monitor,
+                           refit=cfg.refit, seed=cfg.seed)  # fmt: skip
+    with torch.no_grad():
+        linear.weight.copy_(solution.weight)
+        linear.bias.copy_(solution.bias)
+    outputs = {}
+    if solution.val_logits is not None:  # held-out: the train-only fit, or out-of-fold
+        with torch.no_grad():
+            loss = float(task.loss(solution.val_logits, labels["val"]))
+            rows, kept = task.collect(solution.val_logits, labels["val"])
+        outputs["val"] = (rows.numpy(), kept.numpy(), loss)
+    if "test" in feats:
+        outputs["test"] = predict_probs(head, DataLoader(TensorDataset(feats["test"], labels["test"]), batch_size=1024), engine, task)
+    record = solution.record(cfg.monitor or task.default_monitor)
+    info(f"probe: {record['note']} ({solution.seconds:.2f} s)")
+    best = solution.grid[[g["strength"] for g in solution.grid].index(solution.strength)]["score"] if solution.grid else None
+    return LoopResult([], None, best, None, None, solution.seconds), outputs, record
 
 
 class PrecomputedFeatures(nn.Module):

@@ -1,0 +1,241 @@
+"""The linear probe as a convex solve: standardised features, L2, full-batch L-BFGS, the strength
+chosen on held-out data over a log grid, then a refit on train + validation.
+
+A linear head on frozen features is a convex problem when the task's loss is convex in the
+logits (softmax cross-entropy: multinomial logistic regression; per-label sigmoid BCE: one
+logistic regression per label; squared error: ridge regression). The objective is
+
+    mean(task.loss(Z W^T + b, y)) + strength / 2 * ||W||^2,     Z = (X - mean) / std,
+
+minimised with `torch.optim.LBFGS` (strong Wolfe line search) over the whole training set at once.
+The bias is not penalised (as in scikit-learn). The strength is chosen from `STRENGTHS`, walked
+from the strongest to the weakest with each solution warm-starting the next, by the task's own
+monitor metric on held-out rows (ties: the lower held-out loss, then the stronger penalty; the walk
+stops `PATIENCE` strengths after the first best score):
+
+- `holdout`: fit on train, score on the validation split (enough validation rows);
+- `k-fold`: stratified folds over train + validation when validation is small, scored on the
+  pooled out-of-fold outputs.
+
+The chosen strength is then refitted on train + validation (`refit=True`), or on train alone
+(`refit=False`, validation stays held out). Either way the validation outputs handed back are
+held-out ones (the train-only fit, or the out-of-fold outputs), so the report's validation
+figures are never in-sample. The standardisation is folded into the returned weights: the
+result is an ordinary `nn.Linear`, so predict, export and serve see nothing new.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+STRENGTHS = tuple(float(s) for s in np.logspace(0, -5, 11))
+"""L2 strengths tried, strongest first (half-decade steps). For scikit-learn's `C` on N rows,
+strength = 1 / (C N): its default C = 1 on 1,000 rows is 1e-3, inside the grid."""
+DEFAULT_STRENGTH = 1e-2
+"""The strength when there is no validation split to choose one on."""
+KFOLD_BELOW = 200
+"""Validation splits with fewer rows than this choose the strength by k-fold over train + val."""
+FOLDS = 5
+MAX_ITER = 100
+"""L-BFGS iterations per strength (warm-started along the grid, most need far fewer)."""
+PATIENCE = 2
+"""Stop walking the grid after this many strengths without improvement past the best."""
+
+
+@dataclass
+class ProbeSolution:
+    """A solved linear head in the original feature units, and how it was chosen."""
+
+    weight: torch.Tensor
+    """`[C, D]`: standardisation folded in."""
+    bias: torch.Tensor
+    """`[C]`."""
+    strength: float
+    selection: str
+    """`holdout` (validation split) or `k-fold` (folds over train + val)."""
+    refit: bool
+    """Whether the final head was fitted on train + validation."""
+    val_logits: torch.Tensor | None
+    """Held-out logits of the validation rows at the chosen strength (None without validation)."""
+    grid: list[dict[str, float]] = field(default_factory=list)
+    """Per strength tried: its held-out score and loss."""
+    seconds: float = 0.0
+
+    def record(self, monitor: str) -> dict[str, Any]:
+        """What metrics.json, the report and the log say about the solve."""
+        fitted_on = "train + val" if self.refit else "train (val held out)"
+        how = f"{FOLDS}-fold cross-validation over train + val" if self.selection == "k-fold" else "the validation split"
+        return {
+            "solver": "lbfgs",
+            "strength": self.strength,
+            "selection": self.selection,
+            "refit": self.refit,
+            "monitor": monitor,
+            "note": f"L2 strength {self.strength:.3g} chosen by val {monitor} on {how}; final head fitted on {fitted_on}; "
+            "the validation figures are held-out predictions (" + ("out-of-fold" if self.selection == "k-fold" else "train-only fit") + ")",
+            "grid": self.grid,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def solvable_linear(head: nn.Module) -> nn.Linear | None:
+    """The head's single `nn.Linear` when it has no other parameters (dropout around it is
+    fine: a full-batch solve has no dropout), else None."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1:
+        return None
+    own = {id(p) for p in linears[0].parameters()}
+    return linears[0] if all(id(p) in own for p in head.parameters()) else None
+
+
+def solve_probe(task: Any, feats: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], *, out_features: int, monitor: str,
+                refit: bool = True, seed: int = 0) -> ProbeSolution:  # fmt: skip
+    """Choose the L2 strength on held-out rows and fit the head (see the module docstring).
+
+    Args:
+        task: the task (its `loss`, `collect`, `epoch_metrics` and `metrics[monitor]` are used).
+        feats: `[N, D]` features per split (`train`, optionally `val`).
+        labels: targets per split, as `task.encode` makes them.
+        out_features: the head's output size.
+        monitor: the validation metric that chooses the strength (`loss` allowed).
+        refit: fit the final head on train + val (else on train only).
+        seed: seed of the k-fold assignment.
+    """
+    start = time.perf_counter()
+    x_train, y_train = feats["train"].float(), labels["train"]
+    x_val, y_val = feats.get("val"), labels.get("val")
+    if x_val is None or len(x_val) == 0:  # nothing to choose on: the middle of the grid
+        weight, bias = fit_head(task, x_train, y_train, out_features, DEFAULT_STRENGTH)
+        return ProbeSolution(weight, bias, DEFAULT_STRENGTH, "none", False, None, [], time.perf_counter() - start)
+    x_pool, y_pool = torch.cat([x_train, x_val.float()]), torch.cat([y_train, y_val])
+    n_train = len(x_train)
+    if len(x_val) < KFOLD_BELOW:
+        selection, folds = "k-fold", _fold_ids(y_pool, FOLDS, seed)
+    else:
+        selection, folds = "holdout", torch.cat([torch.full((n_train,), -1), torch.zeros(len(x_val), dtype=torch.long)])
+    grid, held = _walk_grid(task, x_pool, y_pool, folds, out_features, monitor)
+    best = _best(grid, task.metrics.get(monitor))
+    strength = grid[best]["strength"]
+    val_logits = held[best][n_train:]
+    x_fit, y_fit = (x_pool, y_pool) if refit else (x_train, y_train)
+    weight, bias = fit_head(task, x_fit, y_fit, out_features, strength)
+    return ProbeSolution(weight, bias, strength, selection, refit, val_logits, grid, time.perf_counter() - start)
+
+
+def _walk_grid(task: Any, x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, out_features: int,
+               monitor: str) -> tuple[list[dict[str, float]], list[torch.Tensor]]:  # fmt: skip
+    """Walk `STRENGTHS` strongest first; per strength, fit every fold (warm-started from the
+    previous strength) and score the pooled held-out logits (rows of fold -1 are never held out).
+    Stops `PATIENCE` strengths after the first best score so far."""
+    metric = task.metrics.get(monitor)
+    ks = [int(k) for k in torch.unique(folds) if k >= 0]
+    parts = []
+    for k in ks:
+        held = folds == k
+        mean, std = _standardiser(x[~held])
+        parts.append((held, (x[~held] - mean) / std, y[~held], (x[held] - mean) / std))
+    states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(parts)
+    scored = folds >= 0
+    grid, held_logits = [], []
+    for strength in STRENGTHS:
+        logits = torch.zeros(len(x), out_features)
+        for i, (held, z, y_fit, z_held) in enumerate(parts):
+            states[i] = _lbfgs(task, z, y_fit, out_features, strength, states[i])
+            logits[held] = z_held @ states[i][0].T + states[i][1]
+        grid.append(_score(task, logits[scored], y[scored], monitor, strength))
+        held_logits.append(logits)
+        if len(grid) - 1 - _first_best(grid, metric) >= PATIENCE:
+            break
+    return grid, held_logits
+
+
+def fit_head(task: Any, x: torch.Tensor, y: torch.Tensor, out_features: int, strength: float,
+             init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One L2-penalised full-batch fit at `strength`: (weight, bias) in the original feature units."""
+    mean, std = _standardiser(x)
+    w, b = _lbfgs(task, (x - mean) / std, y, out_features, strength, init)
+    return _fold(w, b, mean, std)
+
+
+def _standardiser(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = x.mean(0)
+    std = x.std(0, unbiased=False)
+    # A (nearly) constant feature is not blown up: dividing by a tiny std would make huge folded
+    # weights whose cancellation against the bias costs float32 precision (and it is mostly noise).
+    floor = max(float(std.median()) * 1e-2, 1e-6)
+    return mean, torch.clamp(std, min=floor)
+
+
+def _fold(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`W ((x - mean) / std) + b` as `W' x + b'`."""
+    w_raw = w / std
+    return w_raw, b - w_raw @ mean
+
+
+def _lbfgs(task: Any, z: torch.Tensor, y: torch.Tensor, out_features: int, strength: float,
+           init: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Minimise mean task loss + strength/2 ||W||^2 on standardised `z` with full-batch L-BFGS."""
+    if init is None:
+        w = torch.zeros(out_features, z.shape[1], requires_grad=True)
+        b = torch.zeros(out_features, requires_grad=True)
+    else:
+        w, b = (t.detach().clone().requires_grad_(True) for t in init)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=MAX_ITER, history_size=10, tolerance_grad=1e-5,
+                            tolerance_change=1e-9, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        objective = task.loss(z @ w.T + b, y) + 0.5 * strength * (w * w).sum()
+        objective.backward()
+        return objective
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def _fold_ids(y: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Fold of each row: stratified by class for class-index targets, else a seeded shuffle."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(y)
+    folds = torch.empty(n, dtype=torch.long)
+    if y.ndim == 1 and not torch.is_floating_point(y):
+        offset = 0
+        for c in torch.unique(y):
+            rows = torch.nonzero(y == c).flatten()
+            rows = rows[torch.randperm(len(rows), generator=gen)]
+            folds[rows] = (torch.arange(len(rows)) + offset) % k
+            offset += len(rows)
+    else:
+        folds[torch.randperm(n, generator=gen)] = torch.arange(n) % k
+    return folds
+
+
+def _score(task: Any, logits: torch.Tensor, y: torch.Tensor, monitor: str, strength: float) -> dict[str, float]:
+    with torch.no_grad():
+        loss = float(task.loss(logits, y))
+        rows, kept = task.collect(logits, y)
+    scores = task.epoch_metrics(rows.numpy(), kept.numpy())
+    value = loss if monitor == "loss" else float(scores.get(monitor, float("nan")))
+    return {"strength": strength, "score": value, "loss": loss}
+
+
+def _best(grid: list[dict[str, float]], metric: Any) -> int:
+    """Index of the best strength: the monitor metric, then the lower loss, then the stronger penalty."""
+    sign = 1.0 if metric is None or metric.higher_is_better else -1.0
+    keys = [(sign * g["score"] if np.isfinite(g["score"]) else -np.inf, -g["loss"], -i) for i, g in enumerate(grid)]
+    return max(range(len(grid)), key=lambda i: keys[i])
+
+
+def _first_best(grid: list[dict[str, float]], metric: Any) -> int:
+    """Index of the first strength reaching the best monitor score (the loss breaks no ties here:
+    on separable data it keeps falling as the penalty weakens, the score does not)."""
+    sign = 1.0 if metric is None or metric.higher_is_better else -1.0
+    keys = [sign * g["score"] if np.isfinite(g["score"]) else -np.inf for g in grid]
+    return keys.index(max(keys))
