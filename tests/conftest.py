@@ -104,6 +104,14 @@ def _save_tiny(folder: Path, model, tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_wav2vec2_dir(tmp_path_factory) -> Path:
+    """A random wav2vec2 (hidden 32, 2 layers) + feature extractor config, in a save_pretrained folder."""
+    from tests.audio_data import make_wav2vec2_dir
+
+    return make_wav2vec2_dir(tmp_path_factory.mktemp("tiny-wav2vec2"))
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A random BERT (2 layers, hidden 32, 2 heads) + WordLevel tokenizer, in a save_pretrained folder."""
     from transformers import BertConfig, BertModel

@@ -185,8 +185,8 @@ def test_read_dataset_and_read_labelled_dispatch_on_modality(tmp_path):
     texts = _texts(tmp_path / "t.csv", [("x", "1"), ("y", "2"), ("z", "3")], "text,score")
     assert read_dataset(texts, modality="text", label_kind=LabelKind.VALUE).classes == []
     assert [s.label for s in read_labelled(texts, modality="text", label_kind=LabelKind.VALUE, classes=[])] == [1.0, 2.0, 3.0]
-    with pytest.raises(ConfigError, match="modality 'audio'"):
-        read_dataset(texts, modality="audio", label_kind=LabelKind.VALUE)
+    with pytest.raises(ConfigError, match="modality 'video'"):  # audio has a reader since the audio issue
+        read_dataset(texts, modality="video", label_kind=LabelKind.VALUE)
     with pytest.raises(ConfigError, match="--text-col apply to text data only"):
         read_dataset(manifest, modality="image", label_kind=LabelKind.CLASSES, text_col="caption")
 

@@ -90,6 +90,25 @@ def text_data(kind: LabelKind, root: Path) -> Path:
     raise NotImplementedError(kind)
 
 
+def audio_data(kind: LabelKind, root: Path) -> Path:
+    from tests.audio_data import PITCHES, make_audio_folder, write_manifest
+
+    if kind is LabelKind.SEQUENCE:  # transcripts (ctc)
+        from tests.audio_data import make_ctc_manifest
+
+        return make_ctc_manifest(root / "speech")
+    folder = make_audio_folder(root / "clips", per_class=8)
+    if kind is LabelKind.CLASS:
+        return folder
+    names = list(PITCHES)
+    label = {
+        LabelKind.CLASSES: lambda c: "|".join(n for n, on in (("low", c == 0), ("not_high", c < 2)) if on) or "none",
+        LabelKind.VALUE: lambda c: f"{c * 1.5 - 1.5:.2f}",
+    }[kind]
+    rows = [{"path": str(f.relative_to(folder)), "label": label(names.index(f.parent.name))} for f in sorted(folder.rglob("*.wav"))]
+    return write_manifest(folder / "manifest.csv", rows)
+
+
 def _text_model(task_cls, dirs: dict[str, Path]) -> str:
     head = task_cls.backbone_head
     return f"hf:{dirs['t5'] if head == 'seq2seq' else dirs['gpt2'] if head == 'causal-lm' else dirs['bert']}"
@@ -109,11 +128,14 @@ def test_every_task_has_every_member():
 
 
 @pytest.mark.parametrize("name,modality", CASES, ids=[f"{n}-{m}" for n, m in CASES])
-def test_task_trains_saves_reloads_predicts_and_exports(name, modality, tmp_path, tiny_bert_dir, tiny_gpt2_dir, tiny_t5_dir):
+def test_task_trains_saves_reloads_predicts_and_exports(name, modality, tmp_path, tiny_bert_dir, tiny_gpt2_dir, tiny_t5_dir, tiny_wav2vec2_dir):
     task_cls = get_task(name)
     if modality == "image":
         data, model = image_data(task_cls.label_kind, tmp_path), TINY_MODEL
         sample = str(next((tmp_path).rglob("*.png")))
+    elif modality == "audio":
+        data, model = audio_data(task_cls.label_kind, tmp_path), f"hf:{tiny_wav2vec2_dir}"
+        sample = str(sorted(tmp_path.rglob("*.wav"))[0])
     else:
         data, model = text_data(task_cls.label_kind, tmp_path), _text_model(task_cls, {"bert": tiny_bert_dir, "gpt2": tiny_gpt2_dir, "t5": tiny_t5_dir})
         sample = "the film was good"

@@ -393,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pull", cmd_pull, "Download a model's weights into the local cache (for later offline use).")
     p.add_argument("model")
 
-    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, or (`demo text`) MiniLM on movie-review sentiment.")
-    p.add_argument("kind", nargs="?", choices=["image", "text", "detection"], default="image")
-    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text or runs/demo-detection)")
-    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text), finetune (detection)")
+    p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, (`demo text`) MiniLM on movie-review sentiment, (`demo audio`) speech_embedding on spoken digits, or (`demo detection`) FCOS on pasted scenes.")
+    p.add_argument("kind", nargs="?", choices=["image", "text", "audio", "detection"], default="image")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text, runs/demo-audio or runs/demo-detection)")
+    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text, audio), finetune (detection)")
     p.add_argument("--epochs", type=_positive_int, default=None)
     for command in sub.choices.values():  # argparse skips options without help text: give them one
         for action in command._actions:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from graftkit.data.audio_readers import AudioData, read_audio_data, read_labelled_audio
 from graftkit.data.labels import LabelKind
 from graftkit.data.readers import ImageData, read_image_data, read_labelled_images
 from graftkit.data.text import TextData, read_labelled_texts, read_text_data
@@ -15,7 +16,7 @@ from graftkit.errors import ConfigError
 
 __all__ = ["MODALITIES", "read_dataset", "read_labelled"]
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
 """The modalities `read_dataset` and `read_labelled` read."""
 
 
@@ -30,7 +31,8 @@ def read_dataset(
     text_col: str | None = None,
     label_col: str | None = None,
     encoding: str | None = None,
-) -> ImageData | TextData:
+    max_seconds: float | None = None,
+) -> ImageData | TextData | AudioData:
     """Read, validate and split a training data set of `modality`.
 
     Args:
@@ -44,9 +46,10 @@ def read_dataset(
         text_col: Texts only: the text column (`--text-col`).
         label_col: Texts only: the label column (`--label-col`).
         encoding: Texts only: the files' encoding (`--encoding`).
+        max_seconds: Audio only: clips longer than this are reported (`--max-seconds`).
 
     Returns:
-        An `ImageData` or a `TextData`.
+        An `ImageData`, a `TextData` or an `AudioData`.
 
     Raises:
         DataError: Every problem in the data, at once (see `read_image_data`, `read_text_data`).
@@ -68,6 +71,8 @@ def read_dataset(
         from graftkit.data.detection import read_detection_data
 
         return read_detection_data(path, val=val, val_fraction=val_fraction, seed=seed)
+    if modality == "audio":
+        return read_audio_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind, max_seconds=max_seconds)
     return read_image_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind)
 
 
@@ -113,6 +118,8 @@ def read_labelled(
         )  # fmt: skip
     if label_kind is LabelKind.BOXES:
         return _read_labelled_boxes(path, classes, split)
+    if modality == "audio":
+        return read_labelled_audio(path, label_kind=label_kind, classes=classes, split=split)
     samples, _ = read_labelled_images(path, classes, split=split, label_kind=label_kind)
     return samples
 
@@ -141,5 +148,5 @@ def _check_modality(modality: str) -> None:
 def _no_text_options(text_col: str | None, label_col: str | None, encoding: str | None) -> None:
     given = [flag for flag, value in (("--text-col", text_col), ("--label-col", label_col), ("--encoding", encoding)) if value]
     if given:
-        raise ConfigError(f"{', '.join(given)} apply to text data only; drop them for an image model")
+        raise ConfigError(f"{', '.join(given)} apply to text data only; drop them for an image or audio model")
 

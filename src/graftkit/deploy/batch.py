@@ -87,7 +87,45 @@ def _texts(inputs: list[str], column: str | None, stdin: TextIO) -> list[str]:
     return out
 
 
-_READERS = {"image": _image_paths, "text": _texts}
+def _audio_paths(inputs: list[str], column: str | None, stdin: TextIO) -> list[Any]:
+    from graftkit.data.audio import AUDIO_EXTENSIONS
+
+    items: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if item == "-":
+            items += [Path(line.strip()) for line in stdin if line.strip()]
+        elif p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file():
+            try:
+                items += _manifest_paths(p, column) if column else _audio_manifest(p)
+            except DataError as e:
+                problems += e.problems
+        elif p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            items += found
+            if not found:
+                problems.append(f"{p}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+        elif not p.is_file():
+            problems.append(f"{p}: no such file")
+        else:
+            items.append(p)
+    if problems:
+        raise DataError(problems, "the inputs")
+    return items
+
+
+def _audio_manifest(path: Path) -> list[Path]:
+    from graftkit.data.audio_readers import PATH_COLUMNS
+
+    rows, names = _read_rows(path)
+    col = next((c for c in PATH_COLUMNS if c in names), None)
+    if col is None:
+        raise DataError([f"{path}: no {' or '.join(repr(c) for c in PATH_COLUMNS)} column (columns: {', '.join(names) or 'none'}); name it with --column"], str(path))
+    return [p if p.is_absolute() else path.parent / p for p in (Path(str(r[col])) for _, r in rows if r.get(col))]
+
+
+_READERS = {"image": _image_paths, "text": _texts, "audio": _audio_paths}
 """A run's modality → how its command-line inputs are read (see the table at the top)."""
 
 

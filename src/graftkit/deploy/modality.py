@@ -294,7 +294,111 @@ class TextRun:
         return self.run_dir
 
 
-RUN_MODALITIES: dict[str, type] = {"image": ImageRun, "text": TextRun}
+class AudioRun:
+    """An audio run: `waveform` `[batch, samples]` (mono float32 at the run's sample rate, cut or
+    padded to its clip length), dynamic int8."""
+
+    name = "audio"
+    progress_unit = "clip"
+    int8_method = "dynamic"
+
+    def __init__(self, spec: RunSpec, run_dir: Path | None) -> None:
+        self.spec, self.run_dir = spec, run_dir
+
+    def signature(self, model: nn.Module, output_spec: dict[str, Any]) -> Signature:
+        n = self._preprocess().num_samples
+        spec = {"waveform": {"shape": ["batch", n], "dtype": "float32"}}
+        return Signature(model, ["waveform"], {"waveform": {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, spec, output_spec)
+
+    def model_tokenizer(self, model: nn.Module) -> Any:
+        return None
+
+    def validation(self) -> Samples | None:
+        found = image_split_samples(self._dir())
+        if found is not None:
+            found.source = found.source.replace("images", "clips")
+        return found
+
+    def synthetic(self, n: int, seed: int, why: str) -> Samples:
+        pre = self._preprocess()
+        g = torch.Generator().manual_seed(seed)
+        t = torch.arange(pre.num_samples) / pre.sample_rate
+        freqs = 100 + 3000 * torch.rand(n, 1, generator=g)  # tones plus a little noise: not silence
+        waves = 0.3 * torch.sin(2 * torch.pi * freqs * t) + 0.01 * torch.randn(n, pre.num_samples, generator=g)
+        return Samples(list(waves.float()), None, f"synthetic tones ({why})")
+
+    def batches(self, items: Sequence[Any], batch_size: int, tokenizer: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+        pre = self._preprocess()
+        for start in range(0, len(items), batch_size):
+            yield {"waveform": torch.stack([_as_waveform(x, pre) for x in items[start : start + batch_size]])}  # (B, S)
+
+    def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
+                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        from graftkit.deploy.quantize import quantize_dynamic_int8
+
+        return quantize_dynamic_int8(fp32, out), None
+
+    def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
+        pre = self._preprocess()
+        return {"audio": {
+            "sample_rate": pre.sample_rate,
+            "max_seconds": pre.max_seconds,
+            "num_samples": pre.num_samples,
+            "channels": "mono: the mean of the channels",
+            "resample": "soxr, quality HQ",
+            "length": f"cut at the end, or padded with zeros at the end, to {pre.num_samples} samples",
+            "scale": "float32 in [-1, 1] (int16 / 32768)",
+            "normalize": "zero mean, unit variance per clip, inside the model" if pre.normalize else "none",
+            "layout": "[batch, samples] float32",
+        }}  # fmt: skip
+
+    def load_inputs(self, export_dir: Path) -> tuple[Any, Any]:
+        return self._preprocess(), None
+
+    def raw_batches(self, inputs: Sequence[Any], batch_size: int, preprocess: Any, tokenizer: Any
+                    ) -> tuple[Iterable[Batch], Callable[[torch.Tensor], torch.Tensor]]:  # fmt: skip
+        waves, problems = [], []
+        for x in inputs:
+            try:
+                waves.append(_as_waveform(x, preprocess))
+            except DataError as e:
+                problems += e.problems
+        if problems:
+            raise DataError(problems[:20], "the inputs")
+        batches = ({"waveform": torch.stack(waves[start : start + batch_size])} for start in range(0, len(waves), batch_size))  # (B, S)
+        return batches, lambda outputs: outputs
+
+    def _preprocess(self) -> Any:
+        from graftkit.backbones.audio import AudioPreprocess
+
+        return AudioPreprocess.from_dict(self.spec.preprocess)
+
+    def _dir(self) -> Path:
+        assert self.run_dir is not None, "run_modality(spec, run_dir) needs the run directory for its samples"
+        return self.run_dir
+
+
+def _as_waveform(x: Any, pre: Any) -> torch.Tensor:
+    """An audio file path, or a 1-D waveform already at the run's rate, as the model's `[S]` input."""
+    import numpy as np
+
+    from graftkit.data.audio import decode_audio, fit_length
+
+    if isinstance(x, (str, Path)):
+        try:
+            wave = decode_audio(x, pre.sample_rate)
+        except Exception as e:  # the decoder's own message names the problem
+            raise DataError([f"{x}: cannot decode audio ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__}): give a wav/flac/ogg/mp3 file"]) from None
+    elif isinstance(x, (torch.Tensor, np.ndarray)) and np.ndim(x) == 1:
+        wave = np.asarray(x, dtype=np.float32)
+    else:
+        raise DataError([f"cannot predict on a {type(x).__name__}: pass audio file paths or 1-D waveforms at {pre.sample_rate} Hz"])
+    if wave.size == 0:
+        raise DataError([f"{x if isinstance(x, (str, Path)) else 'a waveform'}: holds no audio samples"])
+    return torch.from_numpy(np.ascontiguousarray(fit_length(wave, pre.num_samples)))
+
+
+RUN_MODALITIES: dict[str, type] = {"image": ImageRun, "text": TextRun, "audio": AudioRun}
 """graft.json `modality` → its adapter class."""
 
 

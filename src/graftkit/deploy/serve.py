@@ -37,6 +37,7 @@ log = logging.getLogger("graftkit.serve")
 WEB_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 _MAX_ASPECT = 100
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac", "audio/ogg", "audio/mpeg", "audio/mp3")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class ServeLimits:
     """Texts per request."""
     max_text_chars: int = 20_000
     """Characters per text (the model reads at most its max_length tokens of it anyway)."""
+    max_audio_seconds: float = 60.0
+    """Seconds per audio clip (measured from the file's header before decoding); the model reads
+    at most its clip length of it."""
 
 
 class ApiError(Exception):
@@ -111,6 +115,7 @@ def create_app(
     predictor = predictor or load(run_dir, backend=backend, precision=precision, channels_last=channels_last)
     run_dir = Path(run_dir)
     text = predictor.modality == "text"
+    audio = predictor.modality == "audio"
     n_out = max(len(predictor.classes), 1)
     batcher = MicroBatcher(lambda xs: predictor.predict(xs, top_k=n_out, batch_size=max_batch), max_batch=max_batch, max_wait_ms=max_wait_ms)
     card = model_card(run_dir, predictor, backend, limits)
@@ -183,6 +188,8 @@ def create_app(
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if text:
             names, inputs = _texts_from(body, ctype, limits)
+        elif audio:
+            names, inputs = await _audio_from(request, body, ctype, limits, predictor.preprocess.sample_rate)
         else:
             names, inputs = await _images_from(request, body, ctype, limits)
         preds = await batcher.submit(inputs)
@@ -248,10 +255,54 @@ def _texts_from(body: bytes, ctype: str, limits: ServeLimits) -> tuple[list[str]
 
 async def _images_from(request: Any, body: bytes, ctype: str, limits: ServeLimits) -> tuple[list[str], list[Any]]:
     from starlette.concurrency import run_in_threadpool
+
+    files = await _uploads(request, body, ctype, limits, IMAGE_TYPES, "image")
+    images = await run_in_threadpool(lambda: [decode_upload(data, name, limits.max_pixels) for name, data in files])
+    return [name for name, _ in files], images
+
+
+async def _audio_from(request: Any, body: bytes, ctype: str, limits: ServeLimits, sample_rate: int) -> tuple[list[str], list[Any]]:
+    from starlette.concurrency import run_in_threadpool
+
+    files = await _uploads(request, body, ctype, limits, AUDIO_TYPES, "audio")
+    waves = await run_in_threadpool(lambda: [decode_audio_upload(data, name, sample_rate, limits.max_audio_seconds) for name, data in files])
+    return [name for name, _ in files], waves
+
+
+def decode_audio_upload(data: bytes, name: str, sample_rate: int, max_seconds: float) -> Any:
+    """Decode an uploaded audio file into a mono float32 waveform at `sample_rate`, as `graft predict` reads files.
+
+    Raises:
+        ApiError: 422 for empty, unreadable or silent-free (no samples) data; 413 for clips over `max_seconds`.
+    """
+    import soundfile as sf
+
+    from graftkit.data.audio import decode_audio_bytes
+
+    if not data:
+        raise ApiError(422, f"{name}: the file is empty")
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception as e:  # libsndfile names the problem
+        raise ApiError(422, f"{name}: not a readable audio file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__}); send wav, flac, ogg or mp3") from None
+    seconds = info.frames / float(info.samplerate) if info.samplerate else 0.0
+    if seconds > max_seconds:
+        raise ApiError(413, f"{name}: the clip is {seconds:.1f} s long; the limit is {max_seconds:g} s")
+    try:
+        wave = decode_audio_bytes(data, sample_rate)
+    except Exception as e:
+        raise ApiError(422, f"{name}: not a readable audio file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    if wave.size == 0:
+        raise ApiError(422, f"{name}: the clip holds no audio samples")
+    return wave
+
+
+async def _uploads(request: Any, body: bytes, ctype: str, limits: ServeLimits, raw_types: tuple[str, ...], noun: str) -> list[tuple[str, bytes]]:
+    """`(name, bytes)` of each uploaded file: a raw body of one of `raw_types`, or multipart files."""
     from starlette.datastructures import UploadFile
     from starlette.requests import Request
 
-    if ctype in IMAGE_TYPES:  # a raw image body (curl --data-binary @x.jpg -H 'Content-Type: image/jpeg')
+    if ctype in raw_types:  # a raw body (curl --data-binary @x.jpg -H 'Content-Type: image/jpeg')
         files = [("body", body)]
     elif ctype == "multipart/form-data":
         async def replay() -> dict[str, Any]:
@@ -262,18 +313,17 @@ async def _images_from(request: Any, body: bytes, ctype: str, limits: ServeLimit
         except Exception as e:  # starlette raises HTTPException (or MultiPartException) for malformed or oversized forms
             detail = str(getattr(e, "detail", None) or e)
             if "Too many files" in detail:
-                raise ApiError(413, f"more than {limits.max_files} images in one request; the limit is {limits.max_files}") from None
+                raise ApiError(413, f"more than {limits.max_files} {noun} files in one request; the limit is {limits.max_files}") from None
             raise ApiError(400, f"cannot parse the multipart body: {detail}") from None
         uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         if not uploads:
-            raise ApiError(422, "no image in the form: send one or more files in a field named 'file'")
+            raise ApiError(422, f"no {noun} in the form: send one or more files in a field named 'file'")
         files = [(u.filename or f"file {i}", await u.read()) for i, u in enumerate(uploads)]
     else:
-        raise ApiError(415, f"this is an image model: send multipart/form-data with one or more image files (field 'file'), or a raw image/* body, not {ctype or 'no content type'}")
+        raise ApiError(415, f"this is an {noun} model: send multipart/form-data with one or more {noun} files (field 'file'), or a raw {noun}/* body, not {ctype or 'no content type'}")
     if len(files) > limits.max_files:
-        raise ApiError(413, f"{len(files)} images in one request; the limit is {limits.max_files}")
-    images = await run_in_threadpool(lambda: [decode_upload(data, name, limits.max_pixels) for name, data in files])
-    return [name for name, _ in files], images
+        raise ApiError(413, f"{len(files)} {noun} files in one request; the limit is {limits.max_files}")
+    return files
 
 
 def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
@@ -329,6 +379,9 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
     pre = run_spec.preprocess
     if predictor.modality == "text":
         spec = {"kind": "text", "content_type": "application/json", "body": {"text": "string"}, "max_tokens": pre.get("max_length")}
+    elif predictor.modality == "audio":
+        spec = {"kind": "audio", "content_type": "multipart/form-data (field 'file') or a raw audio/* body", "sample_rate": pre.get("sample_rate"),
+                "max_seconds": pre.get("max_seconds"), "formats": ["wav", "flac", "ogg", "mp3"]}  # fmt: skip
     else:
         spec = {"kind": "image", "content_type": "multipart/form-data (field 'file')", "input_size": pre.get("input_size"),
                 "formats": ["jpeg", "png", "webp", "gif", "bmp", "tiff"]}  # fmt: skip

@@ -64,6 +64,12 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
             head_kind=spec.text.head_kind,
             preprocess=TextPreprocess.from_dict(spec.preprocess),
         )
+    elif spec.modality == "audio":
+        from graftkit.backbones.audio import AudioPreprocess
+        from graftkit.sources.loading import build_audio_architecture
+
+        backbone = build_audio_architecture(spec.model.arch, path / "hf")
+        backbone.preprocess = AudioPreprocess.from_dict(spec.preprocess)
     else:
         from graftkit.backbones.base import ImagePreprocess
         from graftkit.sources import build_architecture

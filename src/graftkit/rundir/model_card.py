@@ -107,8 +107,8 @@ def _intended_use(meta: RunSpec, task_card: dict[str, Any]) -> str:
 
 
 def _how_to_load(run: Path, meta: RunSpec, parity: dict[str, Any]) -> str:
-    text = "photo.jpg" if _modality(meta) == "image" else "a text to classify"
-    example = text if _modality(meta) == "image" else repr(text)  # quoted for the shell
+    text = {"image": "photo.jpg", "audio": "clip.wav"}.get(_modality(meta), "a text to classify")
+    example = text if _modality(meta) in ("image", "audio") else repr(text)  # quoted for the shell
     lines = [
         "## How to load it",
         "",
@@ -200,6 +200,8 @@ def _limitations(meta: RunSpec, metrics: dict[str, Any], task_card: dict[str, An
     if _modality(meta) == "image":
         size = meta.preprocess.get("input_size")
         notes.append(f"Images are resized and centre-cropped to {size}x{size} pixels: small details and content near the edges may be lost.")
+    elif _modality(meta) == "audio":
+        notes.append(f"Clips are resampled to {meta.preprocess.get('sample_rate')} Hz mono and cut or zero-padded to {meta.preprocess.get('max_seconds')} s: anything later is not heard.")
     else:
         notes.append(f"Texts longer than {meta.preprocess.get('max_length')} tokens are cut; only their start is read.")
     notes.append(f"The pretrained weights (`{meta.model.model_id}`) carry the biases of the data they were trained on.")

@@ -33,7 +33,7 @@ from graftkit.rundir.migrate import SCHEMA_VERSION, migrate
 
 SPEC_FILE = "graft.json"
 Status = Literal["training", "done"]
-Modality = Literal["image", "text"]
+Modality = Literal["image", "text", "audio"]
 _FIX = "Restore graft.json as graftkit wrote it, or train the run again (`graft train ... --out RUN --overwrite`)."
 
 

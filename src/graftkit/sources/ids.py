@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graftkit.errors import ConfigError, UnknownModelError
+from graftkit.sources.audio_builtin import AUDIO_BUILTINS
 from graftkit.sources.builtin import BUILTINS, TEXT_BUILTINS
 
 _LIST_HINT = "Run `graft models` to list them."
@@ -32,7 +33,7 @@ class ModelSpec:
     inner: ModelSpec | None = None
     """For `scratch:ID`, the spec of ID."""
     modality: str = "image"
-    """`image` or `text`."""
+    """`image`, `text` or `audio`."""
 
 
 def timm_names() -> list[str]:
@@ -51,7 +52,7 @@ def tv_names() -> list[str]:
 
 def _candidates(source: str | None) -> list[tuple[str, str]]:
     # (bare name, id) pairs to suggest from: the built-ins always, plus one source or all.
-    pairs = [(name, name) for name in (*BUILTINS, *TEXT_BUILTINS)]
+    pairs = [(name, name) for name in (*BUILTINS, *TEXT_BUILTINS, *AUDIO_BUILTINS)]
     if source in (None, "timm"):
         pairs += [(n, f"timm:{n}") for n in timm_names()]
     if source in (None, "tv"):
@@ -105,9 +106,13 @@ def _parse_hf(model_id: str, name: str, arch: str | None) -> ModelSpec:
             f"'{model_id}' names no model: use hf:ORG/NAME (a Hugging Face repo) or hf:PATH (a folder "
             f"saved with save_pretrained). {_LIST_HINT}"
         )
+    from graftkit.sources.hf_audio import AUDIO_MODEL_TYPES, SPECTROGRAM_MODEL_TYPES, cached_config_folder, config_model_type
+
     folder = Path(name).expanduser()
+    kind = config_model_type(cached_config_folder(name))
+    modality = "audio" if kind in AUDIO_MODEL_TYPES | SPECTROGRAM_MODEL_TYPES else "text"
     return ModelSpec(
-        model_id, "hf", name, f"hf:{name}", path=folder if folder.is_dir() else None, modality="text"
+        model_id, "hf", name, f"hf:{name}", path=folder if folder.is_dir() else None, modality=modality
     )
 
 
@@ -153,6 +158,8 @@ def resolve(model_id: str, arch: str | None = None) -> ModelSpec:
         spec = ModelSpec(model_id, "builtin", model_id, f"timm:{BUILTINS[model_id].timm_name}")
     elif model_id in TEXT_BUILTINS:
         spec = ModelSpec(model_id, "builtin", model_id, model_id, modality="text")
+    elif model_id in AUDIO_BUILTINS:
+        spec = ModelSpec(model_id, "builtin", model_id, f"audio:{model_id}", modality="audio")
     else:
         prefix, sep, name = model_id.partition(":")
         if not sep:
@@ -163,7 +170,7 @@ def resolve(model_id: str, arch: str | None = None) -> ModelSpec:
             guess = f" Did you mean '{close[0]}:{name}'?" if close else ""
             raise UnknownModelError(
                 f"Unknown model source '{prefix}:' in '{model_id}'; known sources are {known} "
-                f"and the built-ins {', '.join([*BUILTINS, *TEXT_BUILTINS])}.{guess} {_LIST_HINT}"
+                f"and the built-ins {', '.join([*BUILTINS, *TEXT_BUILTINS, *AUDIO_BUILTINS])}.{guess} {_LIST_HINT}"
             )
         spec = _PARSERS[prefix](model_id, name.strip(), arch)
     if arch and spec.source not in ("file", "scratch") and resolve(arch).arch != spec.arch:

@@ -52,6 +52,8 @@ def build_architecture(arch: str, *, seed: int = 0, head_kind: str = "features")
         >>> bb.load_state_dict(saved_state_dict)
     """
     spec = resolve(arch)
+    if spec.modality == "audio":
+        return _load_audio(spec, offline=True, pretrained=False, seed=seed)
     if spec.modality == "text":
         options = hf_hub.TextOptions(head_kind=head_kind)
         return hf_hub.load_text(spec, offline=True, options=options, pretrained=False, seed=seed)
@@ -146,6 +148,9 @@ def load_backbone(
         'encoder-decoder'
     """
     spec = resolve(model_id, arch)
+    if spec.modality == "audio":
+        _check_image_options(model_id, head_kind, max_length, pooling, modality="an audio")
+        return _load_audio(spec, offline=is_offline(offline), pretrained=pretrained, seed=seed)
     if spec.modality == "text":
         options = hf_hub.TextOptions(head_kind, trust_remote_code, max_length, pooling)
         return hf_hub.load_text(spec, offline=is_offline(offline), options=options, pretrained=pretrained, seed=seed)
@@ -164,16 +169,53 @@ def load_backbone(
     return _load_file(spec)
 
 
-def _check_image_options(model_id: str, head_kind: str, max_length: int | None, pooling: str | None) -> None:
+def _check_image_options(model_id: str, head_kind: str, max_length: int | None, pooling: str | None, modality: str = "an image") -> None:
     problems = []
     if head_kind != "features":
-        problems.append(f"a {head_kind} task needs a text model (hf:NAME), and {model_id} is an image model")
+        problems.append(f"a {head_kind} task needs a text model (hf:NAME), and {model_id} is {modality} model")
     if max_length is not None:
         problems.append("--max-length applies only to text models")
     if pooling is not None:
         problems.append("--pooling applies only to text models")
     if problems:
         raise ConfigError("; ".join(problems) + ".")
+
+
+def _load_audio(spec: ModelSpec, *, offline: bool, pretrained: bool, seed: int) -> Backbone:
+    """An audio backbone: a built-in (`audio_builtin`) or an `hf:` waveform encoder (`hf_audio`)."""
+    from graftkit.sources import audio_builtin, hf_audio
+
+    inner = spec.inner if spec.source == "scratch" else spec
+    assert inner is not None
+    pretrained = pretrained and spec.source != "scratch"
+    with seeded(seed):
+        if inner.source == "builtin":
+            backbone = audio_builtin.load_audio_builtin(inner.name, model_id=spec.model_id, pretrained=pretrained)
+        else:
+            folder = hf_hub.locate(inner.name, spec.model_id, offline=offline, weights=pretrained)
+            backbone = hf_audio.load_hf_audio(folder, model_id=spec.model_id, pretrained=pretrained, arch=inner.arch)
+    if not pretrained:
+        backbone.weights = replace(backbone.weights, source="scratch", sha256=None, extra={**backbone.weights.extra, "seed": seed})
+    return backbone
+
+
+def build_audio_architecture(arch: str, folder: Path | None, *, seed: int = 0) -> Backbone:
+    """An audio run's network with random weights, to load the run's weights into: a built-in
+    (`audio:NAME`, from its pinned package) or a transformers config saved in the run (`folder`).
+
+    Raises:
+        WeightsNotAvailableError: A built-in's package is missing.
+        ConfigError: The architecture is unknown.
+    """
+    from graftkit.sources import audio_builtin, hf_audio
+
+    kind, _, name = arch.partition(":")
+    with seeded(seed):
+        if kind == "audio" and name in audio_builtin.AUDIO_BUILTINS:
+            return audio_builtin.load_audio_builtin(name, pretrained=False)
+        if kind == "hf" and folder is not None and folder.is_dir():
+            return hf_audio.load_hf_audio(folder, model_id=arch, pretrained=False, arch=arch)
+    raise ConfigError(f"cannot rebuild the audio architecture {arch!r}: not a built-in audio model and no saved config in {folder}")
 
 
 def pull(model_id: str) -> Path:
@@ -201,6 +243,10 @@ def pull(model_id: str) -> Path:
     spec = resolve(model_id)
     if spec.source == "scratch":
         raise ConfigError(f"'{model_id}' uses random weights; there is nothing to pull.")
+    if spec.source == "builtin" and spec.modality == "audio":
+        from graftkit.sources.audio_builtin import AUDIO_BUILTINS, checked_path
+
+        return checked_path(AUDIO_BUILTINS[spec.name])[0]
     if spec.source == "builtin" and spec.name in builtin.TEXT_BUILTINS:
         folder, _ = builtin.checked_text_folder(builtin.TEXT_BUILTINS[spec.name])
         return folder

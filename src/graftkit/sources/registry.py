@@ -14,6 +14,7 @@ import torch
 
 from graftkit.backbones.base import WeightsInfo
 from graftkit.sources import builtin, hf_hub, timm_hub
+from graftkit.sources.audio_builtin import AUDIO_BUILTINS
 from graftkit.sources.ids import tv_names
 
 CURATED: tuple[str, ...] = (
@@ -53,7 +54,7 @@ class ModelInfo:
     description: str
     """Where the weights come from, in a line."""
     modality: str = "image"
-    """`image` or `text`."""
+    """`image`, `text` or `audio`."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +69,7 @@ def _all_ids() -> list[str]:
     return [
         *builtin.BUILTINS,
         *builtin.TEXT_BUILTINS,
+        *AUDIO_BUILTINS,
         *(f"timm:{n}" for n in timm_ids),
         *(f"tv:{n}" for n in tv_names()),
         *_hf_cached_ids(),
@@ -94,6 +96,15 @@ def _text_info(model_id: str) -> ModelInfo:
     kind = next((m.model_type for m in hf_hub.cached_models() if m.folder == local), None)
     desc = f"transformers {kind or 'text'} model in the Hugging Face cache"
     return ModelInfo(model_id, "hf", hf_hub.count_parameters(local), None, True, desc, "text")
+
+
+def _audio_info(model_id: str) -> ModelInfo:
+    entry = AUDIO_BUILTINS[model_id]
+    try:
+        here = entry.weights_path().is_file()
+    except Exception:  # package not installed
+        here = False
+    return ModelInfo(model_id, "builtin", None, None, here, entry.description, "audio")
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -157,6 +168,8 @@ def model_info(model_id: str, *, count_params: bool = True) -> ModelInfo:
     Returns:
         The description.
     """
+    if model_id in AUDIO_BUILTINS:
+        return _audio_info(model_id)
     if model_id in builtin.TEXT_BUILTINS or model_id.startswith("hf:"):
         return _text_info(model_id)
     if model_id in builtin.BUILTINS:
@@ -194,7 +207,7 @@ def list_models(pattern: str | None = None, all: bool = False) -> list[ModelInfo
         ['efficientnet_lite0', 'timm:efficientnet_lite0', 'timm:tf_efficientnet_lite0']
     """
     if pattern is None and not all:
-        ids = [*builtin.BUILTINS, *builtin.TEXT_BUILTINS, *CURATED, *_hf_cached_ids()]
+        ids = [*builtin.BUILTINS, *builtin.TEXT_BUILTINS, *AUDIO_BUILTINS, *CURATED, *_hf_cached_ids()]
     else:
         wanted = (pattern or "*").lower()
         ids = [i for i in _all_ids() if fnmatch.fnmatchcase(i.lower(), wanted)]

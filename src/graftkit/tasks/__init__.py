@@ -20,7 +20,8 @@ from graftkit.tasks.base import (
 # Importing a task module registers its task; this order is the order `task_names()` lists.
 from graftkit.tasks.classification import ClassificationTask, balanced_class_weights  # isort: skip
 from graftkit.tasks.multilabel import MultiLabelTask  # isort: skip
-from graftkit.tasks.regression import RegressionTask  # isort: skip
+from graftkit.tasks.regression import RegressionTask
+from graftkit.tasks.ctc import CTCTask  # isort: skip
 from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask  # isort: skip
 from graftkit.tasks.detection import DetectionTask  # isort: skip
 from graftkit.tasks.model import GraftModel  # isort: skip

@@ -26,7 +26,7 @@ class MultiLabelTask:
 
     name = "multilabel"
     label_kind = LabelKind.CLASSES
-    modalities = ("image", "text")
+    modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
     linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)

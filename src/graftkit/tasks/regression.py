@@ -24,7 +24,7 @@ class RegressionTask:
 
     name = "regression"
     label_kind = LabelKind.VALUE
-    modalities = ("image", "text")
+    modalities = ("image", "text", "audio")
     backbone_head = "features"
     default_strategy = "linear-probe"
     linear_solver = "lbfgs"  # convex loss in the logits: the probe solves the head (training/solver.py)

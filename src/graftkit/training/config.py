@@ -160,6 +160,9 @@ class TrainConfig:
     """Text: tokens per input; longer texts are truncated and counted (None: the model's default, 128)."""
     pooling: str | None = None
     """Text: `mean`, `cls` or `last` token pooling of the features (None: mean for encoders, last for decoders)."""
+    max_seconds: float | None = None
+    """Audio: clips are cut or zero-padded to this many seconds; longer training clips are errors
+    (None: the longest clip in the data, up to the model's limit)."""
     trust_remote_code: bool = False
     """Allow a `hf:` model to run code from its repository (off unless you trust it)."""
     lora_r: int = 8
@@ -214,6 +217,8 @@ class TrainConfig:
         for name in ("lora_r", "lora_alpha", "num_beams", "max_new_tokens"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            problems.append(f"--max-seconds must be a positive number of seconds, got {self.max_seconds}")
         if self.max_length is not None and self.max_length < 2:
             problems.append(f"--max-length must be at least 2 tokens, got {self.max_length}")
         if not 0 <= self.lora_dropout < 1:

@@ -19,9 +19,9 @@ def run_metadata(plan: Any, inputs_summary: dict[str, Any]) -> RunSpec:
     backbone, task, cfg = plan.backbone, plan.task, plan.cfg
     data = plan.dataset.to_dict()
     if inputs_summary:
-        data["tokens"] = inputs_summary
+        data["clips" if plan.modality == "audio" else "tokens"] = inputs_summary  # audio: rate, clip length, longest clip
     text = None
-    if hasattr(backbone, "save_architecture"):  # rebuilt from its saved config + tokenizer (RUN/hf/)
+    if hasattr(backbone, "save_architecture") and plan.modality == "text":  # rebuilt from its saved config + tokenizer (RUN/hf/)
         text = TextInfo(head_kind=backbone.head_kind, kind=backbone.kind, architecture_dir="hf")
     spec = RunSpec.new(
         backbone_weights=backbone.weights, task=task.to_dict(), preprocess=backbone.preprocess.to_dict(),

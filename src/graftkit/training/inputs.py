@@ -121,6 +121,59 @@ class TextInputs:
         return {"max_length": self.max_length, "truncated": truncated}
 
 
+class AudioInputs:
+    """Audio files from an `AudioData`, decoded to fixed-length mono waveforms `[B, S]` at the
+    backbone's sample rate (`data/audio.py`)."""
+
+    modality = "audio"
+    unit = "clip"
+    noun = "clips"
+
+    def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
+        self.data, self.backbone, self.cfg = data, backbone, cfg
+
+    def samples(self, split: str) -> list:
+        return list(getattr(self.data, split))
+
+    def items(self, split: str) -> list:
+        return [s.path for s in self.samples(split)]
+
+    def digests(self, items: list) -> list[str]:
+        from graftkit.data.cache import file_digests
+
+        return file_digests(items)  # sample rate and clip length are in the cache key (preprocess)
+
+    def _loader(self, paths: list, targets: Any, *, train: bool):
+        from graftkit.data import make_loader
+        from graftkit.data.audio import AudioFileDataset
+        from graftkit.training._build import num_workers
+
+        pre = self.backbone.preprocess
+        dataset = AudioFileDataset(paths, targets, sample_rate=pre.sample_rate, num_samples=pre.num_samples)
+        drop_last = train and len(paths) % self.cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
+        return make_loader(dataset, batch_size=self.cfg.batch_size, shuffle=train, num_workers=num_workers(self.cfg), seed=self.cfg.seed, drop_last=drop_last)
+
+    def unlabelled_loader(self, items: list):
+        return self._loader(list(items), None, train=False)
+
+    def targets(self, split: str, task: Any) -> torch.Tensor:
+        return task.encode([s.label for s in self.samples(split)])
+
+    def labelled_loader(self, split: str, task: Any, *, train: bool):
+        samples = self.samples(split)
+        return self._loader([s.path for s in samples], task.encode([s.label for s in samples]), train=train)
+
+    def batch_transform(self, task: Any) -> Callable | None:
+        return None  # mixup/cutmix are image-only
+
+    def summary(self) -> dict[str, Any]:
+        """Sample rate and the clip length every clip is cut or padded to (shown in the report)."""
+        pre = self.backbone.preprocess
+        return {"sample_rate": pre.sample_rate, "max_seconds": pre.max_seconds, "longest_seconds": round(getattr(self.data, "longest_seconds", 0.0), 3),
+                "padding": "zeros at the end", "cut": "at the end"}  # fmt: skip
+
+
+
 class DetectionInputs(ImageInputs):
     """Images with boxes (`data/detection.py`): batches of `((images, targets), targets)`, resized
     to the backbone's input size with box-aware augmentation."""
@@ -139,11 +192,11 @@ class DetectionInputs(ImageInputs):
         return None  # mixup/cutmix mix class labels, not boxes
 
 
-INPUTS = {"image": ImageInputs, "text": TextInputs}
+INPUTS = {"image": ImageInputs, "text": TextInputs, "audio": AudioInputs}
 """The input adapter per backbone modality; a new modality adds its adapter here."""
 
 
-def make_inputs(data: Any, backbone: nn.Module, cfg: TrainConfig) -> ImageInputs | TextInputs:
+def make_inputs(data: Any, backbone: nn.Module, cfg: TrainConfig) -> ImageInputs | TextInputs | AudioInputs:
     """The input adapter for the backbone's modality.
 
     Raises:

@@ -105,11 +105,15 @@ def plan_fit(
             "Resume with the data the run started on, or start a new run (another --out, or --overwrite)."
         )
     backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
+    if modality == "audio":
+        fit_clip_length(backbone, dataset, cfg.max_seconds)
     if modality == "image":
         from graftkit.training.image_input import apply_image_settings
 
         apply_image_settings(backbone, cfg, dataset)  # channels, window, intensity: into backbone.preprocess
     task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
+    if hasattr(task, "check_data"):  # a task's own pre-flight check of data + backbone (CTC: frames per transcript)
+        task.check_data(dataset, backbone)
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
     if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
@@ -200,7 +204,30 @@ def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind:
     return read_dataset(
         data, modality=modality, label_kind=label_kind, val=val, val_fraction=cfg.val_fraction, seed=cfg.seed,
         text_col=cfg.text_col, label_col=cfg.label_col, encoding=cfg.encoding,
+        **({"max_seconds": cfg.max_seconds} if modality == "audio" else {}),
     )  # fmt: skip
+
+
+def fit_clip_length(backbone: nn.Module, dataset: Any, max_seconds: float | None) -> None:
+    """Set an audio backbone's clip length: `--max-seconds`, else the longest clip in the data
+    (rounded up to 0.1 s), which may not exceed the model's own limit.
+
+    Raises:
+        DataError: Without `--max-seconds`, clips longer than the model's limit, by name.
+    """
+    import dataclasses as dc
+
+    from graftkit.errors import DataError
+    from graftkit.sources.audio_builtin import default_seconds
+
+    if max_seconds is None:
+        limit = backbone.preprocess.max_seconds
+        long = [f"{path}: {seconds:.2f} s is longer than {backbone.weights.model_id}'s {limit:g} s limit: trim it or pass --max-seconds"
+                for path, seconds in sorted(dataset.seconds.items()) if seconds > limit + 1e-6]  # fmt: skip
+        if long:
+            raise DataError(long[:20] + ([f"... and {len(long) - 20} more too long clips"] if len(long) > 20 else []), str(dataset.root))
+        max_seconds = min(limit, default_seconds(dataset.longest_seconds)) or limit
+    backbone.preprocess = dc.replace(backbone.preprocess, max_seconds=float(max_seconds))
 
 
 def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "features") -> nn.Module:
@@ -221,6 +248,8 @@ def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "fea
             trust_remote_code=cfg.trust_remote_code, max_length=cfg.max_length, pooling=cfg.pooling,
         )  # fmt: skip
     backbone = load_backbone(cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed)
+    if modality == "audio":
+        return backbone
     if cfg.image_size is not None:
         _check_image_size(backbone, cfg.image_size)
         backbone.preprocess = dc.replace(backbone.preprocess, input_size=cfg.image_size)
