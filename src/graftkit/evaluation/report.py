@@ -206,7 +206,8 @@ def write_report(
     if auto:
         reasons = "".join(f"<li>{escape(str(r))}</li>" for r in auto.get("reasons", []))
         sections += [
-            f"<h2>Strategy: {escape(str(auto.get('strategy')))}, {escape(str(auto.get('epochs')))} epochs</h2>",
+            f"<h2>Strategy: {escape(str(auto.get('strategy')))}"
+            + (f", {escape(str(auto['epochs']))} epochs" if auto.get("epochs") is not None else " (solved, no epochs)") + "</h2>",
             f"<ul>{reasons}</ul>",
         ]
     if calibration:

@@ -22,6 +22,7 @@ from torch import nn
 
 from graftkit.strategies.auto import FEW_PER_CLASS, LORA_MIN_PARAMS, MIN_FINETUNE_EPOCHS, affordable_epochs, choose_strategy
 from graftkit.strategies.spec import STRATEGY_NAMES
+from graftkit.tasks.base import task_member
 from graftkit.engine.progress import info
 
 
@@ -33,9 +34,12 @@ class AutoChoice:
     epochs: int
     reasons: list[str] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
+    solved: bool = False
+    """A solved probe: no epochs run (graft.json's `epochs` is then None)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "epochs": self.epochs, "reasons": list(self.reasons), "measurements": dict(self.measurements)}
+        return {"strategy": self.strategy, "epochs": None if self.solved else self.epochs, "reasons": list(self.reasons),
+                "measurements": dict(self.measurements)}  # fmt: skip
 
 
 MIN_PROBE_STEPS = 100
@@ -296,7 +300,10 @@ def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: 
     else:
         chosen, reasons = cfg.strategy, []
     epochs = cfg.epochs
-    if auto and chosen == "linear-probe":
+    solved = getattr(cfg, "probe_solver", "auto") != "sgd" and task_member(task, "linear_solver") == "lbfgs"
+    if auto and chosen == "linear-probe" and solved:
+        reasons.append("The probe's head is solved on the cached features (L-BFGS, strength chosen on held-out rows): no epochs to plan.")
+    elif auto and chosen == "linear-probe":
         per_epoch = math.ceil(n_train / cfg.batch_size)
         if per_epoch * epochs < MIN_PROBE_STEPS:
             epochs = math.ceil(MIN_PROBE_STEPS / per_epoch)
@@ -314,4 +321,4 @@ def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: 
     facts["measure_seconds"] = round(time.perf_counter() - t0, 2)
     for r in reasons:
         info(f"auto: {r}" if auto else f"time budget: {r}")
-    return AutoChoice(chosen, epochs, reasons, facts)
+    return AutoChoice(chosen, epochs, reasons, facts, solved=chosen == "linear-probe" and solved)
