@@ -86,7 +86,8 @@ def test_text_model_given_images_says_choose_an_image_model(tiny_images, tiny_be
 
 
 def test_diverging_probe_stops_and_keeps_the_best_epoch(tiny_images, tmp_path, capsys):
-    run = graftkit.fit(tiny_images, model=TINY_MODEL, out=tmp_path / "run", lr=1e6, epochs=50, batch_size=32)  # one step per epoch: epoch 1 is fine
+    run = graftkit.fit(tiny_images, model=TINY_MODEL, out=tmp_path / "run", lr=1e6, epochs=50, batch_size=32,
+                       probe_solver="sgd")  # the SGD probe (the solved one has no lr); one step per epoch: epoch 1 is fine
     err = " ".join(capsys.readouterr().err.split())
     assert "stopped: diverged at epoch" in err and "lower --lr" in err and "keeping the best epoch" in err
     assert run.metrics["epochs"] < 50 and run.metrics["stopped_early"].startswith("diverged")
@@ -101,7 +102,7 @@ def test_diverging_from_the_first_epoch_is_an_error_naming_lr(tiny_images, tmp_p
 
 
 def test_probes_stop_early_by_default(tiny_images, tmp_path):
-    run = graftkit.fit(tiny_images, model=TINY_MODEL, out=tmp_path / "run", epochs=300, batch_size=8)
+    run = graftkit.fit(tiny_images, model=TINY_MODEL, out=tmp_path / "run", epochs=300, batch_size=8, probe_solver="sgd")
     assert run.config.patience == 10
     assert run.metrics["epochs"] < 300 and "early stopping" in run.metrics["stopped_early"]
 

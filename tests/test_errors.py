@@ -104,7 +104,7 @@ def test_interrupted_run_is_not_loadable_but_says_resume(tiny_images, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _fit(tiny_images, tmp_path / "run", callbacks=[Boom()])
+        _fit(tiny_images, tmp_path / "run", callbacks=[Boom()], probe_solver="sgd")  # epochs to interrupt
     with pytest.raises(RunDirError, match="--resume"):
         graftkit.load(tmp_path / "run")
     assert json.loads((tmp_path / "run" / "graft.json").read_text())["status"] == "training"

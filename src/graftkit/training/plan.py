@@ -154,8 +154,9 @@ def resumable_spec(out: Path, data: str | Path, given: dict[str, Any]) -> rundir
     Raises:
         RunDirError: no checkpoint, a finished run, other data, or settings that differ (all named).
     """
-    spec = rundir.RunSpec.read(rundir.prepare_run_dir(out, resume=True))
-    if spec.status == "done":
+    finished = (Path(out) / "graft.json").is_file() and rundir.RunSpec.read(out).status == "done"
+    spec = None if finished else rundir.RunSpec.read(rundir.prepare_run_dir(out, resume=True))
+    if spec is None:  # before the checkpoint check: a solved probe finishes without checkpoints
         raise RunDirError(
             f"cannot resume {out}: it holds a finished run (--resume continues an interrupted one). "
             "To train it again with other settings, use --overwrite or another --out."
