@@ -24,6 +24,7 @@ import gzip
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from datetime import datetime, timezone
@@ -164,8 +165,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seeds", type=int, default=2, help="fine-tune seeds per round (each a different training subset)")
     p.add_argument("--per-class", type=int, default=30)
-    p.add_argument("--val-per-class", type=int, default=40)
-    p.add_argument("--epochs", type=int, default=2, help="fine-tune epochs")
+    p.add_argument("--val-per-class", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=1, help="fine-tune epochs")
     p.add_argument("--reps", type=int, default=8, help="timed calls per side, kind and round")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--out", type=Path, default=Path("/tmp/one_channel"))
@@ -199,7 +200,9 @@ def main() -> None:
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "torch": torch.__version__, "started": started.isoformat(timespec="seconds"),
                "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-               "process_cpu_s": round(time.process_time() - cpu0, 1), "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
+               "process_cpu_s": round(time.process_time() - cpu0, 1),
+               "children_cpu_s": round(sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]), 1),
+               "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip; children: data-loader workers
     print(json.dumps({"machine": machine, **summary}, indent=2))
     (args.out / "summary.json").write_text(json.dumps({"machine": machine, "summary": summary, "fits": fits, "speed": speed}, indent=2))
 
