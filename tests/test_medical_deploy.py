@@ -101,10 +101,11 @@ def test_serve_predicts_dicom_and_16_bit_uploads_like_graft_predict(run_dir, sca
 
 
 def test_serve_names_why_a_dicom_upload_cannot_be_read(client):
-    multiframe = next(iter(MULTIFRAME.values()))
+    multiframe = min(MULTIFRAME, key=lambda p: p.stat().st_size)
     answer = client.post("/predict", files={"file": (multiframe.name, multiframe.read_bytes())})
     assert answer.status_code == 422 and "multi-frame DICOM" in answer.json()["error"] and "one image per file" in answer.json()["error"]
-    syntax, compressed = next(iter(UNDECODABLE.items()))
+    compressed = min(UNDECODABLE, key=lambda p: p.stat().st_size)
+    syntax = UNDECODABLE[compressed][2]
     answer = client.post("/predict", files={"file": (compressed.name, compressed.read_bytes())})
     message = answer.json()["error"]
     assert answer.status_code == 422 and syntax in message and "no installed decoder" in message
