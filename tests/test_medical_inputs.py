@@ -213,12 +213,14 @@ def test_unreadable_dicom_in_a_folder_is_reported_before_training(tmp_path):
 # 16-bit depth
 
 
-def test_sixteen_bit_precision_survives_to_the_network_input(tmp_path):
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_sixteen_bit_precision_survives_to_the_network_input(tmp_path, ext):
     # Two images one 16-bit step apart (1/65535): uint8 decoding would make them identical.
     for value in (30000, 30001):
-        Image.fromarray(np.full((32, 32), value, dtype=np.uint16)).save(tmp_path / f"{value}.png")
+        Image.fromarray(np.full((32, 32), value, dtype=np.uint16)).save(tmp_path / f"{value}.{ext}")
+    assert Image.open(tmp_path / f"30000.{ext}").mode.startswith("I;16")  # really stored as 16-bit
     tf = build_transform(ImagePreprocess(input_size=16, mean=(0.5,), std=(0.5,), in_chans=1), "none")
-    a, b = (tf(load_image(tmp_path / f"{v}.png", channels=1)) for v in (30000, 30001))
+    a, b = (tf(load_image(tmp_path / f"{v}.{ext}", channels=1)) for v in (30000, 30001))
     assert a.shape == (1, 16, 16)
     step = (b - a).mean().item() * 0.5  # undo the std
     assert step == pytest.approx(1 / 65535, rel=0.02)  # float32 rounding of values near 0.46
