@@ -149,3 +149,15 @@ def test_onnx_export_has_parity_on_the_dicom_files_and_predicts_them(run_dir, sc
         torch_p = graftkit.load(run_dir).predict_proba(files)
         onnx_p = graftkit.load(run_dir, backend="onnx").predict_proba(files)
     assert torch.allclose(torch_p, onnx_p, atol=1e-4)
+
+
+def test_dicom_upload_over_the_pixel_limit_is_refused_from_its_header(scans):
+    from graftkit.deploy.serve import ApiError
+
+    data = (scans / "ct" / "ct_0.dcm").read_bytes()  # 128 x 128
+    with pytest.raises(ApiError) as err:
+        decode_upload(data, "big.dcm", 128 * 128 - 1)
+    assert err.value.status == 413 and "128x128 = 16384 pixels" in err.value.message
+    with pytest.raises(ApiError) as err:
+        decode_upload(data[:200], "cut.dcm", 10**8)  # a header cut short: no image size
+    assert err.value.status == 422 and err.value.message.startswith("cut.dcm:")
