@@ -338,10 +338,15 @@ def _dicom_size(data: bytes, name: str) -> tuple[int, int]:
     except ImportError:
         raise ApiError(422, f"{name}: reading DICOM needs pydicom on the server: pip install pydicom") from None
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-        return int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged header is answered below, not logged
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+        width, height = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
     except Exception as e:  # noqa: BLE001 - pydicom raises many types for a damaged header
         raise ApiError(422, f"{name}: not a readable DICOM file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    if not width or not height:
+        raise ApiError(422, f"{name}: the DICOM header has no image size (Rows/Columns): a truncated file, or one without an image (report, plan)")
+    return width, height
 
 
 # ----------------------------------------------------------------------------------------------
