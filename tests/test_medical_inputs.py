@@ -1,7 +1,8 @@
 """Medical inputs: DICOM on pydicom's real test files, 16-bit depth, grey windows, one-channel runs.
 
-The real-file checks decode one file per (modality, photometric interpretation, transfer syntax)
-group, the smallest of each, so they cover every kind pydicom-data ships in a few seconds.
+The real-file checks run on every image file pydicom and pydicom-data ship (about 130): each one
+decodes with its shape and range, or is refused with the reason (missing decoder by name,
+multi-frame with its frame count, truncated).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,11 @@ from pydicom.data import get_testdata_file, get_testdata_files  # noqa: E402
 from pydicom.pixels import get_decoder  # noqa: E402
 
 
-def _survey() -> tuple[dict, dict, dict]:
-    """Headers of every real test file → the smallest file per kind, split by what pydicom can do."""
-    decodable, undecodable, multiframe = defaultdict(list), defaultdict(list), defaultdict(list)
+def _survey() -> dict[str, dict[Path, tuple[str, str, str]]]:
+    """Every real test file that holds an image → (modality, photometric, transfer syntax), by what
+    graftkit must do with it: decode (one frame, a decoder installed), name the missing decoder
+    (one frame, compressed, none installed), refuse as multi-frame, or refuse as truncated."""
+    kinds: dict[str, dict[Path, tuple[str, str, str]]] = {"decodable": {}, "undecodable": {}, "multiframe": {}, "truncated": {}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for f in get_testdata_files("*"):
@@ -46,32 +48,34 @@ def _survey() -> tuple[dict, dict, dict]:
                     continue
                 frames = int(ds.get("NumberOfFrames", 1) or 1)
                 syntax = ds.file_meta.TransferSyntaxUID
+                complete = "PixelData" in pydicom.dcmread(f)
             except Exception:  # noqa: BLE001 - not DICOM, or a deliberately broken header
                 continue
-            key = (str(ds.get("Modality", "OT")), str(ds.PhotometricInterpretation), syntax.name)
-            if syntax.is_compressed and not get_decoder(syntax).is_available:
-                undecodable[syntax.name].append(path)
+            what = (str(ds.get("Modality", "OT")), str(ds.PhotometricInterpretation), syntax.name)
+            if not complete:
+                kinds["truncated"][path] = what
             elif frames > 1:
-                multiframe[key].append(path)
+                kinds["multiframe"][path] = what
+            elif syntax.is_compressed and not get_decoder(syntax).is_available:
+                kinds["undecodable"][path] = what
             else:
-                decodable[key].append(path)
-    pick = lambda groups: {k: min(v, key=lambda p: p.stat().st_size) for k, v in groups.items()}  # noqa: E731
-    return pick(decodable), pick(undecodable), pick(multiframe)
+                kinds["decodable"][path] = what
+    return kinds
 
 
-DECODABLE, UNDECODABLE, MULTIFRAME = _survey()
+SURVEY = _survey()
+DECODABLE, UNDECODABLE, MULTIFRAME = SURVEY["decodable"], SURVEY["undecodable"], SURVEY["multiframe"]
+_ids = lambda p: p.name  # noqa: E731
 
 
 def test_the_real_files_cover_the_modalities():
-    modalities = {k[0] for k in DECODABLE}
-    assert {"CT", "MR", "CR", "US", "NM"} <= modalities
-    assert {"MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR"} <= {k[1] for k in DECODABLE}
-    assert UNDECODABLE and MULTIFRAME
+    assert {"CT", "MR", "CR", "US", "NM"} <= {k[0] for k in DECODABLE.values()}
+    assert {"MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR"} <= {k[1] for k in DECODABLE.values()}
+    assert len(DECODABLE) >= 80 and UNDECODABLE and MULTIFRAME and SURVEY["truncated"]
 
 
-@pytest.mark.parametrize("key", sorted(DECODABLE), ids=lambda k: "-".join(k)[:60])
-def test_decodable_dicom_loads_with_shape_and_range(key):
-    path = DECODABLE[key]
+@pytest.mark.parametrize("path", sorted(DECODABLE), ids=_ids)
+def test_every_decodable_dicom_loads_with_shape_and_range(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path)
@@ -93,21 +97,67 @@ def test_decodable_dicom_loads_with_shape_and_range(key):
     assert float(image.max()) > float(image.min())  # real pixels, not a constant
 
 
-@pytest.mark.parametrize("syntax", sorted(UNDECODABLE))
-def test_undecodable_compressed_dicom_names_the_missing_decoder(syntax):
-    path = UNDECODABLE[syntax]
+@pytest.mark.parametrize("path", sorted(UNDECODABLE), ids=_ids)
+def test_every_undecodable_compressed_dicom_names_the_missing_decoder(path):
     with pytest.raises(DataError) as err:
         load_image(path)
     message = err.value.problems[0]
-    assert syntax in message and "no installed decoder" in message
+    assert UNDECODABLE[path][2] in message and "no installed decoder" in message
     assert "pylibjpeg" in message or "gdcm" in message  # the plugins that would decode it, by name
 
 
-def test_multiframe_dicom_is_refused_with_its_frame_count():
-    path = next(iter(MULTIFRAME.values()))
+@pytest.mark.parametrize("path", sorted(MULTIFRAME), ids=_ids)
+def test_every_multiframe_dicom_is_refused_with_its_frame_count(path):
     frames = int(pydicom.dcmread(path, stop_before_pixels=True).NumberOfFrames)
     with pytest.raises(DataError, match=rf"multi-frame DICOM \({frames} frames.*one image per file"):
         load_image(path)
+
+
+@pytest.mark.parametrize("path", sorted(SURVEY["truncated"]), ids=_ids)
+def test_truncated_dicom_is_named_truncated(path):
+    with pytest.raises(DataError, match=r"the DICOM file is truncated .*replace it with a complete copy"):
+        load_image(path)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("reportsi.dcm", "SR"), ("rtplan.dcm", "RTPLAN"), ("waveform_ecg.dcm", "ECG")])
+def test_dicom_without_pixels_is_refused_by_kind(name, kind):
+    with pytest.raises(DataError, match=rf"DICOM file without pixel data \({kind} .*remove it from the image folder"):
+        load_image(get_testdata_file(name))
+
+
+def test_dicom_without_file_meta_is_read_as_native_pixels():
+    path = Path(get_testdata_file("OT-PAL-8-face.dcm"))  # ACR-NEMA style: no preamble, no transfer syntax
+    image = load_image(path)
+    assert image.shape == (3, 480, 640) and 0.0 <= float(image.min()) < float(image.max()) <= 1.0
+
+
+def test_voi_lut_sequence_is_applied(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("vlut_04.dcm"))  # 8-bit pixels, a 256-entry 16-bit VOI LUT
+    lut = (65535 * (np.arange(256) / 255.0) ** 2).round().astype(np.uint16)  # a curve, so the LUT is visible
+    ds.VOILUTSequence[0].LUTData = lut.tolist()
+    ds.save_as(tmp_path / "curve.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "VOI LUT on a float input" warning: the LUT is indexed by integers
+        image = load_image(tmp_path / "curve.dcm", channels=1)[0].numpy()
+    assert np.allclose(image, lut[ds.pixel_array] / 65535.0, atol=1e-6)
+    assert not np.allclose(image, ds.pixel_array / 255.0, atol=1e-2)
+
+
+def test_file_window_is_used_and_an_explicit_window_wins():
+    path = Path(get_testdata_file("MR_small.dcm"))  # WindowCenter 600, WindowWidth 1600, no rescale
+    raw = pydicom.dcmread(path).pixel_array.astype(np.float64)
+    assert np.allclose(load_image(path, channels=1)[0].numpy(), apply_window(raw, (600, 1600)), atol=1e-6)
+    assert np.allclose(load_image(path, channels=1, window=(1000, 500))[0].numpy(), apply_window(raw, (1000, 500)), atol=1e-6)
+
+
+def test_modality_lut_sequence_is_applied():
+    path = Path(get_testdata_file("mlut_18.dcm"))
+    ds = pydicom.dcmread(path)
+    from pydicom.pixels import apply_modality_lut
+
+    values = np.asarray(apply_modality_lut(ds.pixel_array, ds), dtype=np.float64)
+    image = load_image(path, channels=1)[0].numpy().astype(np.float64)
+    assert np.corrcoef(values.ravel(), image.ravel())[0, 1] > 0.999  # the LUT output, linearly to [0, 1]
 
 
 def test_ct_rescale_and_window_give_hounsfield_windows():
@@ -120,7 +170,7 @@ def test_ct_rescale_and_window_give_hounsfield_windows():
 
 
 def test_monochrome1_is_inverted_so_bright_is_high():
-    path = next(p for k, p in DECODABLE.items() if k[1] == "MONOCHROME1")
+    path = min((p for p, k in DECODABLE.items() if k[1] == "MONOCHROME1"), key=lambda p: p.stat().st_size)
     raw = pydicom.dcmread(path).pixel_array.astype(np.float64).ravel()
     image = load_image(path, channels=1)[0].numpy().astype(np.float64).ravel()
     assert np.corrcoef(raw, image)[0, 1] < -0.9
@@ -154,7 +204,7 @@ def test_unreadable_dicom_in_a_folder_is_reported_before_training(tmp_path):
         (data / name).mkdir(parents=True)
         for i in range(3):
             _distinct_copy(Path(get_testdata_file("CT_small.dcm")), data / name / f"{i}.dcm", i)
-    shutil.copy(next(iter(UNDECODABLE.values())), data / "a" / "compressed.dcm")
+    shutil.copy(min(UNDECODABLE, key=lambda p: p.stat().st_size), data / "a" / "compressed.dcm")
     with pytest.raises(DataError, match=r"compressed\.dcm: pixel data is compressed as .* no installed decoder"):
         graftkit.fit(data, out=tmp_path / "run", model=TINY_MODEL, epochs=1, num_workers=0)
 
@@ -163,12 +213,14 @@ def test_unreadable_dicom_in_a_folder_is_reported_before_training(tmp_path):
 # 16-bit depth
 
 
-def test_sixteen_bit_precision_survives_to_the_network_input(tmp_path):
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_sixteen_bit_precision_survives_to_the_network_input(tmp_path, ext):
     # Two images one 16-bit step apart (1/65535): uint8 decoding would make them identical.
     for value in (30000, 30001):
-        Image.fromarray(np.full((32, 32), value, dtype=np.uint16)).save(tmp_path / f"{value}.png")
+        Image.fromarray(np.full((32, 32), value, dtype=np.uint16)).save(tmp_path / f"{value}.{ext}")
+    assert Image.open(tmp_path / f"30000.{ext}").mode.startswith("I;16")  # really stored as 16-bit
     tf = build_transform(ImagePreprocess(input_size=16, mean=(0.5,), std=(0.5,), in_chans=1), "none")
-    a, b = (tf(load_image(tmp_path / f"{v}.png", channels=1)) for v in (30000, 30001))
+    a, b = (tf(load_image(tmp_path / f"{v}.{ext}", channels=1)) for v in (30000, 30001))
     assert a.shape == (1, 16, 16)
     step = (b - a).mean().item() * 0.5  # undo the std
     assert step == pytest.approx(1 / 65535, rel=0.02)  # float32 rounding of values near 0.46

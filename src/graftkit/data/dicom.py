@@ -12,20 +12,23 @@ What happens to a file's pixels, in order (DICOM PS3.3 C.11, the grey-scale pipe
 | VOI (window)         | an explicit `window=(centre, width)` (`--window C,W`) wins; else the    |
 |                      | file's VOI LUT Sequence (pydicom's `apply_voi_lut`); else its first      |
 |                      | `WindowCenter`/`WindowWidth`; else the stored value range (from          |
-|                      | `BitsStored` and `PixelRepresentation`, through the rescale) — never a   |
-|                      | per-image stretch                                                        |
+|                      | `BitsStored` and `PixelRepresentation`, through the rescale; for a      |
+|                      | Modality LUT, its output bit depth) — never a per-image stretch          |
 | presentation         | `MONOCHROME1` (white is low) is inverted, so bright is always high      |
 
 Colour files (`RGB`, `YBR_*`: converted to RGB by pydicom; `PALETTE COLOR`: through its palette)
 are scaled by their bit depth. Multi-frame files (`NumberOfFrames` > 1: cine, volumes,
 segmentations) are refused with the frame count: graftkit classifies one image per file, so split
-them first (one file per frame). Files without pixel data (structured reports, plans) are refused.
+them first (one file per frame). Files without pixel data (structured reports, plans) and
+truncated files are refused. Files without a Transfer Syntax UID (no file meta group: ACR-NEMA
+style) are read as native pixel data in the encoding pydicom detected.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +119,14 @@ def _read(data: bytes | bytearray, path: Path) -> Any:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True)
     except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError, AttributeError) as e:
         raise DataError([f"{path}: not a readable DICOM file ({_first_line(e)}): remove it or replace it"], str(path)) from e
+    ended = [str(w.message) for w in caught if "End of file reached" in str(w.message)]
+    if ended and "PixelData" not in ds:  # pydicom stops at the cut and keeps nothing of the pixel data
+        raise DataError([f"{path}: the DICOM file is truncated ({_first_line(Exception(ended[0]))[:120]}): replace it with a complete copy"], str(path))
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         kind = " ".join(str(x) for x in (ds.get("Modality", ""), _sop_class(ds)) if x)
         raise DataError([f"{path}: DICOM file without pixel data ({kind or 'no image'}): remove it from the image folder"], str(path))
@@ -131,7 +139,22 @@ def _read(data: bytes | bytearray, path: Path) -> Any:
             f"{path}: multi-frame DICOM ({frames} frames, {ds.get('Modality', '?')}): graftkit takes one image per file; "
             "split it into single-frame files (one per frame) or keep the frame you want"
         ], str(path))  # fmt: skip
+    _infer_missing_syntax(ds)
     return ds
+
+
+def _infer_missing_syntax(ds: Any) -> None:
+    """Files without a Transfer Syntax UID (no file meta: ACR-NEMA style, or a damaged meta group)
+    hold native pixel data, encoded as pydicom found the dataset (implicit or explicit VR, byte
+    order): record that syntax so pydicom can decode them, as dcmtk and GDCM do."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if _syntax(ds) is not None:
+        return
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None or little is None:
+        return
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit and little else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
 def _check_decodable(ds: Any, path: Path) -> None:
@@ -176,7 +199,8 @@ def _grey_to_unit(pixels: np.ndarray, ds: Any, window: tuple[float, float] | Non
         return apply_window(values, window)
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        return np.clip(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float64) / (2**bits - 1), 0.0, 1.0)
+        indices = values.astype(np.int64) if np.array_equal(values, np.round(values)) else values  # a LUT is indexed by integers
+        return np.clip(np.asarray(apply_voi_lut(indices, ds, prefer_lut=True), dtype=np.float64) / (2**bits - 1), 0.0, 1.0)
     centre, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if centre is not None and width is not None and width >= 1:
         return apply_window(values, (centre, width))
@@ -185,7 +209,10 @@ def _grey_to_unit(pixels: np.ndarray, ds: Any, window: tuple[float, float] | Non
 
 
 def _modality_range(ds: Any) -> tuple[float, float]:
-    """The range stored values can take (`BitsStored`, signed or not), through the rescale."""
+    """The range stored values can take (`BitsStored`, signed or not), through the rescale; for a
+    Modality LUT Sequence, the range of the LUT's output (its descriptor's bit depth)."""
+    if "ModalityLUTSequence" in ds and len(ds.ModalityLUTSequence):
+        return 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)

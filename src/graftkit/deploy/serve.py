@@ -6,7 +6,9 @@ run time, and they name locally imported classes.)
 | route               | what                                                                          |
 |---------------------|-------------------------------------------------------------------------------|
 | `GET /`             | the web page: drop or pick an image (or type a text), see the top classes      |
-| `POST /predict`     | image runs: multipart upload (one or more files) or a raw `image/*` body;     |
+| `POST /predict`     | image runs: multipart upload (one or more files) or a raw `image/*` or        |
+|                     | `application/dicom` body, decoded as `graft predict` decodes files (the run's  |
+|                     | channels and `--window`; DICOM and 16-bit PNG/TIFF at full depth);             |
 |                     | text runs: JSON `{"text": "..."}` or `{"texts": ["...", ...]}`; `?top_k=5`     |
 | `GET /info`         | the model card: task, classes, metrics, input spec, limits                    |
 | `GET /health`       | `{"status": "ok"}` once the model is loaded                                   |
@@ -36,7 +38,7 @@ from graftkit.rundir import read_run_json
 log = logging.getLogger("graftkit.serve")
 WEB_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 _MAX_ASPECT = 100
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "application/dicom")
 AUDIO_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/flac", "audio/x-flac", "audio/ogg", "audio/mpeg", "audio/mp3")
 
 
@@ -191,7 +193,7 @@ def create_app(
         elif audio:
             names, inputs = await _audio_from(request, body, ctype, limits, predictor.preprocess.sample_rate)
         else:
-            names, inputs = await _images_from(request, body, ctype, limits)
+            names, inputs = await _images_from(request, body, ctype, limits, predictor.preprocess)
         preds = await batcher.submit(inputs)
         k = min(top_k, n_out)
         out = []
@@ -253,11 +255,12 @@ def _texts_from(body: bytes, ctype: str, limits: ServeLimits) -> tuple[list[str]
     return texts, texts
 
 
-async def _images_from(request: Any, body: bytes, ctype: str, limits: ServeLimits) -> tuple[list[str], list[Any]]:
+async def _images_from(request: Any, body: bytes, ctype: str, limits: ServeLimits, preprocess: Any) -> tuple[list[str], list[Any]]:
     from starlette.concurrency import run_in_threadpool
 
     files = await _uploads(request, body, ctype, limits, IMAGE_TYPES, "image")
-    images = await run_in_threadpool(lambda: [decode_upload(data, name, limits.max_pixels) for name, data in files])
+    channels, window = int(getattr(preprocess, "in_chans", 3)), getattr(preprocess, "window", None)  # the run's, as `graft predict` reads files
+    images = await run_in_threadpool(lambda: [decode_upload(data, name, limits.max_pixels, channels=channels, window=window) for name, data in files])
     return [name for name, _ in files], images
 
 
@@ -326,30 +329,23 @@ async def _uploads(request: Any, body: bytes, ctype: str, limits: ServeLimits, r
     return files
 
 
-def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
-    """Decode an uploaded image into a uint8 `[3, H, W]` tensor, exactly as `graft predict` reads files.
+def decode_upload(data: bytes, name: str, max_pixels: int, *, channels: int = 3, window: tuple[float, float] | None = None) -> Any:
+    """Decode an uploaded image (or DICOM file) into a `[channels, H, W]` tensor, exactly as
+    `graft predict` reads files: `graftkit.data.images.decode_image_bytes` with the run's channels
+    and grey window (uint8 for 8-bit images; float32 in [0, 1] for 16-bit images and DICOM).
 
     Raises:
-        ApiError: 422 for empty, unreadable or truncated data; 413 for more than `max_pixels`.
+        ApiError: 422 for empty, unreadable or truncated data (a DICOM file the run cannot read:
+            multi-frame, no pixels, no decoder for its compression, named as in training);
+            413 for more than `max_pixels`.
     """
-    from PIL import Image, UnidentifiedImageError
-
+    from graftkit.data import dicom
     from graftkit.data import images as imaging  # the decoders `load_image` uses, on bytes
     from graftkit.errors import DataError
 
     if not data:
         raise ApiError(422, f"{name}: the file is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=imaging.PIL_FORMATS) as im:
-                width, height = im.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(413, f"{name}: the image has too many pixels; the limit is {max_pixels}") from None
-    except UnidentifiedImageError:
-        raise ApiError(422, f"{name}: not an image in a known format; send JPEG, PNG, WebP, GIF, BMP or TIFF") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ApiError(422, f"{name}: not a readable image ({str(e)[:160]})") from None
+    width, height = _dicom_size(data, name) if dicom.is_dicom(data, name) else _image_size(data, name, max_pixels)
     if width * height > max_pixels:
         raise ApiError(413, f"{name}: the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if width == 0 or height == 0:
@@ -359,9 +355,48 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> Any:
     if data.startswith(imaging.JPEG_MAGIC) and not bytes(data).rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise ApiError(422, f"{name}: the JPEG data is truncated (no end-of-image marker)")
     try:
-        return imaging.decode_image_bytes(data, name)
+        return imaging.decode_image_bytes(data, name, channels=channels, window=window)
     except DataError as e:
+        if dicom.is_dicom(data, name):  # the DICOM message already names the file, the problem and the fix
+            raise ApiError(422, e.problems[0]) from None
         raise ApiError(422, f"{name}: not a readable image ({str(e.__cause__ or e.problems[0])[:160]})") from None
+
+
+def _image_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
+    """Width and height from the image header (no pixels decoded), refusing decompression bombs."""
+    from PIL import Image, UnidentifiedImageError
+
+    from graftkit.data import images as imaging
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=imaging.PIL_FORMATS) as im:
+                return im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError(413, f"{name}: the image has too many pixels; the limit is {max_pixels}") from None
+    except UnidentifiedImageError:
+        raise ApiError(422, f"{name}: not an image in a known format; send JPEG, PNG, WebP, GIF, BMP, TIFF or DICOM") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ApiError(422, f"{name}: not a readable image ({str(e)[:160]})") from None
+
+
+def _dicom_size(data: bytes, name: str) -> tuple[int, int]:
+    """Width and height (`Columns`, `Rows`) from a DICOM header, without its pixel data."""
+    try:
+        import pydicom
+    except ImportError:
+        raise ApiError(422, f"{name}: reading DICOM needs pydicom on the server: pip install pydicom") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged header is answered below, not logged
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+        width, height = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+    except Exception as e:  # noqa: BLE001 - pydicom raises many types for a damaged header
+        raise ApiError(422, f"{name}: not a readable DICOM file ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    if not width or not height:
+        raise ApiError(422, f"{name}: the DICOM header has no image size (Rows/Columns): a truncated file, or one without an image (report, plan)")
+    return width, height
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,7 +419,9 @@ def model_card(run_dir: Path, predictor: Any, backend: str, limits: ServeLimits)
                 "max_seconds": pre.get("max_seconds"), "formats": ["wav", "flac", "ogg", "mp3"]}  # fmt: skip
     else:
         spec = {"kind": "image", "content_type": "multipart/form-data (field 'file')", "input_size": pre.get("input_size"),
-                "formats": ["jpeg", "png", "webp", "gif", "bmp", "tiff"]}  # fmt: skip
+                "formats": ["jpeg", "png", "webp", "gif", "bmp", "tiff", "dicom"], "channels": int(pre.get("in_chans", 3))}  # fmt: skip
+        if pre.get("window") is not None:
+            spec["window"] = {"centre": pre["window"][0], "width": pre["window"][1]}
     parity = run_dir / "export" / "parity.json"
     return {
         "name": run_dir.name,
@@ -430,6 +467,7 @@ def _request_body(text: bool, limits: ServeLimits) -> dict[str, Any]:
             "multipart/form-data": {"schema": {"type": "object", "properties": {"file": binary}, "required": ["file"]}},
             "image/jpeg": {"schema": binary},
             "image/png": {"schema": binary},
+            "application/dicom": {"schema": binary},
         },
     }
 

@@ -100,6 +100,7 @@ async function predict(init) {
 function predictFiles(files) {
   if (!files || !files.length) return;
   const preview = $("#preview");
+  preview.onerror = () => { preview.hidden = true; };  // DICOM, 16-bit TIFF: the browser cannot show them; the model still reads them
   preview.src = URL.createObjectURL(files[0]);
   preview.hidden = false;
   const form = new FormData();
