@@ -313,13 +313,14 @@ def test_bundled_scenes_read_as_coco_and_yolo_with_the_same_boxes(tmp_path, monk
 
 @pytest.mark.slow
 def test_detection_demo_beats_an_untrained_backbone(tmp_path, monkeypatch):
-    """`graft demo detection` (pretrained EfficientNet-Lite0) against the same run from random weights."""
-    from graftkit.demo import DETECTION_DEMO_EPOCHS, detection_demo_data, run_demo
+    """`graft demo detection` (frozen pretrained EfficientNet-Lite0) against the same run on a frozen
+    random backbone of the same architecture."""
+    from graftkit.demo import DETECTION_DEMO_EPOCHS, DETECTION_DEMO_STRATEGY, detection_demo_data, run_demo
 
     monkeypatch.setenv("GRAFTKIT_CACHE", str(tmp_path / "cache"))
     pretrained = run_demo("detection", out=tmp_path / "demo").metrics["val"]["map"]
     root = detection_demo_data()
     scratch = graftkit.fit(root / "train.json", val=root / "val.json", model="scratch:efficientnet_lite0", task="detection", detector="fcos",
-                           strategy="finetune", image_size=128, batch_size=8, epochs=DETECTION_DEMO_EPOCHS, out=tmp_path / "scratch",
+                           strategy=DETECTION_DEMO_STRATEGY, image_size=128, batch_size=8, epochs=DETECTION_DEMO_EPOCHS, out=tmp_path / "scratch",
                            offline=True).metrics["val"]["map"]  # fmt: skip
     assert pretrained > 0.15 and pretrained > 2 * scratch
