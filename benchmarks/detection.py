@@ -49,7 +49,11 @@ def make_data(out: Path, train: int, val: int, test: int, size: int, seed: int) 
 
 
 def fit_side(side: str, root: Path, out: Path, seed: int, args: argparse.Namespace) -> dict:
-    """Fit one side on train (best epoch on val), then score it on test."""
+    """Fit one side on train (best epoch on val), then score it on test; a finished side's
+    figures are kept in `OUT/results/` and reused (more `--rounds` add rounds only)."""
+    saved = out / "results" / f"{side}-seed{seed}.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
     import torch
 
     import graftkit
@@ -63,8 +67,11 @@ def fit_side(side: str, root: Path, out: Path, seed: int, args: argparse.Namespa
                        out=run_dir, overwrite=True, offline=True, num_workers=0)  # fmt: skip
     train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
     test = evaluate(run.dir, root / "test.json", num_workers=0)["test"]
-    return {"side": side, "seed": seed, "val_map": run.metrics["val"]["map"], "map": test["map"], "map50": test["map50"],
-            "map75": test["map75"], "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu, 1)}  # fmt: skip
+    row = {"side": side, "seed": seed, "val_map": run.metrics["val"]["map"], "map": test["map"], "map50": test["map50"],
+           "map75": test["map75"], "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu, 1), "loadavg": os.getloadavg()[0]}  # fmt: skip
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(row))
+    return row
 
 
 def one_round(seed: int, root: Path, out: Path, args: argparse.Namespace) -> list[dict]:
