@@ -2,11 +2,12 @@
 onto crops of real textures and photos (scikit-image's brick, grass, gravel, astronaut, coffee,
 chelsea, rocket), with exact boxes, written as COCO JSON and as YOLO.
 
-    python scripts/make_detection_data.py OUT [--train 800 --val 200 --size 160 --seed 0]
+    python scripts/make_detection_data.py OUT [--train 800 --val 200 --test 0 --size 160 --seed 0]
     python scripts/make_detection_data.py --bundle      # the small subset `graft demo detection` uses
 
 Layout of OUT: `images/{train,val}/*.jpg`, `train.json` + `val.json` (COCO), `labels/{train,val}/*.txt`
-+ `data.yaml` (YOLO). A box is the tight box of the pasted item's visible pixels (alpha > 0.1),
++ `data.yaml` (YOLO); with `--test N` also `images/test/`, `test.json` and `labels/test/` (new scenes
+from the held-out items of the val pool). A box is the tight box of the pasted item's visible pixels (alpha > 0.1),
 so it is exact. About one image in ten has no object (a negative).
 
 Needs `apt-get install -y dataset-fashion-mnist` and scikit-image. Fashion-MNIST: MIT (Zalando
@@ -82,12 +83,13 @@ def _iou(a, b) -> float:
 
 
 def build(counts: dict[str, int], size: int, seed: int, quality: int = 90) -> dict[str, list[tuple[str, bytes, list]]]:
-    """Per split: (file name, JPEG bytes, objects). Train and val draw from different Fashion-MNIST items."""
+    """Per split: (file name, JPEG bytes, objects). Train and val draw from different Fashion-MNIST
+    items; test draws new scenes from the val items (never from train's)."""
     images, labels = read_split("train")
     keep = np.isin(labels, list(CLASSES))
     images, labels = images[keep], labels[keep]
     half = len(images) // 2
-    pools = {"train": (images[:half], labels[:half]), "val": (images[half:], labels[half:])}
+    pools = {"train": (images[:half], labels[:half]), "val": (images[half:], labels[half:]), "test": (images[half:], labels[half:])}
     bgs = backgrounds()
     rng = np.random.default_rng(seed)
     out: dict[str, list] = {}
@@ -119,7 +121,7 @@ def write(scenes: dict[str, list], size: int, put) -> None:
                 put(f"labels/{split}/{Path(file).stem}.txt", ("\n".join(lines) + "\n").encode())
         cats = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
         put(f"{split}.json", json.dumps({"images": images, "annotations": anns, "categories": cats}).encode())
-    yaml = "path: .\ntrain: images/train\nval: images/val\nnames:\n" + "".join(f"  {k}: {n}\n" for k, n in enumerate(names))
+    yaml = "path: .\ntrain: images/train\nval: images/val\n" + ("test: images/test\n" if "test" in scenes else "") + "names:\n" + "".join(f"  {k}: {n}\n" for k, n in enumerate(names))
     put("data.yaml", yaml.encode())
 
 
@@ -128,6 +130,7 @@ def main() -> None:
     ap.add_argument("out", nargs="?", type=Path)
     ap.add_argument("--train", type=int, default=800)
     ap.add_argument("--val", type=int, default=200)
+    ap.add_argument("--test", type=int, default=0, help="held-out test scenes (test.json), 0: none")
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bundle", action="store_true", help=f"write the demo subset (240 train / 60 val, 128 px) to {BUNDLE}")
@@ -140,7 +143,8 @@ def main() -> None:
         return
     if args.out is None:
         ap.error("give OUT or --bundle")
-    scenes = build({"train": args.train, "val": args.val}, args.size, args.seed)
+    counts = {"train": args.train, "val": args.val, **({"test": args.test} if args.test else {})}
+    scenes = build(counts, args.size, args.seed)
 
     def put(rel: str, data: bytes) -> None:
         path = args.out / rel
@@ -148,7 +152,7 @@ def main() -> None:
         path.write_bytes(data)
 
     write(scenes, args.size, put)
-    print(f"wrote {args.out}: {args.train} train / {args.val} val images, COCO ({args.out}/train.json) and YOLO ({args.out}/data.yaml)")
+    print(f"wrote {args.out}: {args.train} train / {args.val} val / {args.test} test images, COCO ({args.out}/train.json) and YOLO ({args.out}/data.yaml)")
 
 
 if __name__ == "__main__":

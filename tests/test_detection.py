@@ -313,13 +313,31 @@ def test_bundled_scenes_read_as_coco_and_yolo_with_the_same_boxes(tmp_path, monk
 
 @pytest.mark.slow
 def test_detection_demo_beats_an_untrained_backbone(tmp_path, monkeypatch):
-    """`graft demo detection` (pretrained EfficientNet-Lite0) against the same run from random weights."""
-    from graftkit.demo import DETECTION_DEMO_EPOCHS, detection_demo_data, run_demo
+    """`graft demo detection` (frozen pretrained EfficientNet-Lite0) against the same run on a frozen
+    random backbone of the same architecture."""
+    from graftkit.demo import DETECTION_DEMO_EPOCHS, DETECTION_DEMO_STRATEGY, detection_demo_data, run_demo
 
     monkeypatch.setenv("GRAFTKIT_CACHE", str(tmp_path / "cache"))
     pretrained = run_demo("detection", out=tmp_path / "demo").metrics["val"]["map"]
     root = detection_demo_data()
     scratch = graftkit.fit(root / "train.json", val=root / "val.json", model="scratch:efficientnet_lite0", task="detection", detector="fcos",
-                           strategy="finetune", image_size=128, batch_size=8, epochs=DETECTION_DEMO_EPOCHS, out=tmp_path / "scratch",
+                           strategy=DETECTION_DEMO_STRATEGY, image_size=128, batch_size=8, epochs=DETECTION_DEMO_EPOCHS, out=tmp_path / "scratch",
                            offline=True).metrics["val"]["map"]  # fmt: skip
     assert pretrained > 0.15 and pretrained > 2 * scratch
+
+
+def test_make_detection_data_writes_a_held_out_test_split(tmp_path):
+    """`scripts/make_detection_data.py --test N`: a `test.json` and YOLO `test:` entry the readers
+    take as the test split, without changing the train / val scenes of the same seed."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_detection_data.py"
+    for name, extra in (("plain", []), ("with-test", ["--test", "3"])):
+        subprocess.run([sys.executable, str(script), str(tmp_path / name), "--train", "4", "--val", "2", "--size", "64", *extra], check=True, capture_output=True)
+    coco = read_detection_data(tmp_path / "with-test" / "train.json", val=tmp_path / "with-test" / "val.json")
+    yolo = read_detection_data(tmp_path / "with-test" / "data.yaml")
+    assert (len(yolo.train), len(yolo.val), len(yolo.test)) == (4, 2, 3)
+    assert json.loads((tmp_path / "with-test" / "test.json").read_text())["categories"] == json.loads((tmp_path / "plain" / "val.json").read_text())["categories"]
+    assert (tmp_path / "with-test" / "train.json").read_text() == (tmp_path / "plain" / "train.json").read_text()
+    assert len(coco.train) == 4

@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "Offline demo: EfficientNet-Lite0 on bundled Fashion-MNIST images, (`demo text`) MiniLM on movie-review sentiment, (`demo audio`) speech_embedding on spoken digits, or (`demo detection`) FCOS on pasted scenes.")
     p.add_argument("kind", nargs="?", choices=["image", "text", "audio", "detection"], default="image")
     p.add_argument("--out", default=None, help="run directory (default runs/demo, runs/demo-text, runs/demo-audio or runs/demo-detection)")
-    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text, audio), finetune (detection)")
+    p.add_argument("--strategy", default=None, help="default: linear-probe (image, text, audio), detection: frozen backbone, the FPN and head train")
     p.add_argument("--epochs", type=_positive_int, default=None)
     for command in sub.choices.values():  # argparse skips options without help text: give them one
         for action in command._actions:
