@@ -18,22 +18,32 @@ DETECTION_DEMO_STRATEGY = "linear-probe"
 (benchmarks/RESULTS.md, "Detection")."""
 
 
-def demo_data_dir() -> Path:
-    """Unpack the bundled Fashion-MNIST subset (once) and return its class-folder root."""
-    base = Path(os.environ.get("GRAFTKIT_CACHE") or Path.home() / ".cache" / "graftkit") / "demo"
-    root = base / "fashion-mnist"
+def _demo_cache() -> Path:
+    """Where bundled demo data is unpacked (`$GRAFTKIT_CACHE/demo`, default `~/.cache/graftkit/demo`)."""
+    return Path(os.environ.get("GRAFTKIT_CACHE") or Path.home() / ".cache" / "graftkit") / "demo"
+
+
+def _unpacked(zip_name: str, folder: str) -> Path:
+    """Unpack a bundled zip (once; a `.complete` marker is written last) and return `folder` in it."""
+    base = _demo_cache()
+    root = base / folder
     if not (root / ".complete").is_file():
-        with resources.as_file(resources.files("graftkit.data.demo") / DEMO_ZIP) as zpath, zipfile.ZipFile(zpath) as z:
+        with resources.as_file(resources.files("graftkit.data.demo") / zip_name) as zpath, zipfile.ZipFile(zpath) as z:
             z.extractall(base)
         (root / ".complete").write_text("ok")
     return root
+
+
+def demo_data_dir() -> Path:
+    """Unpack the bundled Fashion-MNIST subset (once) and return its class-folder root."""
+    return _unpacked(DEMO_ZIP, "fashion-mnist")
 
 
 def text_demo_data() -> Path:
     """Unpack the bundled movie-review snippets (once) and return the CSV (`text,label,score`)."""
     import gzip
 
-    base = Path(os.environ.get("GRAFTKIT_CACHE") or Path.home() / ".cache" / "graftkit") / "demo"
+    base = _demo_cache()
     path = base / "movie-snippets-600.csv"
     if not path.is_file():
         base.mkdir(parents=True, exist_ok=True)
@@ -46,25 +56,13 @@ def text_demo_data() -> Path:
 
 def audio_demo_data_dir() -> Path:
     """Unpack the bundled spoken digits (once) and return their class-folder root."""
-    base = Path(os.environ.get("GRAFTKIT_CACHE") or Path.home() / ".cache" / "graftkit") / "demo"
-    root = base / "spoken-digits"
-    if not (root / ".complete").is_file():
-        with resources.as_file(resources.files("graftkit.data.demo") / AUDIO_DEMO_ZIP) as zpath, zipfile.ZipFile(zpath) as z:
-            z.extractall(base)
-        (root / ".complete").write_text("ok")
-    return root
+    return _unpacked(AUDIO_DEMO_ZIP, "spoken-digits")
 
 
 def detection_demo_data() -> Path:
     """Unpack the bundled detection scenes (once) and return their folder (`train.json`,
     `val.json`, `data.yaml`, `images/`, `labels/`; made by `scripts/make_detection_data.py --bundle`)."""
-    base = Path(os.environ.get("GRAFTKIT_CACHE") or Path.home() / ".cache" / "graftkit") / "demo"
-    root = base / "detection-scenes"
-    if not (root / ".complete").is_file():
-        with resources.as_file(resources.files("graftkit.data.demo") / DETECTION_DEMO) as zpath, zipfile.ZipFile(zpath) as z:
-            z.extractall(base)
-        (root / ".complete").write_text("ok")
-    return root
+    return _unpacked(DETECTION_DEMO, "detection-scenes")
 
 
 def run_demo(kind: str = "image", out: str | Path | None = None, strategy: str | None = None, epochs: int | None = None):
