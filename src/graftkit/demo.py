@@ -6,6 +6,7 @@ import os
 import zipfile
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 DEMO_ZIP = "fashion-mnist-600.zip"
 TEXT_DEMO = "movie-snippets-600.csv.gz"
@@ -82,48 +83,45 @@ def run_demo(kind: str = "image", out: str | Path | None = None, strategy: str |
         return _run_text_demo(out or "runs/demo-text", strategy, epochs)
     if kind == "audio":
         return _run_audio_demo(out or "runs/demo-audio", strategy, epochs)
-    out = out or "runs/demo"
-    from graftkit.training.fit import fit
-    from graftkit.engine.progress import info
-
     data = demo_data_dir()
-    info(f"demo: Fashion-MNIST subset (600 images, 10 classes, MIT license) unpacked at {data}")
-    settings = {"epochs": epochs or (10 if strategy == "linear-probe" else 3)}
-    run = fit(data, model="efficientnet_lite0", strategy=strategy, out=out, overwrite=True, offline=True, **settings)
-    acc = run.metrics["val"]["accuracy"]
-    print(f"demo finished: validation accuracy {acc:.3f} on {run.metrics['val']['n']} held-out images")
-    print(f"report: {Path(run.dir) / 'report.html'}")
-    print(f"try:    graft predict {run.dir} {next(iter(sorted(data.glob('*/*.png'))))} --top-k 3")
-    return run
+    return _classifier_demo(
+        data, f"Fashion-MNIST subset (600 images, 10 classes, MIT license) unpacked at {data}", "efficientnet_lite0",
+        out or "runs/demo", strategy, epochs or (10 if strategy == "linear-probe" else 3), "images",
+        f"{next(iter(sorted(data.glob('*/*.png'))))} --top-k 3",
+    )  # fmt: skip
 
 
 def _run_text_demo(out: str | Path, strategy: str, epochs: int | None):
-    from graftkit.training.fit import fit
-    from graftkit.engine.progress import info
-
     data = text_demo_data()
-    info(f"demo: 600 movie-review snippets (VADER, MIT license), positive / negative, at {data}")
-    settings = {"epochs": epochs or (20 if strategy == "linear-probe" else 3)}
-    run = fit(data, model="minilm", strategy=strategy, out=out, overwrite=True, offline=True, text_col="text", label_col="label", **settings)
-    acc = run.metrics["val"]["accuracy"]
-    print(f"demo finished: validation accuracy {acc:.3f} on {run.metrics['val']['n']} held-out reviews")
-    print(f"report: {Path(run.dir) / 'report.html'}")
-    print(f'try:    graft predict {run.dir} "what a wonderful film" "utterly boring"')
-    return run
+    return _classifier_demo(
+        data, f"600 movie-review snippets (VADER, MIT license), positive / negative, at {data}", "minilm",
+        out, strategy, epochs or (20 if strategy == "linear-probe" else 3), "reviews", '"what a wonderful film" "utterly boring"',
+        text_col="text", label_col="label",
+    )  # fmt: skip
 
 
 def _run_audio_demo(out: str | Path, strategy: str, epochs: int | None):
-    from graftkit.training.fit import fit
-    from graftkit.engine.progress import info
-
     data = audio_demo_data_dir()
-    info(f"demo: 200 spoken digits, 20 synthetic espeak-ng voices (CC0), 10 classes, at {data}")
-    settings = {"epochs": epochs or (40 if strategy == "linear-probe" else 5)}
-    run = fit(data, model="speech_embedding", strategy=strategy, out=out, overwrite=True, offline=True, **settings)
+    return _classifier_demo(
+        data, f"200 spoken digits, 20 synthetic espeak-ng voices (CC0), 10 classes, at {data}", "speech_embedding",
+        out, strategy, epochs or (40 if strategy == "linear-probe" else 5), "clips",
+        f"{next(iter(sorted(data.glob('*/*.ogg'))))} --top-k 3",
+    )  # fmt: skip
+
+
+def _classifier_demo(data: Path, about: str, model: str, out: str | Path, strategy: str, epochs: int, noun: str, example: str,
+                     **settings: Any):  # fmt: skip
+    """Train `model` on bundled classification data, then print the accuracy, the report and a
+    `graft predict` line to try (`example`: its inputs)."""
+    from graftkit.engine.progress import info
+    from graftkit.training.fit import fit
+
+    info(f"demo: {about}")
+    run = fit(data, model=model, strategy=strategy, out=out, overwrite=True, offline=True, epochs=epochs, **settings)
     acc = run.metrics["val"]["accuracy"]
-    print(f"demo finished: validation accuracy {acc:.3f} on {run.metrics['val']['n']} held-out clips")
+    print(f"demo finished: validation accuracy {acc:.3f} on {run.metrics['val']['n']} held-out {noun}")
     print(f"report: {Path(run.dir) / 'report.html'}")
-    print(f"try:    graft predict {run.dir} {next(iter(sorted(data.glob('*/*.ogg'))))} --top-k 3")
+    print(f"try:    graft predict {run.dir} {example}")
     return run
 
 

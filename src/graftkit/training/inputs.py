@@ -16,12 +16,9 @@ from torch import nn
 from graftkit.training.config import TrainConfig
 
 
-class ImageInputs:
-    """Image files from an `ImageData` (class folders, split folders, manifests)."""
-
-    modality = "image"
-    unit = "img"
-    noun = "images"
+class _FileInputs:
+    """Samples that are files (`.path`), cached by their content hash; what the preprocessing does
+    to them (image size, sample rate, clip length) is in the cache key."""
 
     def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
         self.data, self.backbone, self.cfg = data, backbone, cfg
@@ -36,6 +33,14 @@ class ImageInputs:
         from graftkit.data.cache import file_digests
 
         return file_digests(items)
+
+
+class ImageInputs(_FileInputs):
+    """Image files from an `ImageData` (class folders, split folders, manifests)."""
+
+    modality = "image"
+    unit = "img"
+    noun = "images"
 
     def unlabelled_loader(self, items: list):
         from graftkit.training._build import eval_loader_factory
@@ -121,27 +126,13 @@ class TextInputs:
         return {"max_length": self.max_length, "truncated": truncated}
 
 
-class AudioInputs:
+class AudioInputs(_FileInputs):
     """Audio files from an `AudioData`, decoded to fixed-length mono waveforms `[B, S]` at the
     backbone's sample rate (`data/audio.py`)."""
 
     modality = "audio"
     unit = "clip"
     noun = "clips"
-
-    def __init__(self, data: Any, backbone: nn.Module, cfg: TrainConfig) -> None:
-        self.data, self.backbone, self.cfg = data, backbone, cfg
-
-    def samples(self, split: str) -> list:
-        return list(getattr(self.data, split))
-
-    def items(self, split: str) -> list:
-        return [s.path for s in self.samples(split)]
-
-    def digests(self, items: list) -> list[str]:
-        from graftkit.data.cache import file_digests
-
-        return file_digests(items)  # sample rate and clip length are in the cache key (preprocess)
 
     def _loader(self, paths: list, targets: Any, *, train: bool):
         from graftkit.data import make_loader
