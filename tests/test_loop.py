@@ -233,3 +233,27 @@ def test_an_exploding_training_loss_stops_the_loop_mid_epoch_naming_lr():
     with pytest.raises(TrainingDivergedError, match=r"diverged at epoch 1, batch 3 before any epoch gave usable weights: .*exploded.*lower --lr"):
         train_loop(head, loader, None, task=Exploding(["a", "b", "c"]), optimizer=optimizer, scheduler=scheduler,
                    engine=LocalEngine(), options=LoopOptions(epochs=2, progress=False))  # fmt: skip
+
+
+def test_an_objective_replaces_the_task_loss_in_training_but_not_in_validation():
+    """`LoopOptions.objective` is the seam for extra loss terms: what it returns is what trains."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 4)
+    y = (x[:, 0] > 0).long()
+    loader = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
+    task = ClassificationTask(["neg", "pos"])
+    calls = []
+
+    def objective(model, inputs, targets):
+        logits = model(inputs)
+        calls.append(len(inputs))
+        return task.loss(logits, targets) + 100.0, logits  # a constant: same gradients, a visible loss
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    result = train_loop(model, loader, loader, task=task, optimizer=opt, scheduler=sched, engine=LocalEngine(),
+                        options=LoopOptions(epochs=1, objective=objective, progress=False))  # fmt: skip
+    assert calls == [8, 8, 8, 8]
+    assert result.history[0]["train_loss"] > 100
+    assert result.history[0]["val_loss"] < 2

@@ -92,6 +92,11 @@ class LoopOptions:
     """Called at each epoch start after `model.train()`: sets which groups train (strategy)."""
     batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
     """Applied to each training batch, e.g. mixup/cutmix."""
+    objective: Callable[[nn.Module, Any, Any], tuple[torch.Tensor, torch.Tensor]] | None = None
+    """`objective(model, inputs, targets) -> (loss, logits)` of one training batch, called under the
+    engine's autocast, in place of `task.loss(model(inputs), targets)`: the seam where domain
+    adaptation, regularised fine-tuning and multitask weighting add their terms (the logits feed the
+    running training metric). Validation always uses `task.loss`."""
     start_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
@@ -197,9 +202,13 @@ def train_loop(
                     inputs, targets = options.batch_transform(inputs, targets)
                 micro, step_now = _micro_batches(b, batches, every)
                 with engine.accumulate(model, step=step_now):  # gradients sync across processes only before a step
-                    with engine.autocast():
-                        logits = model(inputs)  # (B, C); (B, T, V) for language models
-                    loss = task.loss(logits, targets)
+                    if options.objective is not None:
+                        with engine.autocast():
+                            loss, logits = options.objective(model, inputs, targets)
+                    else:
+                        with engine.autocast():
+                            logits = model(inputs)  # (B, C); (B, T, V) for language models
+                        loss = task.loss(logits, targets)
                     engine.backward(loss / micro)  # the mean over the step's micro-batches
                 lr = optimizer.param_groups[0]["lr"]
                 if step_now:
