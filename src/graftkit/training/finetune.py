@@ -13,7 +13,13 @@ from graftkit.strategies import (
 )
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.loop import predict_probs, train_loop
+from graftkit.training.objective import TermBuilder, build_objective
 from graftkit.engine.progress import info
+
+
+TERM_BUILDERS: list[TermBuilder] = []
+"""The families of extra loss terms (domain adaptation, regularisers): each builds none unless its
+options are on."""
 
 
 def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, resume_point):
@@ -47,6 +53,9 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
         param_groups = layerwise_lr_groups(
             groups, head, lr=cfg.peak_lr, backbone_lr_scale=cfg.backbone_lr_scale, decay=cfg.lr_decay, weight_decay=cfg.weight_decay
         )
+    objective = build_objective(cfg, model, inputs, task, engine, TERM_BUILDERS)
+    if objective is not None and objective.parameters():
+        param_groups.append({"params": objective.parameters(), "weight_decay": cfg.weight_decay, "lr": cfg.peak_lr, "name": "objective"})
     optimizer, scheduler = build_optimizer(param_groups, cfg, cfg.epochs * len(train_loader), resume_point)
     last_logged = [-1]
 
@@ -71,7 +80,8 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
         optimizer=optimizer,
         scheduler=scheduler,
         engine=engine,
-        options=loop_options(cfg, resume_point, prepare_epoch=prepare_epoch, batch_transform=inputs.batch_transform(task), unit=inputs.unit),
+        options=loop_options(cfg, resume_point, prepare_epoch=prepare_epoch, batch_transform=inputs.batch_transform(task), unit=inputs.unit,
+                             objective=objective),  # fmt: skip
         callbacks=callbacks,
     )
     if result.best_state is not None:
