@@ -128,6 +128,7 @@ def write_report(
     auto: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
     figures: list[dict[str, Any]] | None = None,
+    adaptation: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG plots into ``out_dir``.
 
@@ -151,6 +152,8 @@ def write_report(
         examples: Rows of generated text (``input``, ``reference``, ``generated``) to show.
         auto: How ``--strategy auto`` / ``--time-budget`` planned the run (``strategy``,
             ``epochs``, ``reasons``, ``measurements``).
+        adaptation: Domain adaptation's record (`training/adapt.py`): per-epoch label-free target
+            scores, the choice and why, proxy A-distance, embedding plots, seeds, agreement.
         calibration: Temperature scaling fitted on validation (``temperature``, ``ece``,
             ``ece_calibrated``); shown with ``reliability.png`` when that file is in ``out_dir``.
 
@@ -226,6 +229,10 @@ def write_report(
         cells = lambda r: "".join(f'<td class="num">{"–" if r.get(k) is None else f"{r[k]:.3f}"}</td>' for k in ("ap", "ap50", "recall"))  # noqa: E731
         rows = "".join(f"<tr><td>{escape(str(n))}</td>{cells(r)}<td class=\"num\">{int(r.get('support', 0))}</td></tr>" for n, r in per_class_ap.items())
         sections += [f"<h2>Average precision per class ({split})</h2>", f"<table>{head}{rows}</table>"]
+    if adaptation:
+        from graftkit.evaluation.adaptation import adaptation_html
+
+        sections += adaptation_html(adaptation, _img)
     for fig in figures or []:
         sections += [f"<h2>{escape(str(fig['title']))}</h2>", _img(str(fig["file"]), str(fig["title"]))]
     if examples:

@@ -180,6 +180,24 @@ class TrainConfig:
     """detection: `fcos`, `retinanet`, `faster_rcnn` or `ssdlite` (None: fcos)."""
     freeze_bn: bool = True
     """detection: freeze the backbone's BatchNorm (statistics and affine), as detection with small batches needs."""
+    # Domain adaptation (training/adapt.py).
+    target_unlabeled: str | None = None
+    """Domain adaptation: unlabelled target-domain data (a folder of images, class subfolders or
+    not; a TXT/CSV/TSV/JSONL file of texts); labels in it are ignored."""
+    adapt: str = "none"
+    """Domain adaptation method: `none` (source-only, target still scored), `adabn`, `coral`,
+    `dann`, `cdan` (CDAN+E), `selftrain` (FixMatch-style pseudo-labels) or `auto` (all of them,
+    method and epoch picked by label-free target scores). Needs --target-unlabeled."""
+    target_labelled: str | None = None
+    """Domain adaptation: labelled target data used only to check the label-free scores (target
+    accuracy per epoch and its agreement with each score in the report); never trained on."""
+    seeds: int = 1
+    """Train this many seeds (seed, seed+1, ...): mean ± std of every metric; the run keeps the
+    best by the label-free target rank. Needs --target-unlabeled."""
+    adapt_weight: float = 1.0
+    """Domain adaptation: weight of the adaptation loss term (CORAL, domain head, pseudo-labels)."""
+    pseudo_threshold: float = 0.9
+    """Self-training: confidence a weak-view prediction needs to become a pseudo-label."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -268,6 +286,7 @@ class TrainConfig:
                 problems.append(f"--detector applies to --task detection only (got --task {self.task})")
             elif self.detector not in DETECTORS:
                 problems.append(_choice_problem("detector", self.detector, DETECTORS))
+        problems += _adaptation_problems(self)
         if problems:
             raise ConfigError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -316,6 +335,29 @@ class TrainConfig:
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ConfigError(f"unknown training setting(s): {', '.join(hints)}; valid settings: {', '.join(sorted(known))}")
         return cls(**settings)
+
+
+ADAPT_METHODS = ("none", "adabn", "coral", "dann", "cdan", "selftrain", "auto")
+
+
+def _adaptation_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with the domain-adaptation settings (training/adapt.py)."""
+    problems = []
+    if cfg.adapt not in ADAPT_METHODS:
+        problems.append(_choice_problem("adapt", cfg.adapt, ADAPT_METHODS))
+    elif cfg.adapt != "none" and cfg.target_unlabeled is None:
+        problems.append(f"--adapt {cfg.adapt} needs the unlabelled target data: add --target-unlabeled DIR_OR_FILE")
+    if cfg.seeds < 1:
+        problems.append(f"--seeds must be at least 1, got {cfg.seeds}")
+    elif cfg.seeds > 1 and cfg.target_unlabeled is None:
+        problems.append("--seeds N repeats a domain-adaptation run: add --target-unlabeled DIR_OR_FILE")
+    if cfg.target_labelled is not None and cfg.target_unlabeled is None:
+        problems.append("--target-labelled checks an adapted run's label-free scores: add --target-unlabeled DIR_OR_FILE (it may be the same data)")
+    if not cfg.adapt_weight >= 0:
+        problems.append(f"--adapt-weight must be >= 0, got {cfg.adapt_weight}")
+    if not 0 < cfg.pseudo_threshold < 1:
+        problems.append(f"--pseudo-threshold must be in (0, 1), got {cfg.pseudo_threshold}")
+    return problems
 
 
 def _flag(name: str) -> str:

@@ -64,6 +64,7 @@ def finish_run(plan: Any, trained: Any) -> dict[str, Any]:
         auto=meta.auto or meta.time_budget,
         calibration=meta.calibration,
         figures=figures,
+        adaptation=getattr(trained, "adaptation", None),
     )
     from graftkit.rundir import publish_run
 
@@ -98,6 +99,8 @@ def _write_results(run_dir: Path, trained: Any, meta: RunSpec, final: dict[str, 
         metrics["features"] = vars(trained.feature_stats)
     if getattr(trained, "probe", None) is not None:
         metrics["probe"] = trained.probe
+    if getattr(trained, "adaptation", None):
+        metrics["adaptation"] = trained.adaptation  # domain adaptation: scores per epoch, choice, diagnostics, seeds
     if trained.warmup_history:
         metrics["warmup_history"] = trained.warmup_history  # LP-FT's head warm-up, before epoch 1
     write_json(run_dir / "metrics.json", metrics)

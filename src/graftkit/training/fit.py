@@ -61,6 +61,8 @@ class Trained:
     """How the L-BFGS probe solved the head (strength, selection, refit), None otherwise."""
     warmup_history: list[dict[str, Any]] | None = None
     """LP-FT: the head warm-up's epochs (probe on cached features) before fine-tuning."""
+    adaptation: dict[str, Any] | None = None
+    """Domain adaptation (`--target-unlabeled`): scores, choice and diagnostics (training/adapt.py)."""
 
 
 def fit(
@@ -106,7 +108,12 @@ def fit(
         >>> graftkit.load(run.dir).predict(["rose.jpg"])
     """
     plan = plan_fit(data, model=model, strategy=strategy, out=out, val=val, resume=resume, overwrite=overwrite, settings=settings)
-    trained = train_run(plan, callbacks)
+    if plan.cfg.target_unlabeled is not None:  # domain adaptation: one or more trainings, one kept
+        from graftkit.training.adapt import train_adapted
+
+        trained = train_adapted(plan, list(callbacks), train_run)
+    else:
+        trained = train_run(plan, callbacks)
     metrics = finish_run(plan, trained)
     return Run(plan.destination, metrics, trained.result.history, plan.cfg)
 

@@ -127,6 +127,10 @@ def plan_fit(
         raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metrics)}")
     task.check_strategy(cfg.parsed_strategy.kind)
     _check_partial_depth(cfg, backbone)
+    if cfg.target_unlabeled is not None:
+        from graftkit.training.adapt import check_adaptation
+
+        check_adaptation(cfg, modality, task, resume=resume)  # target readable, strategy and task fit
     if cfg.mix is not None and task.label_kind is not LabelKind.CLASS:
         raise ConfigError(f"--mix {cfg.mix} mixes single class labels; --task {task.name} has {task.label_kind.value} labels: drop --mix")
 
