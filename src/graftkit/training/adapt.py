@@ -25,6 +25,7 @@ a linear probe on cached features cannot move the features towards the target, s
 from __future__ import annotations
 
 import copy
+import weakref
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -222,7 +223,27 @@ def _steps(n: int, cfg: Any) -> int:
 # Loss terms
 
 
-class CoralTerm:
+class _EpochLog:
+    """A term's running mean over the epoch (`train_<name>` in the history) and its extra values."""
+
+    def _log(self, value: torch.Tensor, **extra: float) -> torch.Tensor:
+        sums = self.__dict__.setdefault("_sums", {})
+        for key, v in {self.name: float(value.detach()), **extra}.items():
+            total, n = sums.get(key, (0.0, 0))
+            sums[key] = (total + v, n + 1)
+        return value
+
+    def epoch_values(self) -> dict[str, float]:
+        """`train_<key>` means since the last call (then reset)."""
+        sums = self.__dict__.pop("_sums", {})
+        return {f"train_{k}": total / n for k, (total, n) in sums.items() if n}
+
+
+_TERMS_OF: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
+"""The adaptation terms each model trains with, for the epoch log (`TargetScorer`)."""
+
+
+class CoralTerm(_EpochLog):
     """Deep CORAL: `weight × ||C_s - C_t||² / 4d²` between a source and a target batch's features."""
 
     name = "coral"
@@ -232,10 +253,10 @@ class CoralTerm:
 
     def __call__(self, batch: TermInput) -> torch.Tensor:
         ft = _features(batch.model, self.target.next())
-        return self.weight * coral_loss(batch.features, ft)
+        return self._log(self.weight * coral_loss(batch.features, ft))
 
 
-class DannTerm(nn.Module):
+class DannTerm(nn.Module, _EpochLog):
     """DANN: a domain head on features behind gradient reversal; its coefficient follows
     `2/(1+exp(-10p))-1` over the run's training progress `p` (`coefficient` is the last one used)."""
 
@@ -252,10 +273,10 @@ class DannTerm(nn.Module):
         ft = _features(batch.model, self.target.next())
         ls = self.head(reverse_gradient(batch.features, self.coefficient))
         lt = self.head(reverse_gradient(ft, self.coefficient))
-        return self.weight * domain_loss(ls, lt)
+        return self._log(self.weight * domain_loss(ls, lt), dann_coefficient=self.coefficient)
 
 
-class CdanTerm(nn.Module):
+class CdanTerm(nn.Module, _EpochLog):
     """CDAN+E: the domain head sees `features ⊗ softmax` (randomised above 4096 entries) behind
     gradient reversal, each sample weighted by `1 + exp(-entropy)`."""
 
@@ -278,10 +299,10 @@ class CdanTerm(nn.Module):
         ft = _features(batch.model, self.target.next())
         ls, ws = self._side(batch.model, batch.features, batch.logits)
         lt, wt = self._side(batch.model, ft, batch.model.head(ft))
-        return self.weight * domain_loss(ls, lt, (ws, wt))
+        return self._log(self.weight * domain_loss(ls, lt, (ws, wt)), cdan_coefficient=self.coefficient)
 
 
-class SelfTrainTerm:
+class SelfTrainTerm(_EpochLog):
     """FixMatch-style self-training: pseudo-labels from the weak view where the model's confidence
     reaches `threshold`, cross-entropy on the strong view (`pseudo_fraction`: the share kept on
     the last batch)."""
@@ -302,7 +323,8 @@ class SelfTrainTerm:
         keep = (confidence >= self.threshold).float()
         self.pseudo_fraction = float(keep.mean())
         logits = model.head(_features(model, strong)).float()
-        return self.weight * (F.cross_entropy(logits, pseudo, reduction="none") * keep).mean()
+        loss = self.weight * (F.cross_entropy(logits, pseudo, reduction="none") * keep).mean()
+        return self._log(loss, pseudo_fraction=self.pseudo_fraction)
 
 
 def token_noise(tokenizer: Any, share: float = TEXT_NOISE) -> Callable[[dict], dict]:
@@ -324,8 +346,14 @@ def adaptation_terms(cfg: Any, model: nn.Module, inputs: Any, task: Any, engine:
     method = getattr(cfg, "adapt", "none")
     if not adapting(cfg) or method in ("none", "adabn", "auto"):
         return []
+    terms = _build_terms(method, cfg, model, inputs, task, engine)
+    _TERMS_OF[model] = terms
+    return terms
+
+
+def _build_terms(method: str, cfg: Any, model: nn.Module, inputs: Any, task: Any, engine: Any) -> list[LossTerm]:
     items = read_target_items(cfg, inputs.modality)
-    n_features = model.backbone.num_features
+    n_features = getattr(model, "module", model).backbone.num_features
     total = _steps(len(inputs.samples("train")), cfg)
     if method == "selftrain":
         text = inputs.modality == "text"
@@ -404,7 +432,10 @@ class TargetScorer:
         return Scored(scores, fs, ft)
 
     def on_epoch_end(self, state: Any) -> None:
-        state.history[-1].update(self.score(state.model).scores)
+        row = state.history[-1]
+        for term in _TERMS_OF.get(state.model, []):
+            row.update(term.epoch_values())
+        row.update(self.score(state.model).scores)
         if self.keep_states:
             self.states[state.epoch] = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
 
@@ -630,7 +661,8 @@ def _record(cfg: Any, candidates: list[Candidate], chosen: list[Candidate], kept
 
 
 def _score_row(row: dict[str, Any]) -> dict[str, Any]:
-    keep = ("epoch", "val_accuracy", "source_val_accuracy", "target_entropy", "target_im", "target_dev", "target_accuracy", "train_loss")
+    keep = ("epoch", "val_accuracy", "source_val_accuracy", "target_entropy", "target_im", "target_dev", "target_accuracy", "train_loss",
+            *(f"train_{k}" for k in ("coral", "dann", "cdan", "selftrain", "dann_coefficient", "cdan_coefficient", "pseudo_fraction")))
     return {k: row[k] for k in keep if k in row}
 
 
