@@ -138,21 +138,21 @@ def _adaptation(run_dir: Path) -> dict:
 
 def test_auto_trains_every_method_scores_each_epoch_and_records_its_choice(shift, tmp_path):
     src, tgt, labelled = shift
-    run = graftkit.fit(src, out=tmp_path / "auto", target_unlabeled=str(tgt), adapt="auto", target_labelled=str(labelled), **FAST)
+    run = graftkit.fit(src, out=tmp_path / "auto", target_unlabeled=str(tgt), adapt="auto", target_labelled=str(labelled), **{**FAST, "epochs": 1})
     record = _adaptation(run.dir)
     methods = [c["method"] for c in record["candidates"]]
     assert methods == ["none", "adabn", "coral", "dann", "cdan", "selftrain"]
     histories = {h["method"]: h["rows"] for h in record["histories"]}
     for method, rows in histories.items():  # the label-free scores (and the check) in every epoch
-        assert len(rows) == 2 and all({"source_val_accuracy", "target_entropy", "target_im", "target_dev", "target_accuracy"} <= set(r) for r in rows), method
+        assert len(rows) == 1 and all({"source_val_accuracy", "target_entropy", "target_im", "target_dev", "target_accuracy"} <= set(r) for r in rows), method
     assert all(r["train_coral"] > 0 for r in histories["coral"])
     assert all(r["train_dann"] > 0 for r in histories["dann"])
-    assert 0 < histories["dann"][0]["train_dann_coefficient"] < histories["dann"][1]["train_dann_coefficient"] < 1
+    assert 0 < histories["dann"][0]["train_dann_coefficient"] < 1  # the epoch's mean of the rising schedule
     assert all(r["train_cdan"] > 0 for r in histories["cdan"])
     assert all(0 <= r["train_pseudo_fraction"] <= 1 for r in histories["selftrain"])
     assert "AdaBN re-estimated" in next(c for c in record["candidates"] if c["method"] == "adabn")["note"]
     chosen = record["chosen"]
-    assert chosen["method"] in methods and chosen["epoch"] in (1, 2)
+    assert chosen["method"] in methods and chosen["epoch"] == 1
     assert record["why"].startswith(f"--adapt auto chose {chosen['method']} (epoch {chosen['epoch']}")
     assert set(record["agreement"]) >= {"source_val_accuracy", "target_im", "target_dev"}
     assert 0 <= record["pad_before"] <= 2 and record["pad_after"] <= 2
@@ -167,8 +167,8 @@ def test_auto_trains_every_method_scores_each_epoch_and_records_its_choice(shift
 
 def test_adabn_moves_batchnorm_statistics_towards_the_target(shift, tmp_path):
     src, tgt, _ = shift
-    plain = graftkit.fit(src, out=tmp_path / "none", target_unlabeled=str(tgt), adapt="none", **FAST)
-    adabn = graftkit.fit(src, out=tmp_path / "adabn", target_unlabeled=str(tgt), adapt="adabn", **FAST)
+    plain = graftkit.fit(src, out=tmp_path / "none", target_unlabeled=str(tgt), adapt="none", **{**FAST, "epochs": 1})
+    adabn = graftkit.fit(src, out=tmp_path / "adabn", target_unlabeled=str(tgt), adapt="adabn", **{**FAST, "epochs": 1})
     from safetensors.torch import load_file
 
     a, b = load_file(plain.dir / "model.safetensors"), load_file(adabn.dir / "model.safetensors")

@@ -477,6 +477,7 @@ class Candidate:
     history: list[dict[str, Any]]
     note: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    features: tuple[np.ndarray, np.ndarray] | None = None  # source validation and target features of the kept weights
 
     def row(self) -> dict[str, Any]:
         return {"method": self.method, "seed": self.seed, "epoch": self.epoch, **self.scores, **self.extras, **({"note": self.note} if self.note else {})}
@@ -557,15 +558,14 @@ def train_adapted(plan: Any, callbacks: list, train_run: Callable[..., Any]) -> 
                 _rescore_outputs(trained, inputs, task, engine)
             scored = scorer.score(trained.model)
             extras = {"pad_after": proxy_a_distance(scored.source_features, scored.target_features, seed)}
-            candidates.append(Candidate(method, seed, trained, scored.scores, epoch, history, note, extras))
+            candidates.append(Candidate(method, seed, trained, scored.scores, epoch, history, note, extras, (scored.source_features, scored.target_features)))
             c = candidates[-1]
             info(f"  {method} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.scores.items() if v is not None and np.isfinite(v)))
 
     chosen_per_seed = [_choose([c for c in candidates if c.seed == s]) for s in seeds]
     kept = _choose(chosen_per_seed)
     record = _record(cfg, candidates, chosen_per_seed, kept, before, labelled is not None)
-    kept_inputs = make_inputs(plan.dataset, kept.trained.model.backbone, dataclasses.replace(cfg, seed=kept.seed))
-    after = _domain_features(kept.trained.model.backbone, kept_inputs, items, engine, kept.seed)
+    after = kept.features
     record["pad_before"] = proxy_a_distance(before[0], before[1], cfg.seed)
     record["pad_after"] = proxy_a_distance(after[0], after[1], kept.seed)
     record["figures"] = _embedding_figures(plan.run_dir, before, after, cfg.seed)
@@ -591,11 +591,12 @@ def _choose(candidates: list[Candidate]) -> Candidate:
 
 
 def _domain_features(backbone: nn.Module, inputs: Any, items: list, engine: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source (training inputs) and target features of `backbone`, up to `MAX_SCORED` each."""
+    """Source (validation inputs, as the scorer sees them) and target features of `backbone`, up
+    to `MAX_SCORED` each."""
     from graftkit.training.features import compute_features
 
     bb = backbone.to(engine.device)  # outside inference mode: the weights stay trainable
-    source = compute_features(bb, inputs.unlabelled_loader(_subset(inputs.items("train"), seed)), engine, description="source features")
+    source = compute_features(bb, inputs.unlabelled_loader(_subset(inputs.items("val"), seed)), engine, description="source features")
     target = compute_features(bb, inputs.unlabelled_loader(_subset(items, seed)), engine, description="target features")
     return source.numpy(), target.numpy()
 
