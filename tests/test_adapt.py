@@ -189,10 +189,10 @@ def test_seeds_give_mean_and_std_and_keep_one_run(shift, tmp_path):
 
 
 def test_text_self_training_with_token_noise_and_adabn_without_batchnorm(tmp_path, tiny_bert_dir):
-    words = {"pos": "good great fine nice", "neg": "bad awful poor sad"}
-    rows = [f"{w} film,{label}" for label, ws in words.items() for w in ws.split() for _ in range(3)]
+    words = {"pos": "good great fine lovely", "neg": "bad awful terrible dull"}
+    rows = [f"{w} {noun},{label}" for label, ws in words.items() for w in ws.split() for noun in ("film", "movie", "plot")]
     (tmp_path / "src.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    (tmp_path / "tgt.txt").write_text("\n".join(f"a {w} book" for ws in words.values() for w in ws.split()) + "\n")
+    (tmp_path / "tgt.txt").write_text("\n".join(f"a {w} song" for ws in words.values() for w in ws.split()) + "\n")
     text = dict(model=f"hf:{tiny_bert_dir}", strategy="finetune", epochs=1, batch_size=8, num_workers=0, head_init="random")
     run = graftkit.fit(tmp_path / "src.csv", out=tmp_path / "st", target_unlabeled=str(tmp_path / "tgt.txt"), adapt="selftrain", pseudo_threshold=0.3, **text)
     rows = _adaptation(run.dir)["histories"][0]["rows"]
