@@ -62,13 +62,15 @@ def render_digit(font_path: Path, digit: int, rng: random.Random, size: int = 32
     return small.resize((size, size), Image.BILINEAR)
 
 
-def make_digits(root: Path, per_font: int = 2, seed: int = 0) -> tuple[Path, Path, Path, dict]:
+def make_digits(root: Path, per_font: int = 1, seed: int = 0, n_fonts: int | None = None, n_target: int | None = None) -> tuple[Path, Path, Path, dict]:
     from PIL import Image
     from sklearn.datasets import load_digits
 
     rng = random.Random(seed)
     src = root / "source"
     fonts = font_files()
+    if n_fonts is not None and n_fonts < len(fonts):
+        fonts = sorted(rng.sample(fonts, n_fonts))
     n = 0
     for f in fonts:
         for d in range(10):
@@ -80,7 +82,7 @@ def make_digits(root: Path, per_font: int = 2, seed: int = 0) -> tuple[Path, Pat
                 img.save(src / str(d) / f"{f.stem}_{k}.png")
                 n += 1
     digits = load_digits()
-    order = np.random.default_rng(seed).permutation(len(digits.images))
+    order = np.random.default_rng(seed).permutation(len(digits.images))[: 2 * n_target if n_target else None]
     unl, lab = root / "target_unlabeled", root / "target_labelled"
     unl.mkdir(parents=True, exist_ok=True)
     for j, i in enumerate(order):
@@ -174,19 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="/tmp/da-bench")
     p.add_argument("--vader-dir", default="/tmp/vader/hutto_ICWSM_2014")
     p.add_argument("--n-source", type=int, default=600, help="vader: source texts")
-    p.add_argument("--n-target", type=int, default=400, help="vader: target texts per half")
-    p.add_argument("--per-font", type=int, default=2, help="digits: renderings per font and digit")
+    p.add_argument("--n-target", type=int, default=400, help="target samples per half (unlabelled / labelled)")
+    p.add_argument("--per-font", type=int, default=1, help="digits: renderings per font and digit")
+    p.add_argument("--n-fonts", type=int, help="digits: use this many fonts (seeded sample; default all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, help="head learning rate (default graftkit's, 1e-3 for fine-tuning)")
     args = p.parse_args(argv)
 
     import graftkit
 
     root = Path(args.out) / args.shift
     if args.shift == "digits":
-        src, unl, lab, data = make_digits(root / "data", per_font=args.per_font)
-        settings = dict(model="efficientnet_lite0", image_size=32, batch_size=64, augment="light")
+        src, unl, lab, data = make_digits(root / "data", per_font=args.per_font, n_fonts=args.n_fonts, n_target=args.n_target)
+        settings = dict(model="efficientnet_lite0", image_size=32, batch_size=args.batch_size, augment="light")
     else:
         src, unl, lab, data = make_vader(root / "data", Path(args.vader_dir), args.n_source, args.n_target)
-        settings = dict(model="minilm", max_length=64, batch_size=32)
+        settings = dict(model="minilm", max_length=48, batch_size=args.batch_size)
+    if args.lr is not None:
+        settings["lr"] = args.lr
     t0 = time.perf_counter()
     run = graftkit.fit(src, strategy="finetune", epochs=args.epochs, out=root / "run", overwrite=True, offline=True,
                        target_unlabeled=str(unl), target_labelled=str(lab), adapt="auto", seeds=args.seeds, **settings)  # fmt: skip
