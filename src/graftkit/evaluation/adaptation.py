@@ -142,7 +142,10 @@ def plot_domain_embedding(source: np.ndarray, target: np.ndarray, path: str | Pa
     t = target[rng.choice(len(target), min(len(target), max_per_domain), replace=False)]
     x = np.concatenate([s, t]).astype(np.float32)
     perplexity = float(max(2, min(30, (len(x) - 1) // 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", method="exact", max_iter=300, random_state=seed).fit_transform(x)
+    import inspect
+
+    steps = {"max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter": 300}  # renamed in scikit-learn 1.5
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", method="exact", random_state=seed, **steps).fit_transform(x)
     fig, ax = new_figure(5.5, 4.5)
     ax.scatter(xy[: len(s), 0], xy[: len(s), 1], s=8, alpha=0.6, label=f"source ({len(s)})")
     ax.scatter(xy[len(s):, 0], xy[len(s):, 1], s=8, alpha=0.6, marker="^", label=f"target ({len(t)})")
