@@ -168,6 +168,18 @@ def summarise(record: dict, seeds: int) -> dict:
     }
 
 
+def markdown(result: dict) -> str:
+    """The RESULTS.md table of one shift's result.json."""
+    s = result["summary"]
+    lines = ["| method | target accuracy, mean ± std (3 seeds) | per seed |", "|---|---|---|"]
+    for m, v in s["per_method"].items():
+        lines.append(f"| {m}{' (source-only)' if m == 'none' else ''} | {100 * v['mean']:.1f} ± {100 * v['std']:.1f} | "
+                     + ", ".join(f"{100 * x:.1f}" for x in v["values"]) + " |")  # fmt: skip
+    picks = ", ".join(f"{p['method']} ({100 * p['target_accuracy']:.1f})" for p in s["auto_picks"])
+    lines.append(f"| **auto** (label-free pick per seed) | {100 * s['auto_mean']:.1f} ± {100 * s['auto_std']:.1f} | {picks} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("shift", choices=["digits", "vader"])
@@ -182,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: on a shared 2-core CPU, 10x faster than 2 measured)")
     p.add_argument("--lr", type=float, help="head learning rate (default graftkit's, 1e-3 for fine-tuning)")
+    p.add_argument("--markdown", action="store_true", help="print the RESULTS.md table of OUT/SHIFT/result.json and exit")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((Path(args.out) / args.shift / "result.json").read_text())))
+        return 0
 
     import torch
 
