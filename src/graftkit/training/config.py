@@ -180,6 +180,13 @@ class TrainConfig:
     """detection: `fcos`, `retinanet`, `faster_rcnn` or `ssdlite` (None: fcos)."""
     freeze_bn: bool = True
     """detection: freeze the backbone's BatchNorm (statistics and affine), as detection with small batches needs."""
+    # Regularised fine-tuning (strategies/regularize.py).
+    regularize: str | None = None
+    """Fine-tuning: keep the model close to its pretrained self: `l2sp` (pull the backbone weights
+    towards the pretrained ones), `bss` (shrink the smallest singular value of the batch features) or
+    `delta` (distance of the features to a frozen pretrained copy's)."""
+    regularize_strength: float | None = None
+    """Strength of `--regularize` (None: the paper's, l2sp alpha 0.1, bss eta 0.001, delta alpha 0.01)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -268,6 +275,7 @@ class TrainConfig:
                 problems.append(f"--detector applies to --task detection only (got --task {self.task})")
             elif self.detector not in DETECTORS:
                 problems.append(_choice_problem("detector", self.detector, DETECTORS))
+        problems += _regularize_problems(self)
         if problems:
             raise ConfigError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -299,6 +307,7 @@ class TrainConfig:
             head_init=self.head_init or ("probe" if text and kind != "lora" else "random"),
             monitor=self.monitor or default_monitor,
             patience=self.patience if self.patience is not None else (PROBE_PATIENCE if kind == "linear-probe" else None),
+            regularize_strength=_regularize_strength(self),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -316,6 +325,39 @@ class TrainConfig:
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ConfigError(f"unknown training setting(s): {', '.join(hints)}; valid settings: {', '.join(sorted(known))}")
         return cls(**settings)
+
+
+def _regularize_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with `--regularize` / `--regularize-strength` for this strategy."""
+    from graftkit.strategies.regularize import REGULARIZERS
+
+    if cfg.regularize is None:
+        return ["--regularize-strength needs --regularize l2sp, bss or delta"] if cfg.regularize_strength is not None else []
+    if cfg.regularize not in REGULARIZERS:
+        return [_choice_problem("regularize", cfg.regularize, REGULARIZERS)]
+    problems = []
+    if cfg.regularize_strength is not None and not cfg.regularize_strength > 0:
+        problems.append(f"--regularize-strength must be positive, got {cfg.regularize_strength}")
+    try:
+        kind = parse_strategy(cfg.strategy).kind
+    except ConfigError:
+        return problems
+    if kind == "linear-probe":
+        problems.append(f"--regularize {cfg.regularize} keeps fine-tuned weights near the pretrained ones, but --strategy linear-probe "
+                        "trains no backbone weight (nothing to regularise): use --strategy finetune, partial:N or gradual")  # fmt: skip
+    elif kind == "lora" and cfg.regularize == "l2sp":
+        problems.append("--regularize l2sp with --strategy lora: LoRA keeps the pretrained weights frozen, so there is no distance to "
+                        "pull in; use --regularize bss or delta with lora, or --strategy finetune for l2sp")  # fmt: skip
+    return problems
+
+
+def _regularize_strength(cfg: TrainConfig) -> float | None:
+    """`--regularize-strength`, or the method's default strength (None without `--regularize`)."""
+    if cfg.regularize is None or cfg.regularize_strength is not None:
+        return cfg.regularize_strength
+    from graftkit.strategies.regularize import DEFAULT_STRENGTH
+
+    return DEFAULT_STRENGTH[cfg.regularize]
 
 
 def _flag(name: str) -> str:

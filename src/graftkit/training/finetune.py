@@ -14,10 +14,11 @@ from graftkit.strategies import (
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.loop import predict_probs, train_loop
 from graftkit.training.objective import TermBuilder, build_objective
+from graftkit.training.regularize import no_backbone_decay, regularizer_terms
 from graftkit.engine.progress import info
 
 
-TERM_BUILDERS: list[TermBuilder] = []
+TERM_BUILDERS: list[TermBuilder] = [regularizer_terms]
 """The families of extra loss terms (domain adaptation, regularisers): each builds none unless its
 options are on."""
 
@@ -53,6 +54,7 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
         param_groups = layerwise_lr_groups(
             groups, head, lr=cfg.peak_lr, backbone_lr_scale=cfg.backbone_lr_scale, decay=cfg.lr_decay, weight_decay=cfg.weight_decay
         )
+        param_groups = no_backbone_decay(param_groups, cfg)  # --regularize l2sp: its pull replaces the backbone's decay
     objective = build_objective(cfg, model, inputs, task, engine, TERM_BUILDERS)
     if objective is not None and objective.parameters():
         param_groups.append({"params": objective.parameters(), "weight_decay": cfg.weight_decay, "lr": cfg.peak_lr, "name": "objective"})
