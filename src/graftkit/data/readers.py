@@ -45,10 +45,11 @@ __all__ = [
     "stratified_split",
 ]
 
-_IMAGE_KINDS = (LabelKind.CLASS, LabelKind.CLASSES, LabelKind.VALUE)
+_IMAGE_KINDS = (LabelKind.CLASS, LabelKind.CLASSES, LabelKind.VALUE, LabelKind.RECORD)
 _KIND_WORDS = {
     LabelKind.CLASSES: "several labels per image (like a|b, for --task multilabel)",
     LabelKind.VALUE: "numeric targets (for --task regression)",
+    LabelKind.RECORD: "several label columns (for a multitask --task NAME:KIND,...; a 'path' column and one column per task)",
 }
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 _MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -478,7 +479,7 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool, kind: 
         return {}
     if rows is None:
         return {}
-    missing = [c for c in ("path", "label") if c not in columns]
+    missing = [c for c in (("path",) if kind is LabelKind.RECORD else ("path", "label")) if c not in columns]  # RECORD: the task's columns
     for c in missing:
         problems.add(
             "missing columns",
@@ -505,7 +506,8 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool, kind: 
         elif not isinstance(raw_path, (str, int)) or isinstance(raw_path, bool):
             problems.add("bad manifest rows", f"{path} {where}: 'path' must be a string, got {json.dumps(raw_path)}")
             bad = True
-        label = core.parse_label(row.get("label"), kind)
+        raw_label = {k: v for k, v in row.items() if k not in ("path", "split")} if kind is LabelKind.RECORD else row.get("label")
+        label = core.parse_label(raw_label, kind)
         if isinstance(label, core.BadLabel):
             bad_labels.add_label(label, line)
             bad = True

@@ -187,7 +187,7 @@ def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
     return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
                         target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma,
-                        detector=cfg.detector, freeze_bn=cfg.freeze_bn)  # fmt: skip
+                        detector=cfg.detector, freeze_bn=cfg.freeze_bn, task=cfg.task)  # fmt: skip
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:

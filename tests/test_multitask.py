@@ -1,0 +1,115 @@
+"""Multitask learning: one backbone, one head per task, masked missing labels, loss weighting."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import graftkit
+from graftkit.errors import ConfigError, DataError
+from graftkit.tasks import TaskSettings, get_task
+from graftkit.tasks.multitask import MultiTask, parse_task_spec
+from tests.conftest import TINY_MODEL, make_image_folder
+
+SPEC = "animal:classification,warm:classification,size:regression"
+
+
+def _image_manifest(root: Path, *, missing_every: int = 0) -> Path:
+    """The tiny 3-class images with three label columns: the class, a derived binary class and a
+    number; with `missing_every`, every n-th row leaves `warm` and `size` empty."""
+    make_image_folder(root / "img", per_class=10)
+    path = root / "multi.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "animal", "warm", "size"])
+        for c, name in enumerate(("cat", "dog", "fox")):
+            for i in range(10):
+                gap = missing_every and (c * 10 + i) % missing_every == 0
+                w.writerow([f"img/{name}/{name}_{i}.png", name, "" if gap else ("yes" if c == 0 else "no"), "" if gap else f"{c * 2.0 + 0.1 * i:.2f}"])
+    return path
+
+
+def _settings(spec: str = SPEC) -> TaskSettings:
+    return TaskSettings(task=spec)
+
+
+def _labels(n: int = 12) -> list[dict]:
+    return [{"animal": ["cat", "dog", "fox"][i % 3], "warm": "" if i % 4 == 0 else ("yes" if i % 3 == 0 else "no"), "size": str(float(i))} for i in range(n)]
+
+
+def test_masked_samples_take_no_part_in_a_task_loss_or_metrics_and_are_not_dropped():
+    labels = _labels()
+    task = MultiTask.from_data([], labels, _settings())
+    targets = task.encode(labels)
+    warm = task.parts[1]
+    masked = torch.tensor([lab["warm"] == "" for lab in labels])
+    assert torch.isnan(targets[masked][:, warm.target]).all() and not torch.isnan(targets[:, task.parts[0].target]).any()
+    logits = torch.randn(len(labels), task.parts[-1].out.stop)
+    losses = task.task_losses(logits, targets)
+    kept = ~masked
+    expected = warm.task.loss(logits[kept][:, warm.out], targets[kept][:, warm.target][:, 0].long())
+    assert torch.allclose(losses[1], expected)  # the mean over the labelled samples only
+    moved = logits.clone()
+    moved[masked, warm.out.start] += 50.0  # a masked sample's outputs for `warm` do not change its loss
+    assert torch.allclose(task.task_losses(moved, targets)[1], losses[1])
+    moved[masked, task.parts[0].out.start] += 50.0  # ... while the same samples count for `animal`
+    assert not torch.allclose(task.task_losses(moved, targets)[0], losses[0])
+    rows, t = task.collect(logits, targets)
+    metrics = task.full_metrics(rows.numpy(), t.numpy(), loss=1.0)
+    assert metrics["tasks"]["warm"]["n"] == int(kept.sum()) == 9 and metrics["tasks"]["animal"]["n"] == 12
+    assert metrics["n"] == 12
+
+
+def test_a_multitask_image_run_trains_every_head_keeps_masked_rows_and_predicts_each_task(tmp_path):
+    data = _image_manifest(tmp_path, missing_every=3)
+    run = graftkit.fit(data, model=TINY_MODEL, task=SPEC, out=tmp_path / "mt", strategy="finetune", epochs=3, batch_size=8,
+                       num_workers=0, lr=3e-3)  # fmt: skip
+    meta = json.loads((run.dir / "graft.json").read_text())
+    assert meta["task"]["name"] == "multitask" and [p["name"] for p in meta["task"]["tasks"]] == ["animal", "warm", "size"]
+    totals = meta["data"]["totals"]
+    assert totals["train"] + totals["val"] == 30  # rows missing some labels are kept
+    val = run.metrics["val"]
+    assert val["tasks"]["animal"]["n"] == totals["val"] and val["tasks"]["warm"]["n"] < totals["val"]
+    assert {"score", "animal/accuracy", "warm/accuracy", "size/mae"} <= set(val)
+    assert "animal/accuracy" in (run.dir / "report.html").read_text()
+    preds = graftkit.load(run.dir).predict([str(next((tmp_path / "img").rglob("*.png")))])
+    assert set(preds[0].tasks) == {"animal", "warm", "size"} and preds[0].tasks["animal"]["label"] in ("cat", "dog", "fox")
+    float(preds[0].tasks["size"]["label"])
+    assert preds[0].to_dict()["tasks"]["warm"]["label"] in ("yes", "no")
+
+
+def test_task_spec_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="task names clash: 'topic' and 'Topic' name the same column"):
+        parse_task_spec("topic:classification,Topic:regression")
+    with pytest.raises(ConfigError, match="unknown task kind 'clasification' \\(did you mean 'classification'\\?\\)"):
+        parse_task_spec("topic:clasification,score:regression")
+    with pytest.raises(ConfigError, match="'topic' is not NAME:KIND"):
+        parse_task_spec("topic,score:regression")
+    with pytest.raises(ConfigError, match="clashes with a reserved name"):
+        parse_task_spec("text:classification,score:regression")
+    with pytest.raises(ConfigError, match="needs at least two tasks"):
+        parse_task_spec("score:regression")
+    assert get_task(SPEC) is MultiTask
+
+
+def test_data_errors_name_the_column_and_the_task(tmp_path):
+    with pytest.raises(DataError, match="column 'colour' named in --task does not exist; the label columns are 'animal', 'warm', 'size'"):
+        MultiTask.from_data([], _labels(), _settings("animal:classification,colour:classification"))
+    empty = [{**lab, "size": ""} for lab in _labels()]
+    with pytest.raises(DataError, match="task 'size': no training sample has a label in column 'size'"):
+        MultiTask.from_data([], empty, _settings())
+    words = [{**lab, "size": "big"} for lab in _labels()]
+    with pytest.raises(DataError, match="column 'size' \\(regression\\): 12 training label\\(s\\) are values that are not numbers"):
+        MultiTask.from_data([], words, _settings())
+    with pytest.raises(ConfigError, match="--task multitask needs its tasks"):
+        MultiTask.from_data([], _labels(), _settings("multitask"))
+    with pytest.raises(ConfigError, match="unknown task kind"):
+        graftkit.fit(_image_manifest(tmp_path), model=TINY_MODEL, task="animal:classifier,size:regression")
+    with pytest.raises(DataError, match="a folder gives each image one class .*several label columns \\(for a multitask"):
+        graftkit.fit(make_image_folder(tmp_path / "folder"), model=TINY_MODEL, task=SPEC)
