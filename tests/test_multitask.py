@@ -83,6 +83,24 @@ def test_a_multitask_image_run_trains_every_head_keeps_masked_rows_and_predicts_
     float(preds[0].tasks["size"]["label"])
     assert preds[0].to_dict()["tasks"]["warm"]["label"] in ("yes", "no")
 
+    # Export: one ONNX output per task, and the ONNX predictor decodes them as PyTorch does.
+    import io
+
+    import onnx
+
+    from graftkit.deploy.batch import write_predictions
+    from graftkit.deploy.export import export
+
+    assert export(run.dir, "onnx").parity["onnx"]["passed"]
+    assert [o.name for o in onnx.load(str(run.dir / "export" / "model.onnx")).graph.output] == ["animal", "warm", "size"]
+    image = str(next((tmp_path / "img").rglob("*.png")))
+    onnx_pred = graftkit.load(run.dir, backend="onnx").predict([image])[0]
+    assert onnx_pred.tasks["animal"]["label"] == preds[0].tasks["animal"]["label"]
+    buffer = io.StringIO()
+    write_predictions(iter(preds), "csv", 1, buffer)
+    header, row = buffer.getvalue().splitlines()[:2]
+    assert header == "input,label,score,animal,warm,size" and row.endswith(",".join(preds[0].fields().values()))
+
 
 def test_task_spec_errors_name_the_problem():
     with pytest.raises(ConfigError, match="task names clash: 'topic' and 'Topic' name the same column"):
@@ -113,3 +131,91 @@ def test_data_errors_name_the_column_and_the_task(tmp_path):
         graftkit.fit(_image_manifest(tmp_path), model=TINY_MODEL, task="animal:classifier,size:regression")
     with pytest.raises(DataError, match="a folder gives each image one class .*several label columns \\(for a multitask"):
         graftkit.fit(make_image_folder(tmp_path / "folder"), model=TINY_MODEL, task=SPEC)
+
+
+# --- loss weighting --------------------------------------------------------------------------
+
+
+class _Backbone(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(4, 5)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.body(x))
+
+
+def _tiny_model(task: MultiTask):
+    from graftkit.tasks.model import GraftModel
+
+    return GraftModel(_Backbone(), task.build_head(5))
+
+
+def test_uncertainty_weighting_turns_the_equal_sum_into_kendalls_loss():
+    from graftkit.training.multitask import UncertaintyWeighting
+    from graftkit.training.objective import Objective
+
+    labels = _labels()
+    task = MultiTask.from_data([], labels, _settings())
+    model = _tiny_model(task)
+    with torch.no_grad():
+        model.head.log_vars.copy_(torch.tensor([0.5, -0.3, 1.0]))
+    x, y = torch.randn(len(labels), 4), task.encode(labels)
+    loss, logits = Objective(task, [UncertaintyWeighting(task)])(model, x, y)
+    per_task = torch.stack(task.task_losses(logits, y))
+    s = model.head.log_vars
+    assert torch.allclose(loss, (per_task / (2 * s.exp()) + s / 2).sum())
+    loss.backward()
+    assert model.head.log_vars.grad is not None and model.head.log_vars.grad.abs().sum() > 0  # the log-variances train
+
+
+def test_pcgrad_surrogate_gives_the_backbone_exactly_the_projected_gradient():
+    from graftkit.training.multitask import PCGrad, project_conflicting
+    from graftkit.training.objective import Objective
+
+    assert torch.allclose(project_conflicting([torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])], torch.Generator()), torch.tensor([0.5, 1.5]))
+    labels = _labels()
+    task = MultiTask.from_data([], labels, _settings("animal:classification,size:regression"))
+    model = _tiny_model(task)
+    x, y = torch.randn(len(labels), 4), task.encode(labels)
+    shared = list(model.backbone.parameters())
+    losses = task.task_losses(model(x), y)
+    grads = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(l, shared, retain_graph=True)]) for l in losses]
+    expected = project_conflicting(grads, torch.Generator())  # two tasks: the order of the others does not matter
+    head_expected = torch.autograd.grad(sum(losses), [model.head.heads["animal"][0].weight])[0]
+    loss, _ = Objective(task, [PCGrad(task)])(model, x, y)
+    loss.backward()
+    got = torch.cat([p.grad.reshape(-1) for p in shared])
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(model.head.heads["animal"][0].weight.grad, head_expected, atol=1e-6)  # the heads keep their own gradients
+
+
+@pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad"])
+def test_weighted_multitask_runs_train_and_save_their_weights(weighting, tmp_path):
+    from safetensors.torch import load_file
+
+    data = _image_manifest(tmp_path, missing_every=4)
+    run = graftkit.fit(data, model=TINY_MODEL, task=SPEC, out=tmp_path / weighting, strategy="finetune", epochs=1, batch_size=8,
+                       num_workers=0, task_weighting=weighting)  # fmt: skip
+    assert json.loads((run.dir / "graft.json").read_text())["config"]["task_weighting"] == weighting
+    log_vars = load_file(str(run.dir / "model.safetensors"))["head.log_vars"]
+    assert (log_vars.abs().sum() > 0) == (weighting == "uncertainty")  # learned, and saved with the model
+    assert np.isfinite(run.metrics["val"]["score"])
+
+
+def test_weighting_errors_name_the_fix(tmp_path):
+    data = _image_manifest(tmp_path)
+    with pytest.raises(ConfigError, match="--task-weighting pcgrad projects the tasks' gradients on the shared backbone"):
+        graftkit.fit(data, model=TINY_MODEL, task=SPEC, task_weighting="pcgrad")
+    with pytest.raises(ConfigError, match="--task-weighting uncertainty weighs the tasks of a multitask run"):
+        graftkit.fit(data, model=TINY_MODEL, task_weighting="uncertainty")
+    with pytest.raises(ConfigError, match="--task-weighting 'gradnorm' is not one of equal, uncertainty, pcgrad"):
+        graftkit.fit(data, model=TINY_MODEL, task=SPEC, task_weighting="gradnorm")
+
+
+def test_uncertainty_weighting_trains_the_probe_head_too(tmp_path):
+    from safetensors.torch import load_file
+
+    run = graftkit.fit(_image_manifest(tmp_path), model=TINY_MODEL, task=SPEC, out=tmp_path / "probe", epochs=3, batch_size=8,
+                       num_workers=0, task_weighting="uncertainty")  # fmt: skip
+    assert load_file(str(run.dir / "model.safetensors"))["head.log_vars"].abs().sum() > 0

@@ -37,7 +37,7 @@ from graftkit.deploy.runtime import (
 )  # fmt: skip
 from graftkit.deploy.modality import RunModality, model_batches, run_modality, signature_for, validation_samples
 from graftkit.deploy.samples import Samples
-from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs
+from graftkit.deploy.signature import OUTPUT_NAME, Signature, example_inputs, join_outputs
 from graftkit.errors import ConfigError, GraftError
 from graftkit.rundir import RunSpec, read_json, read_run_json, replace_dir, sha256_file, write_json
 
@@ -250,12 +250,12 @@ def _export_onnx(sig: Signature, example: tuple[torch.Tensor, ...], path: Path, 
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, tracer warnings
         if exporter == "torchscript":
             torch.onnx.export(
-                sig.module, example, str(path), input_names=sig.input_names, output_names=[OUTPUT_NAME],
+                sig.module, example, str(path), input_names=sig.input_names, output_names=sig.output_names,
                 dynamic_axes=sig.dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False,
             )  # fmt: skip
         else:
             torch.onnx.export(
-                sig.module, example, str(path), input_names=sig.input_names, output_names=[OUTPUT_NAME],
+                sig.module, example, str(path), input_names=sig.input_names, output_names=sig.output_names,
                 dynamic_axes=sig.dynamic_axes, dynamo=True, external_data=False, verbose=False,
             )  # fmt: skip
 
@@ -275,7 +275,7 @@ def _torch_logits(sig: Signature, batches: list[dict[str, torch.Tensor]], engine
     module = engine.setup(sig.module)
     try:
         with torch.inference_mode(), engine.autocast():
-            return torch.cat([module(*engine.to_device(example_inputs(b, sig))).float().cpu() for b in batches])
+            return torch.cat([join_outputs(module(*engine.to_device(example_inputs(b, sig)))).float().cpu() for b in batches])
     finally:
         sig.module.to(memory_format=torch.contiguous_format)  # the graph is exported from the plain layout
 
@@ -284,8 +284,8 @@ def _session_runner(session: Any) -> Callable[[dict[str, torch.Tensor]], torch.T
     names = [i.name for i in session.get_inputs()]
 
     def run(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        (logits,) = session.run([OUTPUT_NAME], {n: batch[n].numpy() for n in names})
-        return torch.from_numpy(logits)
+        outputs = session.run([o.name for o in session.get_outputs()], {n: batch[n].numpy() for n in names})
+        return torch.from_numpy(join_outputs(outputs))  # multitask: one output per task, side by side
 
     return run
 
@@ -401,7 +401,7 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModa
         "classes": task.get("classes", []),
         "inputs": sig.input_spec,
         "output": {"name": OUTPUT_NAME, "shape": ["batch", max(len(task.get("classes", [])), 1)], "dtype": "float32", **post,
-                   **_temperature(meta, post)},
+                   **_temperature(meta, post), **({"names": sig.output_names} if sig.output_names != [OUTPUT_NAME] else {})},
         "model": {"id": meta.model.model_id, "arch": meta.model.arch},
         "weights_sha256": weights_digest(run_dir),
         "files": {},

@@ -14,11 +14,12 @@ from graftkit.strategies import (
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.loop import predict_probs, train_loop
 from graftkit.training.objective import TermBuilder, build_objective
+from graftkit.training.multitask import weighting_terms
 from graftkit.training.regularize import no_backbone_decay, regularizer_terms
 from graftkit.engine.progress import info
 
 
-TERM_BUILDERS: list[TermBuilder] = [regularizer_terms]
+TERM_BUILDERS: list[TermBuilder] = [regularizer_terms, weighting_terms]
 """The families of extra loss terms (domain adaptation, regularisers): each builds none unless its
 options are on."""
 
