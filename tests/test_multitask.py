@@ -101,6 +101,16 @@ def test_a_multitask_image_run_trains_every_head_keeps_masked_rows_and_predicts_
     header, row = buffer.getvalue().splitlines()[:2]
     assert header == "input,label,score,animal,warm,size" and row.endswith(",".join(preds[0].fields().values()))
 
+    # Serve: each prediction carries every task's label and score.
+    from fastapi.testclient import TestClient
+
+    from graftkit.deploy.serve import create_app
+
+    with TestClient(create_app(run.dir, max_wait_ms=5)) as client:
+        body = client.post("/predict", files=[("file", ("a.png", Path(image).read_bytes(), "image/png"))]).json()
+    served = body["predictions"][0]["tasks"]
+    assert set(served) == {"animal", "warm", "size"} and served["animal"]["label"] == preds[0].tasks["animal"]["label"]
+
 
 def test_task_spec_errors_name_the_problem():
     with pytest.raises(ConfigError, match="task names clash: 'topic' and 'Topic' name the same column"):
@@ -219,3 +229,28 @@ def test_uncertainty_weighting_trains_the_probe_head_too(tmp_path):
     run = graftkit.fit(_image_manifest(tmp_path), model=TINY_MODEL, task=SPEC, out=tmp_path / "probe", epochs=3, batch_size=8,
                        num_workers=0, task_weighting="uncertainty")  # fmt: skip
     assert load_file(str(run.dir / "model.safetensors"))["head.log_vars"].abs().sum() > 0
+
+
+def test_graft_train_on_a_text_manifest_with_three_label_columns(tmp_path, tiny_bert_dir, capsys):
+    from graftkit.cli import main
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(40):
+        good = i % 2 == 0
+        topic = "film" if i % 3 else "book"
+        rows.append({"text": f"the {topic} was {rng.choice(['good', 'great', 'lovely'] if good else ['bad', 'awful', 'dull'])}",
+                     "topic": topic, "sentiment": "" if i % 7 == 0 else ("pos" if good else "neg"), "score": 3.0 if good else -3.0})
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "mt"
+    code = main(["train", str(data), "--task", "topic:classification,sentiment:classification,score:regression", "--model", f"hf:{tiny_bert_dir}",
+                 "--out", str(out), "--epochs", "20", "--batch-size", "8", "--lr", "0.05", "--offline"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "multitask" and metrics["val"]["tasks"]["sentiment"]["n"] < metrics["val"]["n"]
+    assert metrics["val"]["sentiment/accuracy"] >= 0.75  # chance 0.5: the sentiment words decide it
+    capsys.readouterr()
+    assert main(["predict", str(out), "the film was great", "--format", "json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(line["tasks"]) == {"topic", "sentiment", "score"} and line["tasks"]["sentiment"]["label"] == "pos"
