@@ -58,6 +58,7 @@ def main() -> None:
     p.add_argument("--epochs", default="15,5", help="epochs per --per-class value")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--test-per-class", type=int, default=100, help="test images per class (from t10k)")
     p.add_argument("--sweep", action="store_true", help="choose each strength on the dev split (0.1x, 1x, 10x the paper's)")
     p.add_argument("--strengths", default="", help="method=strength,... to use (e.g. from --sweep); default the papers'")
     args = p.parse_args()
@@ -77,7 +78,7 @@ def main() -> None:
                     rows.append((per_class, method, f"{r['strength']:g}", f"{r['val']:.3f}", f"{r['wall_s']:.0f}"))
         report(f"Regulariser strength sweep on the dev split, seed 0 ({machine()})", rows, ("per class", "method", "strength", "dev acc", "wall s"))
         return
-    test = fashion_mnist_folder("fmnist-test-100pc-png", "t10k", 100, fmt="png", size=None, seed=2)
+    test = fashion_mnist_folder(f"fmnist-test-{args.test_per_class}pc-png", "t10k", args.test_per_class, fmt="png", size=None, seed=2)
     for per_class, ep in zip(sizes, epochs):
         runs = []
         for seed in range(args.seeds):
@@ -96,7 +97,8 @@ def main() -> None:
                          "–" if method == "none" else f"{statistics.mean(gains):+.3f} [{min(gains):+.3f}, {max(gains):+.3f}]",
                          f"{statistics.median(walls):.0f}"))  # fmt: skip
     report(
-        f"Regularised fine-tuning vs plain, EfficientNet-Lite0 64 px, Fashion-MNIST test (1,000 images), {args.seeds} seeds ({machine()})",
+        f"Regularised fine-tuning vs plain, EfficientNet-Lite0 {args.image_size} px, Fashion-MNIST test ({10 * args.test_per_class} images), "
+        f"{args.seeds} seeds ({machine()})",
         rows,
         ("per class", "epochs", "method", "strength", "test acc mean ± std", "median [min, max]", "vs plain (paired)", "wall s"),
     )

@@ -77,7 +77,8 @@ def test_a_multitask_image_run_trains_every_head_keeps_masked_rows_and_predicts_
     val = run.metrics["val"]
     assert val["tasks"]["animal"]["n"] == totals["val"] and val["tasks"]["warm"]["n"] < totals["val"]
     assert {"score", "animal/accuracy", "warm/accuracy", "size/mae"} <= set(val)
-    assert "animal/accuracy" in (run.dir / "report.html").read_text()
+    html = (run.dir / "report.html").read_text()
+    assert "animal/accuracy" in html and "Per task (val)" in html
     preds = graftkit.load(run.dir).predict([str(next((tmp_path / "img").rglob("*.png")))])
     assert set(preds[0].tasks) == {"animal", "warm", "size"} and preds[0].tasks["animal"]["label"] in ("cat", "dog", "fox")
     float(preds[0].tasks["size"]["label"])
@@ -100,6 +101,12 @@ def test_a_multitask_image_run_trains_every_head_keeps_masked_rows_and_predicts_
     write_predictions(iter(preds), "csv", 1, buffer)
     header, row = buffer.getvalue().splitlines()[:2]
     assert header == "input,label,score,animal,warm,size" and row.endswith(",".join(preds[0].fields().values()))
+
+    # graft evaluate scores each task on its labelled rows.
+    from graftkit.deploy.evaluate import evaluate
+
+    scored = evaluate(run.dir, data)["test"]
+    assert scored["tasks"]["animal"]["n"] == 30 and scored["tasks"]["warm"]["n"] == 20
 
     # Serve: each prediction carries every task's label and score.
     from fastapi.testclient import TestClient
