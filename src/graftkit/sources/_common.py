@@ -76,6 +76,18 @@ def not_available(model_id: str, where: str, *, offline: bool, cause: str = "") 
     )
 
 
+def download_errors() -> tuple[type[BaseException], ...]:
+    """The failures that mean "this download can't happen here": no network, a timeout, offline
+    mode, an HTTP error from the hub (all `OSError`s in huggingface_hub and requests), and httpx's
+    transport and status errors. Anything else is a bug and must surface with its own cause,
+    not be turned into "run graft pull"."""
+    try:
+        import httpx
+    except ImportError:
+        return (OSError,)
+    return (OSError, httpx.TransportError, httpx.HTTPStatusError)
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's CPU RNG inside the block without disturbing the global RNG state outside it.
