@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--quantize", choices=["int8"], help="also write export/model.int8.onnx (static for images, dynamic for text); accuracy and speed are measured")
-    p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32, 0.80 int8)")
+    p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32; int8: measured per model from its logit margins, see parity.json)")
     p.add_argument("--max-samples", type=_positive_int, default=256, help="validation samples used for parity, calibration and accuracy")
     p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="PyTorch's ONNX exporter")
     _precision_flags(p, "the PyTorch reference the export is checked against (fp32: the exported graph's own)", default="fp32")
