@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import MISSING, fields
 from typing import Any, Callable
 
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _route_warnings()
+    _terminate_as_interrupt()
     try:
         if args.command not in ("models", "pull"):
             from graftkit.engine import tune_malloc
@@ -417,12 +419,39 @@ def main(argv: list[str] | None = None) -> int:
     except GraftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted. A training run continues from its last checkpoint with --resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        by = str(e) or "SIGINT"
+        print(f"interrupted ({by}). {_resume_hint(args)}", file=sys.stderr)
+        return 143 if by == "SIGTERM" else 130
     except BrokenPipeError:  # `graft predict ... | head`: the reader left; that is not an error
         _silence_stdout()
         return 0
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) ends the command like Ctrl-C: an orderly exit with the
+    message naming --resume, and no half-written file (every artifact is written atomically)."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if getattr(args, "command", None) != "train":
+        return "Nothing was left half-written."
+    out = getattr(args, "out", None)
+    if getattr(args, "overwrite", False):
+        return f"The run that was in {out} is unchanged (--overwrite replaces it only when the new run is done)."
+    checkpoints = Path(out) / "checkpoints" / "last.pt" if out else None
+    if checkpoints is not None and checkpoints.is_file():
+        return (f"The last finished epoch is saved in {checkpoints.parent}; run the same `graft train` command with --resume "
+                "to continue from it (the interrupted epoch is repeated exactly).")  # fmt: skip
+    return "No epoch had finished, so there is no checkpoint yet: run the command again (add --resume once an epoch has finished)."
 
 
 def _route_warnings() -> None:

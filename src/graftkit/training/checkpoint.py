@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from graftkit.errors import RunDirError
-from graftkit.rundir import atomic_write
+from graftkit.rundir import atomic_write, remove_stale_temporaries
 from graftkit.training.loop import Decision, LoopState
 
 
@@ -71,6 +71,8 @@ def load_resume_point(run_dir: Path) -> ResumePoint:
         RunDirError: no checkpoint to resume from.
     """
     path = Path(run_dir) / "checkpoints" / "last.pt"
+    for folder in (path.parent, Path(run_dir)):
+        remove_stale_temporaries(folder)  # a process killed mid-write left them; the files they replace are whole
     if not path.is_file():
         raise RunDirError(f"cannot resume: {path} does not exist. Start the run without --resume.")
     try:
