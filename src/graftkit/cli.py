@@ -125,9 +125,13 @@ def _settings(args: argparse.Namespace, own: tuple[str, ...] = ()) -> dict[str, 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from graftkit.engine.distributed import is_distributed, launch
     from graftkit.training.fit import fit
 
-    fit(args.data, model=args.model, strategy=args.strategy, out=args.out, val=args.val, resume=args.resume, overwrite=args.overwrite, **_settings(args))
+    if args.devices > 1 and not is_distributed():  # start the N processes; each runs this command again
+        return launch(args.devices, args.argv)
+    fit(args.data, model=args.model, strategy=args.strategy, out=args.out, val=args.val, resume=args.resume, overwrite=args.overwrite,
+        track=args.track, **_settings(args))  # fmt: skip
     return 0
 
 
@@ -287,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="separate validation folder or manifest")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (same data; flags that differ are refused)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out: the new run is built beside it and swapped in only when it has finished; if it fails, the old run stays as it was")
+    # scale (issue 11): processes and tracking
+    p.add_argument("--devices", type=_positive_int, default=1, help="train in N processes (DDP through Accelerate: one per GPU with "
+                   "--device cuda, else N CPU processes on gloo); --batch-size stays the global batch. Multi-node: accelerate launch -m graftkit train ...")
+    p.add_argument("--track", choices=["mlflow", "tensorboard"], default=None, help="also log params, per-epoch metrics and the run's files to "
+                   "MLflow (MLFLOW_TRACKING_URI, default sqlite:///<runs folder>/mlflow.db) or TensorBoard (<run>/tensorboard)")
     _train_flags(p)
 
     p = add("evaluate", cmd_evaluate, "Score a run on labelled data; writes metrics.json, report.html and plots.")
@@ -407,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --devices N` starts N processes of the same command
     _route_warnings()
+    _quiet_other_ranks()
     try:
         if args.command not in ("models", "pull"):
             from graftkit.engine import tune_malloc
@@ -423,6 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `graft predict ... | head`: the reader left; that is not an error
         _silence_stdout()
         return 0
+
+
+def _quiet_other_ranks() -> None:
+    """Processes other than rank 0 of a multi-process run print nothing but errors."""
+    from graftkit.engine.distributed import is_main_process
+
+    if not is_main_process():
+        from graftkit.engine.progress import console
+
+        console.quiet = True
 
 
 def _route_warnings() -> None:

@@ -64,8 +64,12 @@ class ResumePoint:
     history: list[dict[str, Any]]
 
 
-def load_resume_point(run_dir: Path) -> ResumePoint:
+def load_resume_point(run_dir: Path, *, rewrite_history: bool = True) -> ResumePoint:
     """Read `checkpoints/last.pt` (+ best weights) without unpickling arbitrary objects.
+
+    Args:
+        rewrite_history: Rewrite history.jsonl from the checkpoint (False: a process other than
+            rank 0 of a multi-process run, which only reads).
 
     Raises:
         RunDirError: no checkpoint to resume from.
@@ -82,7 +86,8 @@ def load_resume_point(run_dir: Path) -> ResumePoint:
                           "Start the run again with --overwrite.") from None
     history = json.loads(ckpt["history"])
     # history.jsonl may hold an epoch written after the checkpoint: rewrite it from the checkpoint.
-    (Path(run_dir) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    if rewrite_history:
+        (Path(run_dir) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     return ResumePoint(
         ckpt["epoch"], ckpt["model"], ckpt["optimizer"], ckpt["scheduler"], ckpt["best_epoch"], ckpt["best_score"], best_state, history
     )

@@ -57,15 +57,19 @@ def _state_dict_digest(module: nn.Module) -> str:
 @torch.inference_mode()
 def compute_features(backbone: nn.Module, loader, engine: Engine, *, description: str = "features") -> torch.Tensor:
     """Run the frozen backbone over `loader` (yielding `(inputs, _)`), returning `[N, D]` fp32 on CPU
-    in the order of the loader's samples (text loaders that sort by length say how in `order`)."""
+    in the order of the loader's samples (text loaders that sort by length say how in `order`).
+
+    With several processes each computes its shard of every batch and all get every row (gathered
+    once, as computed)."""
     out = []
+    loader = engine.shard(loader)
     unit = "seq" if getattr(backbone, "modality", "image") == "text" else "img"
     with eval_mode(backbone), EpochProgress(description, total=len(loader), unit=unit) as bar:
         for inputs, targets in loader:
             inputs = engine.to_device(inputs)
             with engine.autocast():
                 feats = backbone.forward_features(inputs)  # (B, D)
-            out.append(feats.float().cpu())
+            out.append(engine.gather(feats.float()).cpu())  # several processes: the batch's rows from all, once
             bar.advance(len(targets))
     if not out:
         return torch.zeros((0, backbone.num_features))
@@ -105,7 +109,9 @@ def extract_features(
     found, missing = cache.lookup(digests)
     if missing:
         new = compute_features(backbone, make_loader([paths[i] for i in missing]), engine, description=description)
-        cache.store([digests[i] for i in missing], new)
+        if engine.is_main:  # several processes computed them together; one writes
+            cache.store([digests[i] for i in missing], new)
+        engine.wait()
         found.update(zip(missing, new))
     feats = torch.stack([found[i] for i in range(len(paths))]) if paths else torch.zeros((0, backbone.num_features))
     return feats, FeatureStats(computed=len(missing), cached=len(paths) - len(missing), seconds=time.perf_counter() - t0)
