@@ -89,9 +89,19 @@ class AccelerateEngine:
             return model  # already prepared (the inference engine after training)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if not self.training or not any(p.requires_grad for p in model.parameters()):  # inference: no DDP
+        if not self.training:  # inference (features, validation after training): no DDP
             return model.to(self.device)
-        prepared = self.accelerator.prepare_model(model)
+        # DDP syncs only the parameters that require gradients when it wraps the model, but strategies
+        # freeze and unfreeze layer groups between epochs (and LP-FT's warm-up left the backbone
+        # frozen): register them all; those without a gradient in a step are DDP's "unused" ones.
+        trains = {p: p.requires_grad for p in model.parameters()}
+        for p in trains:
+            p.requires_grad_(True)
+        try:
+            prepared = self.accelerator.prepare_model(model)
+        finally:
+            for p, flag in trains.items():
+                p.requires_grad_(flag)
         if isinstance(prepared, nn.parallel.DistributedDataParallel):
             prepared.__class__ = _TransparentDDP  # state dicts without `module.`: checkpoints match one process's
         return prepared
