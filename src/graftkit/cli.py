@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import MISSING, fields
 from typing import Any, Callable
 
@@ -171,6 +172,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export(args.run, args.format, quantize=args.quantize, min_agreement=args.min_agreement, max_samples=args.max_samples, exporter=args.exporter,
                     precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     print(result.summary())
+    from graftkit.training.tracking import log_exports
+
+    if log_exports(Path(args.run), Path(args.run) / "export"):  # a run trained with --track mlflow: exports join its MLflow run
+        from graftkit.engine.progress import info
+
+        info("export/ logged to the run's MLflow run")
     return 0
 
 
@@ -179,6 +186,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.run, host=args.host, port=args.port, backend=args.backend, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from graftkit.engine.progress import results_console
+    from graftkit.rundir.listing import format_runs, list_runs
+
+    out = format_runs(list_runs(args.folder, sort=args.sort), args.format)
+    if isinstance(out, str):
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    else:
+        results_console().print(out)
     return 0
 
 
@@ -394,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _train_flags(p, skip=("epochs", "seed", "time_budget"))
+
+    p = add("runs", cmd_runs, "Compare the run directories in a folder: model, strategy, task, headline metric, time, data size.")
+    p.add_argument("folder", nargs="?", default="runs", help="folder holding run directories (default runs)")
+    p.add_argument("--sort", default="finished", help="column to sort by: run, status, model, strategy, task, metric, value (best first), "
+                   "finished, train, val, seconds (default finished)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
     p = add("models", cmd_models, "List model ids, their source, size, input size and offline availability.")
     p.add_argument("pattern", nargs="?", help="wildcard over all timm/torchvision names, e.g. 'timm:*resnet*'")

@@ -115,10 +115,15 @@ def fit(
 
         tracker = open_tracker(track, plan)
         callbacks = [*callbacks, tracker]
-    trained = train_run(plan, callbacks)
-    if not is_main_process():  # several processes (--devices N): rank 0 alone writes the run's results
-        return Run(plan.destination, {}, trained.result.history, plan.cfg)
-    metrics = finish_run(plan, trained)
+    try:
+        trained = train_run(plan, callbacks)
+        if not is_main_process():  # several processes (--devices N): rank 0 alone writes the run's results
+            return Run(plan.destination, {}, trained.result.history, plan.cfg)
+        metrics = finish_run(plan, trained)
+    except BaseException:
+        if tracker is not None:
+            tracker.fail()
+        raise
     if tracker is not None:
         tracker.finish(plan.destination, metrics)
     return Run(plan.destination, metrics, trained.result.history, plan.cfg)
