@@ -30,7 +30,7 @@ def _env() -> dict[str, str]:
 
 
 def _graft(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "graftkit", *args], env=_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "graftkit.cli", *args], env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -1,7 +1,7 @@
 """Several processes through Hugging Face Accelerate: `AccelerateEngine` behind the loop's `Engine` seam.
 
 `graft train --devices N` starts N processes (`launch`, through `torch.distributed.run`, the
-launcher `accelerate launch` uses); `accelerate launch -m graftkit train ...` does the same across
+launcher `accelerate launch` uses); `accelerate launch -m graftkit.cli train ...` does the same across
 machines. Each process builds the same plan, then:
 
 - the model is wrapped in DDP by `Accelerator.prepare` (gradients all-reduced before each optimizer
@@ -191,7 +191,7 @@ class _TransparentDDP(nn.parallel.DistributedDataParallel):
 
 
 def launch(processes: int, argv: Sequence[str]) -> int:
-    """Run `python -m graftkit ARGV` in `processes` processes on this machine (`torch.distributed.run`,
+    """Run `python -m graftkit.cli ARGV` in `processes` processes on this machine (`torch.distributed.run`,
     standalone rendezvous on loopback) and return the exit code (the first failure's).
 
     Raises:
@@ -201,7 +201,7 @@ def launch(processes: int, argv: Sequence[str]) -> int:
         raise ConfigError(f"--devices must be >= 1, got {processes}")
     from torch.distributed.run import get_args_parser, run
 
-    args = get_args_parser().parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(processes), "--module", "graftkit", *argv])
+    args = get_args_parser().parse_args(["--standalone", "--nnodes", "1", "--nproc-per-node", str(processes), "--module", "graftkit.cli", *argv])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     try:
         run(args)
