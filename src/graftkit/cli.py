@@ -463,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_other_ranks() -> None:
     """Processes other than rank 0 of a multi-process run print nothing but errors."""
-    from graftkit.engine.distributed import is_main_process
+    import os
 
-    if not is_main_process():
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # as engine.distributed.is_main_process, without importing torch
         from graftkit.engine.progress import console
 
         console.quiet = True
