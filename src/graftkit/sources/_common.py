@@ -78,14 +78,20 @@ def not_available(model_id: str, where: str, *, offline: bool, cause: str = "") 
 
 def download_errors() -> tuple[type[BaseException], ...]:
     """The failures that mean "this download can't happen here": no network, a timeout, offline
-    mode, an HTTP error from the hub (all `OSError`s in huggingface_hub and requests), and httpx's
-    transport and status errors. Anything else is a bug and must surface with its own cause,
-    not be turned into "run graft pull"."""
-    try:
-        import httpx
-    except ImportError:
-        return (OSError,)
-    return (OSError, httpx.TransportError, httpx.HTTPStatusError)
+    mode, an HTTP error from the hub (all `OSError`s in huggingface_hub and requests), and the
+    transport and status errors of httpx (or its fork httpx2, which huggingface_hub uses when
+    installed). Anything else is a bug and must surface with its own cause, not be turned into
+    "run graft pull"."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors += [getattr(module, cls) for cls in ("TransportError", "HTTPStatusError") if hasattr(module, cls)]
+    return tuple(errors)
 
 
 @contextmanager
