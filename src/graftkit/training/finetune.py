@@ -39,8 +39,8 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
         model.load_state_dict(resume_point.model)
     model = engine.setup(model)
     groups = backbone.layer_groups()
-    train_loader = inputs.labelled_loader("train", task, train=True)
-    val_loader = inputs.labelled_loader("val", task, train=False)
+    train_loader = engine.shard(inputs.labelled_loader("train", task, train=True))  # several processes: 1/N of each batch
+    val_loader = engine.shard(inputs.labelled_loader("val", task, train=False))
 
     if strat.kind == "lora":
         from graftkit.strategies import lora_parameters
@@ -60,6 +60,7 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
     if objective is not None and objective.parameters():
         param_groups.append({"params": objective.parameters(), "weight_decay": cfg.weight_decay, "lr": cfg.peak_lr, "name": "objective"})
     optimizer, scheduler = build_optimizer(param_groups, cfg, cfg.epochs * len(train_loader), resume_point)
+    optimizer = getattr(engine, "setup_optimizer", lambda o: o)(optimizer)  # Accelerate's fp16 steps through its loss scaler
     last_logged = [-1]
 
     def prepare_epoch(epoch: int) -> None:
@@ -89,11 +90,12 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
     )
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
+    model = getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     model = model.to(memory_format=torch.contiguous_format)
     outputs = {}
     for split in ("val", "test"):
         if inputs.samples(split):
-            loader = val_loader if split == "val" else inputs.labelled_loader(split, task, train=False)
+            loader = val_loader if split == "val" else infer_engine.shard(inputs.labelled_loader(split, task, train=False))
             outputs[split] = predict_probs(infer_engine.setup(model), loader, infer_engine, task)
     model.to(memory_format=torch.contiguous_format)
     return result, outputs

@@ -116,6 +116,7 @@ def plan_fit(
         task.check_data(dataset, backbone)
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
+    _check_distributed(cfg)
     if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
         from graftkit.training.auto import plan_run  # measure, decide, fit the epochs
 
@@ -136,7 +137,7 @@ def plan_fit(
     train = training_settings(arch, **layout) if cfg.parsed_strategy.kind != "linear-probe" else infer
     precision = Precision(train.precision, train.reason, infer.precision, infer.reason, infer.channels_last, infer.device)
 
-    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid; an old run is kept
+    run_dir = _prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid; an old run is kept
     return FitPlan(
         cfg, Path(data), dataset, backbone, task, modality, precision, run_dir, resume, started, auto, auto_key, out=Path(out)
     )  # fmt: skip
@@ -280,3 +281,27 @@ def _check_image_size(backbone: nn.Module, size: int) -> None:
             f"--image-size {size} does not fit {backbone.weights.arch} ({str(e).splitlines()[0][:120]}); "
             f"leave it unset to use the model's own size {backbone.preprocess.input_size}"
         ) from None
+
+
+def _prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Path:
+    """`rundir.prepare_run_dir` in the main process; the other processes of a multi-process run
+    (`--devices N`) write nothing and only learn where rank 0 writes."""
+    from graftkit.engine.distributed import is_main_process
+
+    if is_main_process():
+        return rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if not resume and overwrite and (Path(out) / rundir.SPEC_FILE).exists():
+        return rundir.build_dir(out)
+    return Path(out)
+
+
+def _check_distributed(cfg: TrainConfig) -> None:
+    """Settings that decide from the wall clock would differ between processes: refused with `--devices`."""
+    from graftkit.engine.distributed import is_distributed, world_size
+
+    if not is_distributed():
+        return
+    if cfg.strategy == "auto" or cfg.time_budget is not None:
+        flag = "--strategy auto" if cfg.strategy == "auto" else "--time-budget"
+        raise ConfigError(f"{flag} times this machine to decide, which {world_size()} processes would each do differently: "
+                          "choose a strategy and --epochs with --devices, or train in one process")  # fmt: skip
