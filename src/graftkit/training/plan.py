@@ -296,7 +296,8 @@ def _prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Path:
 
 
 def _check_distributed(cfg: TrainConfig) -> None:
-    """Settings that decide from the wall clock would differ between processes: refused with `--devices`."""
+    """Settings refused with `--devices`: those that decide from the wall clock (each process would decide
+    differently) and loss terms that run outside the distributed forward."""
     from graftkit.engine.distributed import is_distributed, world_size
 
     if not is_distributed():
@@ -305,3 +306,8 @@ def _check_distributed(cfg: TrainConfig) -> None:
         flag = "--strategy auto" if cfg.strategy == "auto" else "--time-budget"
         raise ConfigError(f"{flag} times this machine to decide, which {world_size()} processes would each do differently: "
                           "choose a strategy and --epochs with --devices, or train in one process")  # fmt: skip
+    extra = [flag for flag, on in (("--regularize", cfg.regularize is not None),
+                                   ("--task-weighting", cfg.task_weighting not in (None, "equal"))) if on]  # fmt: skip
+    if extra:  # their loss terms read the backbone's features outside DDP's forward, which syncs gradients
+        raise ConfigError(f"{' and '.join(extra)} cannot be combined with --devices yet (its loss terms run outside the "
+                          "distributed model's forward, so gradients would not be synchronised): train in one process")  # fmt: skip
