@@ -56,14 +56,23 @@ def test_loopback_stays_open(network_guard):
 def test_loading_hub_weights_online_is_refused_and_recorded(network_guard, monkeypatch):
     """The case the old socket patch missed: the download code caught the refusal and the test passed."""
     network_guard.expect()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(Path.cwd() / "hf"))
+    _online(monkeypatch)
     monkeypatch.setenv("TORCH_HOME", str(Path.cwd() / "torch"))
     from graftkit.sources import load_backbone
 
     with pytest.raises(WeightsNotAvailableError, match="graft pull timm:resnet18"):
         load_backbone("timm:resnet18")
     assert any("huggingface.co" in a for a in network_guard.attempts), network_guard.attempts
+
+
+def _online(monkeypatch) -> None:
+    """Online mode, also for a huggingface_hub imported earlier in offline mode (it reads
+    HF_HUB_OFFLINE once, at import)."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(Path.cwd() / "hf"))
 
 
 def _guarded_env(log: Path) -> dict[str, str]:
@@ -105,8 +114,7 @@ def test_downloads_let_unexpected_errors_surface_with_their_cause(model_id, monk
 
     from graftkit.sources import load_backbone
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(Path.cwd() / "hf"))
+    _online(monkeypatch)
 
     def broken(*args, **kwargs):
         raise ValueError("a bug in the download code")

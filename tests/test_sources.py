@@ -253,9 +253,12 @@ def test_missing_weights_offline_fail_at_once(model_id: str) -> None:
 
 
 @pytest.mark.parametrize("model_id", ["timm:resnet18", "tv:resnet18"])
-def test_missing_weights_online_fail_fast_without_internet(model_id: str, network_guard) -> None:
+def test_missing_weights_online_fail_fast_without_internet(model_id: str, network_guard, monkeypatch: pytest.MonkeyPatch) -> None:
     """Online mode with the network refused (the test guard): a quick `graft pull` error."""
+    import huggingface_hub.constants
+
     network_guard.expect()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once at import
     resolve(model_id)  # imports done outside the timed part
     start = time.monotonic()
     with pytest.raises(WeightsNotAvailableError, match=f"`graft pull {model_id}`"):
