@@ -10,7 +10,21 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.netguard import NetworkGuard
+
 TINY_MODEL = "scratch:timm:test_efficientnet"  # 0.36M params, random init, no download
+
+
+@pytest.fixture(autouse=True)
+def network_guard():
+    """Every test runs offline, provably: each attempt to reach another host is refused *and*
+    recorded, and a recorded attempt fails the test at teardown even when the code under test
+    swallowed the refusal. A test that tries the network on purpose calls `network_guard.expect()`."""
+    guard = NetworkGuard().install()
+    yield guard
+    guard.uninstall()
+    if guard.attempts and not guard.expected:
+        pytest.fail(f"the test tried to reach the network: {', '.join(dict.fromkeys(guard.attempts))}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

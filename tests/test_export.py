@@ -142,6 +142,65 @@ def test_parity_failure_fails_loudly_and_removes_the_file(exported, tmp_path, mo
     assert _read(run, "parity.json")["onnx"]["passed"] is False
 
 
+@pytest.mark.parametrize("wrong", [lambda x: 1.5 * x, lambda x: x + 0.5], ids=["scaled", "shifted"])
+def test_fp32_parity_fails_on_logits_that_keep_every_top_class(exported, tmp_path, monkeypatch, wrong):
+    """Top-1 agreement alone would pass these: every argmax is unchanged."""
+    run = copy_run(exported, tmp_path / "broken")
+    import graftkit.deploy.export as ex
+
+    real = ex._session_runner
+    monkeypatch.setattr(ex, "_session_runner", lambda session: (lambda batch: wrong(real(session)(batch))))
+    with pytest.raises(ExportParityError, match=r"max \|Δ logits\| [0-9.e-]+ > tolerance"):
+        export(run, "onnx")
+    rec = _read(run, "parity.json")["onnx"]
+    assert rec["agreement"] == 1.0 and rec["logits_within_tolerance"] is False and rec["passed"] is False
+
+
+def test_parity_on_no_inputs_is_an_error(exported, tmp_path, monkeypatch):
+    run = copy_run(exported, tmp_path / "empty")
+    import graftkit.deploy.export as ex
+    from graftkit.deploy.samples import Samples
+
+    monkeypatch.setattr(ex, "validation_samples", lambda *a, **k: Samples([], None, "no inputs at all"))
+    monkeypatch.setattr(ex, "model_batches", lambda *a, **k: iter([]))
+    monkeypatch.setattr(ex, "_torch_logits", lambda sig, batches, engine: torch.zeros(0, 3))
+    with pytest.raises(ExportParityError, match="no inputs to check the export on .no inputs at all.: parity on nothing proves nothing"):
+        export(run, "onnx")
+
+
+def test_the_int8_threshold_is_measured_per_model():
+    """Wide margins demand near-total agreement; close classes allow flips; noise is capped."""
+    from graftkit.deploy.export import int8_threshold
+    from graftkit.tasks import ClassificationTask
+
+    task = ClassificationTask(["a", "b", "c"])
+    g = torch.Generator().manual_seed(1)
+    wide = torch.randn(500, 3, generator=g) + torch.tensor([[8.0, 0.0, 0.0]])  # class a by far
+    close = torch.randn(500, 3, generator=g) * 0.05
+    assert int8_threshold(task, wide, 0.05, budget=1.0) > 0.98
+    assert int8_threshold(task, close, 0.05, budget=1.0) < 0.8
+    assert int8_threshold(task, close, 0.05, budget=0.001) > int8_threshold(task, close, 0.05, budget=1.0)  # capped by the budget
+
+
+def test_int8_with_shuffled_classes_fails_its_measured_threshold(exported, tmp_path, monkeypatch):
+    run = copy_run(exported, tmp_path / "int8-broken")
+    import graftkit.deploy.export as ex
+
+    real = ex._session_runner
+    calls = []
+
+    def second_session_shuffled(session):
+        calls.append(session)
+        inner = real(session)
+        return (lambda batch: inner(batch).roll(1, dims=1)) if len(calls) == 2 else inner  # the int8 one
+
+    monkeypatch.setattr(ex, "_session_runner", second_session_shuffled)
+    with pytest.raises(ExportParityError, match="onnx-int8: .*int8 noise budget"):
+        export(run, "onnx", quantize="int8")
+    rec = _read(run, "parity.json")["onnx-int8"]
+    assert rec["passed"] is False and rec["min_agreement"] == rec["measured_min_agreement"]
+
+
 def test_bad_options_are_reported_together(exported):
     with pytest.raises(ConfigError, match="--format 'tflite'.*--exporter 'x'"):
         export(exported, "tflite", exporter="x")

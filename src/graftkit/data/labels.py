@@ -25,6 +25,9 @@ class LabelKind(str, Enum):
     CONTINUATION = "continuation"
     BOXES = "boxes"
     """Object boxes with class names per image (detection: COCO JSON, YOLO, Pascal VOC)."""
+    RECORD = "record"
+    """Several label columns (multitask): a manifest row's other columns as a `{column: raw value}`
+    dict (empty cells kept as they are); the task parses each column as its part's kind."""
 
     @property
     def has_classes(self) -> bool:

@@ -45,10 +45,11 @@ __all__ = [
     "stratified_split",
 ]
 
-_IMAGE_KINDS = (LabelKind.CLASS, LabelKind.CLASSES, LabelKind.VALUE)
+_IMAGE_KINDS = (LabelKind.CLASS, LabelKind.CLASSES, LabelKind.VALUE, LabelKind.RECORD)
 _KIND_WORDS = {
     LabelKind.CLASSES: "several labels per image (like a|b, for --task multilabel)",
     LabelKind.VALUE: "numeric targets (for --task regression)",
+    LabelKind.RECORD: "several label columns (for a multitask --task NAME:KIND,...; a 'path' column and one column per task)",
 }
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
 _MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -478,7 +479,7 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool, kind: 
         return {}
     if rows is None:
         return {}
-    missing = [c for c in ("path", "label") if c not in columns]
+    missing = [c for c in (("path",) if kind is LabelKind.RECORD else ("path", "label")) if c not in columns]  # RECORD: the task's columns
     for c in missing:
         problems.add(
             "missing columns",
@@ -505,7 +506,8 @@ def _read_manifest(path: Path, problems: Problems, *, allow_splits: bool, kind: 
         elif not isinstance(raw_path, (str, int)) or isinstance(raw_path, bool):
             problems.add("bad manifest rows", f"{path} {where}: 'path' must be a string, got {json.dumps(raw_path)}")
             bad = True
-        label = core.parse_label(row.get("label"), kind)
+        raw_label = {k: v for k, v in row.items() if k not in ("path", "split")} if kind is LabelKind.RECORD else row.get("label")
+        label = core.parse_label(raw_label, kind)
         if isinstance(label, core.BadLabel):
             bad_labels.add_label(label, line)
             bad = True
@@ -661,11 +663,17 @@ def content_keys(paths: Iterable[Path]) -> dict[Path, str]:
 
 
 def _check_files(samples: list[Sample], problems: Problems) -> None:
-    """Run `check_image` on every file (sequentially: about 0.1 ms a file; threads were slower)."""
-    for s in samples:
-        problem = check_image(s.path)
-        if problem is not None:
-            problems.add("unreadable files", problem)
+    """Run `check_image` on every file (sequentially: about 0.1 ms a file; threads were slower),
+    one at a time with a progress bar on terminals (a manifest of 100,000+ files: only each file's
+    header is read, nothing is kept)."""
+    from graftkit.engine.progress import EpochProgress
+
+    with EpochProgress("checking images", total=len(samples), unit="file", enabled=len(samples) >= 1000) as bar:
+        for s in samples:
+            problem = check_image(s.path)
+            if problem is not None:
+                problems.add("unreadable files", problem)
+            bar.advance(1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ _TEXT_DEFAULTS = {
     LabelKind.VALUE: _TEXT_COLUMNS,
     LabelKind.SEQUENCE: ("source", *_TEXT_COLUMNS),
     LabelKind.CONTINUATION: (*_TEXT_COLUMNS, "prompt"),
+    LabelKind.RECORD: _TEXT_COLUMNS,
 }
 _LABEL_DEFAULTS = {
     LabelKind.CLASS: ("label", "labels", "class", "category"),
@@ -556,6 +557,9 @@ class _Reader:
         # A continuation is read only for prompts, or when --label-col names one.
         is_prompt = (text_name or "").strip().lower() == "prompt"
         wants_label = self.labelled and (not continuation or self.label_col is not None or is_prompt)
+        record = kind is LabelKind.RECORD  # multitask: every other column is a label column the task reads
+        if record:
+            wants_label = False
         label_name = None
         if wants_label:
             label_name = self._pick(path, names, self.label_col, _LABEL_DEFAULTS[kind], kind.noun, "--label-col", True)
@@ -570,6 +574,9 @@ class _Reader:
                 what = "empty or whitespace-only text" if isinstance(text, str) else "text is not a string"
                 what = "no text" if text is None else what
                 bad.add("empty texts", what, row, "fill in the text or remove these rows")
+                continue
+            if record and self.labelled:
+                samples.append(TextSample(text, label={k: v for k, v in values.items() if k != text_name and k.strip().lower() != "split"}, row=row))
                 continue
             if label_name is None:
                 samples.append(TextSample(text, row=row))

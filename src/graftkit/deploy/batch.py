@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import io
 import json
 import sys
@@ -225,10 +226,15 @@ def write_predictions(predictions: Iterable[Any], fmt: str, top_k: int, out: Tex
             n += 1
     elif fmt == "csv":
         w = csv.writer(out)
-        w.writerow(["input", "label", "score"] + [f"top{i + 1}_{c}" for i in range(top_k) for c in ("label", "score")][2:])
-        for p in predictions:
-            rest = [x for label, s in p.top_k[1:] for x in (label, f"{s:.6f}")]
-            w.writerow([p.input, p.label, f"{p.score:.6f}", *rest])
+        predictions = iter(predictions)
+        first = next(predictions, None)
+        extra = list(first.fields()) if hasattr(first, "fields") else []  # multitask: one column per task
+        w.writerow(["input", "label", "score"] + [f"top{i + 1}_{c}" for i in range(top_k) for c in ("label", "score")][2:] + extra)
+        for p in itertools.chain([first] if first is not None else [], predictions):
+            rest = [x for label, s in p.top_k[1:top_k] for x in (label, f"{s:.6f}")]
+            if extra:  # the task columns come after the top-k ones: pad a short top-k list
+                rest += [""] * (2 * (top_k - 1) - len(rest))
+            w.writerow([p.input, p.label, f"{p.score:.6f}", *rest, *(p.fields()[c] for c in extra)])
             n += 1
     else:
         from rich.table import Table

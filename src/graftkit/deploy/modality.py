@@ -482,8 +482,10 @@ def signature_for(model: nn.Module, meta: RunSpec, task: Any) -> Signature:
         ConfigError: The run's task is not one graph (text generation): not exportable; or the
             run's modality is unknown.
     """
+    from graftkit.deploy.signature import split_outputs
+
     output_spec = task.export_spec()  # raises for text generation
-    return run_modality(meta).signature(model, output_spec)
+    return split_outputs(run_modality(meta).signature(model, output_spec))  # multitask: one output per task
 
 
 def validation_samples(run_dir: str | Path, meta: RunSpec, limit: int | None = None, seed: int = 0) -> Samples:

@@ -92,8 +92,8 @@ class OnnxRuntimeModel:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Logits `[B, C]` for named numpy inputs (no torch involved)."""
-        (logits,) = self.session.run(None, {n: feeds[n] for n in self.input_names})
-        return logits
+        outputs = self.session.run(None, {n: feeds[n] for n in self.input_names})
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)  # multitask: one output per task
 
 
 def _default_threads() -> int:

@@ -14,6 +14,9 @@ from graftkit.lazy import lazy_exports
 _EXPORTS = {
     "Engine": "graftkit.engine.device",
     "LocalEngine": "graftkit.engine.device",
+    "AccelerateEngine": "graftkit.engine.distributed",
+    "make_engine": "graftkit.engine.distributed",
+    "is_main_process": "graftkit.engine.distributed",
     "eval_mode": "graftkit.engine.device",
     "resolve_device": "graftkit.engine.device",
     "tune_malloc": "graftkit.engine.memory",

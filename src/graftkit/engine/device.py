@@ -3,7 +3,7 @@
 Device placement, mixed precision, backward, gradient accumulation, gradient clipping and metric
 reduction go through an `Engine`, so that multi-GPU training can hand them to Lightning Fabric or
 Accelerate (whose objects have the same verbs) without touching the loop. `LocalEngine` is the
-single-process default; `engine/precision.py` decides its precision and memory format.
+single-process default, `AccelerateEngine` (`engine/distributed.py`) one of several processes; `engine/precision.py` decides its precision and memory format.
 """
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ class Engine(Protocol):
     def backward(self, loss: torch.Tensor) -> None: ...
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> torch.Tensor: ...
     def reduce_sum(self, value: torch.Tensor) -> torch.Tensor: ...
+    def shard(self, loader: Any) -> Any:
+        """This process's share of a loader (several processes: a disjoint 1/N of every batch)."""
+        ...
+    def gather(self, value: torch.Tensor) -> torch.Tensor:
+        """A batch's per-sample rows from every process, each sample once (`gather_for_metrics`)."""
+        ...
+    def wait(self) -> None:
+        """Wait until every process gets here (one process: returns at once)."""
+        ...
 
 
 class LocalEngine:
@@ -82,6 +91,15 @@ class LocalEngine:
 
     def reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
         return value  # single process: nothing to reduce
+
+    def shard(self, loader: Any) -> Any:
+        return loader  # one process sees every batch
+
+    def gather(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def wait(self) -> None:
+        return None
 
 
 def resolve_device(requested: str = "auto") -> str:

@@ -83,6 +83,19 @@ def _headline_html(metrics: dict[str, Any]) -> str:
     return f'<div class="cards">{cards}</div>'
 
 
+def _per_task_html(tasks: dict[str, dict[str, Any]]) -> str:
+    """One row per task of a multitask run: its labelled samples and scalar metrics."""
+    names = list(dict.fromkeys(k for m in tasks.values() for k, v in m.items() if isinstance(v, (int, float)) and k != "n"))
+    head = "<tr><th>task</th><th>n</th>" + "".join(f"<th>{escape(k)}</th>" for k in names) + "</tr>"
+    rows = "".join(
+        f"<tr><td>{escape(str(t))}</td><td class=\"num\">{escape(str(m.get('n', '')))}</td>"
+        + "".join(f'<td class="num">{escape(_fmt_metric(m[k])) if isinstance(m.get(k), (int, float)) else "–"}</td>' for k in names)
+        + "</tr>"
+        for t, m in tasks.items()
+    )
+    return f"<table>{head}{rows}</table>"
+
+
 def _per_class_html(per_class: dict[str, dict[str, Any]]) -> str:
     head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
     rows = "".join(
@@ -180,6 +193,8 @@ def write_report(
         f"<h2>Metrics ({split})</h2>",
         _headline_html(metrics),
     ]
+    if isinstance(metrics.get("tasks"), dict):  # multitask: each task's own scalar metrics, on its labelled samples
+        sections += [f"<h2>Per task ({split})</h2>", _per_task_html(metrics["tasks"])]
     if history:
         plot_learning_curves(history, out / LEARNING_CURVES_PNG, best_epoch=best_epoch, warmup=warmup)
         sections += ["<h2>Learning curves</h2>", _img(LEARNING_CURVES_PNG, "learning curves")]

@@ -7,7 +7,7 @@ older schemas on read (`rundir/migrate.py`).
 
 from __future__ import annotations
 
-from graftkit.rundir._files import atomic_write, read_json, read_run_json, replace_dir, sha256_file, write_json
+from graftkit.rundir._files import atomic_write, read_json, read_run_json, remove_stale_temporaries, replace_dir, sha256_file, write_json
 from graftkit.rundir.directory import REQUIRED_FILES, build_dir, check_run_dir, prepare_run_dir, publish_run, read_finished
 from graftkit.rundir.load import load_model
 from graftkit.rundir.migrate import SCHEMA_VERSION, migrate
@@ -15,6 +15,7 @@ from graftkit.rundir.spec import SPEC_FILE, ModelInfo, Precision, RunSpec, TextI
 
 __all__ = [
     "atomic_write",
+    "remove_stale_temporaries",
     "build_dir",
     "publish_run",
     "read_run_json",

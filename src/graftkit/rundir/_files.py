@@ -29,6 +29,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise RunDirError(f"cannot write {path}: {e.strerror or e}. Free some disk space or choose another folder; the previous file is unchanged.") from None
+    except BaseException:  # Ctrl-C or SIGTERM mid-write: the old file stays, the half-written one goes
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the `.NAME.tmp` files `atomic_write` leaves when a process is killed mid-write
+    (`kill -9`, power loss); they are never read. Returns what was removed."""
+    stale = sorted(Path(folder).glob(".*.tmp")) if Path(folder).is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, data: Any) -> None:

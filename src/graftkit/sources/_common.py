@@ -76,6 +76,24 @@ def not_available(model_id: str, where: str, *, offline: bool, cause: str = "") 
     )
 
 
+def download_errors() -> tuple[type[BaseException], ...]:
+    """The failures that mean "this download can't happen here": no network, a timeout, offline
+    mode, an HTTP error from the hub (all `OSError`s in huggingface_hub and requests), and the
+    transport and status errors of httpx (or its fork httpx2, which huggingface_hub uses when
+    installed). Anything else is a bug and must surface with its own cause, not be turned into
+    "run graft pull"."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors += [getattr(module, cls) for cls in ("TransportError", "HTTPStatusError") if hasattr(module, cls)]
+    return tuple(errors)
+
+
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed torch's CPU RNG inside the block without disturbing the global RNG state outside it.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from graftkit.backbones.base import TextPreprocess
 from graftkit.errors import ConfigError, UnknownModelError
 from graftkit.sources import builtin
-from graftkit.sources._common import not_available, seeded
+from graftkit.sources._common import download_errors, not_available, seeded
 from graftkit.sources.hf_weights import weights_file
 from graftkit.sources.ids import ModelSpec
 from graftkit.sources.timm_hub import _short, hf_cache_dir
@@ -132,7 +132,7 @@ def download(repo: str, revision: str | None, model_id: str, *, weights: bool = 
             + (f" at revision {revision}" if revision else "")
             + " (or it is private: run `hf auth login`). For a local folder, give its path: hf:./folder."
         ) from e
-    except Exception as e:  # no network, offline mode, timeout
+    except download_errors() as e:  # no network, offline mode, timeout
         raise not_available(model_id, where, offline=False, cause=_short(e)) from e
     files = _choose_files([s.rfilename for s in info.siblings or []], weights=weights,
                           trust_remote_code=trust_remote_code)  # fmt: skip
@@ -142,7 +142,7 @@ def download(repo: str, revision: str | None, model_id: str, *, weights: bool = 
         path = snapshot_download(
             repo, revision=revision, cache_dir=hf_cache_dir(), allow_patterns=files, etag_timeout=_TIMEOUT_S
         )
-    except Exception as e:
+    except download_errors() as e:
         raise not_available(model_id, where, offline=False, cause=_short(e)) from e
     folder = Path(path)
     if weights and not _has_weights(folder):

@@ -16,7 +16,7 @@ import torch
 
 from graftkit.backbones.base import WeightsInfo
 from graftkit.errors import WeightsMismatchError, WeightsNotAvailableError
-from graftkit.sources._common import not_available, sha256_file
+from graftkit.sources._common import download_errors, not_available, sha256_file
 
 if TYPE_CHECKING:
     from graftkit.backbones.timm_backbone import TimmBackbone
@@ -156,7 +156,7 @@ def download(w: TimmWeights, model_id: str) -> Path:
                 get_hf_file_metadata(url, timeout=_ETAG_TIMEOUT_S, retry_on_errors=False)
             except RemoteEntryNotFoundError:
                 continue  # try the next file name (safetensors first, then the .bin)
-            except Exception as e:  # no network, offline mode, gated repo, timeout
+            except download_errors() as e:  # no network, offline mode, gated repo, timeout
                 raise not_available(model_id, describe_cache(w), offline=False, cause=_short(e)) from e
             try:
                 return Path(
@@ -168,7 +168,7 @@ def download(w: TimmWeights, model_id: str) -> Path:
                         etag_timeout=_ETAG_TIMEOUT_S,
                     )
                 )
-            except Exception as e:
+            except download_errors() as e:
                 raise not_available(model_id, describe_cache(w), offline=False, cause=_short(e)) from e
         files = ", ".join(w.hf_filenames)
         raise not_available(
@@ -178,7 +178,7 @@ def download(w: TimmWeights, model_id: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(w.url or "", str(path), progress=True)
-    except Exception as e:
+    except download_errors() as e:
         raise not_available(model_id, describe_cache(w), offline=False, cause=_short(e)) from e
     return path
 

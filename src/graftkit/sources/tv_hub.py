@@ -13,7 +13,7 @@ import torch
 
 from graftkit.backbones.base import WeightsInfo
 from graftkit.errors import WeightsMismatchError, WeightsNotAvailableError
-from graftkit.sources._common import not_available, sha256_file
+from graftkit.sources._common import download_errors, not_available, sha256_file
 from graftkit.sources.timm_hub import torch_hub_checkpoint
 
 if TYPE_CHECKING:
@@ -78,11 +78,24 @@ def locate(name: str, model_id: str, *, offline: bool) -> Path:
     match = torch.hub.HASH_REGEX.search(path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=match.group(1) if match else None)
-    except Exception as e:  # network, HTTP error, hash mismatch
+        _download(weights.url, path, match.group(1) if match else None)
+    except (*download_errors(), _HashMismatch) as e:  # network, HTTP error, hash mismatch
         first = (str(e).strip().splitlines() or [""])[0]
         raise not_available(model_id, str(path), offline=False, cause=f"{type(e).__name__}: {first}") from e
     return path
+
+
+class _HashMismatch(RuntimeError):
+    """torch.hub's "invalid hash value" (a RuntimeError: every other RuntimeError is a bug)."""
+
+
+def _download(url: str, path: Path, hash_prefix: str | None) -> None:
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix)
+    except RuntimeError as e:
+        if "hash" in str(e):
+            raise _HashMismatch(str(e)) from e
+        raise
 
 
 def load_tv(name: str, *, model_id: str, offline: bool) -> TorchvisionBackbone:

@@ -24,6 +24,7 @@ from graftkit.tasks.regression import RegressionTask
 from graftkit.tasks.ctc import CTCTask  # isort: skip
 from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask  # isort: skip
 from graftkit.tasks.detection import DetectionTask  # isort: skip
+from graftkit.tasks.multitask import MultiTask  # isort: skip
 from graftkit.tasks.model import GraftModel  # isort: skip
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "GraftModel",
     "Metric",
     "MultiLabelTask",
+    "MultiTask",
     "Prediction",
     "RegressionTask",
     "Seq2SeqTask",

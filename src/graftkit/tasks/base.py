@@ -65,6 +65,8 @@ class TaskSettings:
     """detection: which torchvision detector (None: the task's default)."""
     freeze_bn: bool = True
     """detection: frozen BatchNorm in the backbone."""
+    task: str = ""
+    """The `--task` value as given: a multitask run's `NAME:KIND,...` spec."""
 
 
 class PredictSource(Protocol):
@@ -249,6 +251,11 @@ def get_task(name: str) -> type:
         ConfigError: Unknown name; the message lists the closest matches and every task.
     """
     _ensure_builtins()
+    if ":" in str(name):  # a multitask spec `NAME:KIND,...` (tasks/multitask.py parses it)
+        from graftkit.tasks.multitask import parse_task_spec
+
+        parse_task_spec(name)
+        return _REGISTRY["multitask"]
     try:
         return _REGISTRY[name]
     except KeyError:

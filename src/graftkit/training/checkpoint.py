@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from graftkit.errors import RunDirError
-from graftkit.rundir import atomic_write
+from graftkit.rundir import atomic_write, remove_stale_temporaries
 from graftkit.training.loop import Decision, LoopState
 
 
@@ -64,13 +64,19 @@ class ResumePoint:
     history: list[dict[str, Any]]
 
 
-def load_resume_point(run_dir: Path) -> ResumePoint:
+def load_resume_point(run_dir: Path, *, rewrite_history: bool = True) -> ResumePoint:
     """Read `checkpoints/last.pt` (+ best weights) without unpickling arbitrary objects.
+
+    Args:
+        rewrite_history: Rewrite history.jsonl from the checkpoint (False: a process other than
+            rank 0 of a multi-process run, which only reads).
 
     Raises:
         RunDirError: no checkpoint to resume from.
     """
     path = Path(run_dir) / "checkpoints" / "last.pt"
+    for folder in (path.parent, Path(run_dir)) if rewrite_history else ():
+        remove_stale_temporaries(folder)  # a process killed mid-write left them; the files they replace are whole
     if not path.is_file():
         raise RunDirError(f"cannot resume: {path} does not exist. Start the run without --resume.")
     try:
@@ -82,7 +88,8 @@ def load_resume_point(run_dir: Path) -> ResumePoint:
                           "Start the run again with --overwrite.") from None
     history = json.loads(ckpt["history"])
     # history.jsonl may hold an epoch written after the checkpoint: rewrite it from the checkpoint.
-    (Path(run_dir) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    if rewrite_history:
+        (Path(run_dir) / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     return ResumePoint(
         ckpt["epoch"], ckpt["model"], ckpt["optimizer"], ckpt["scheduler"], ckpt["best_epoch"], ckpt["best_score"], best_state, history
     )

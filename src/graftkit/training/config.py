@@ -198,6 +198,18 @@ class TrainConfig:
     """Domain adaptation: weight of the adaptation loss term (CORAL, domain head, pseudo-labels)."""
     pseudo_threshold: float = 0.9
     """Self-training: confidence a weak-view prediction needs to become a pseudo-label."""
+    # Regularised fine-tuning (strategies/regularize.py).
+    regularize: str | None = None
+    """Fine-tuning: keep the model close to its pretrained self: `l2sp` (pull the backbone weights
+    towards the pretrained ones), `bss` (shrink the smallest singular value of the batch features) or
+    `delta` (distance of the features to a frozen pretrained copy's)."""
+    regularize_strength: float | None = None
+    """Strength of `--regularize` (None: the paper's, l2sp alpha 0.1, bss eta 0.001, delta alpha 0.01)."""
+    # Multitask (tasks/multitask.py, training/multitask.py).
+    task_weighting: str = "equal"
+    """Multitask (`--task NAME:KIND,...`): how the tasks' losses add up: `equal` (their sum),
+    `uncertainty` (learned per-task log-variances, Kendall et al. 2018) or `pcgrad` (conflicting
+    gradients projected on the shared backbone, Yu et al. 2020; needs fine-tuning)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -259,7 +271,14 @@ class TrainConfig:
             problems.append(f"--device {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         from graftkit.tasks import get_task, task_names
 
-        if self.task not in task_names():
+        if ":" in self.task:  # a multitask spec NAME:KIND,...: its per-task metrics are checked once the task is built
+            from graftkit.tasks.multitask import parse_task_spec
+
+            try:
+                parse_task_spec(self.task)
+            except ConfigError as e:
+                problems.append(str(e))
+        elif self.task not in task_names():
             problems.append(_choice_problem("task", self.task, task_names()))
         elif self.monitor is not None and self.monitor not in get_task(self.task).metrics:
             metrics = tuple(get_task(self.task).metrics)
@@ -287,6 +306,8 @@ class TrainConfig:
             elif self.detector not in DETECTORS:
                 problems.append(_choice_problem("detector", self.detector, DETECTORS))
         problems += _adaptation_problems(self)
+        problems += _regularize_problems(self)
+        problems += _weighting_problems(self)
         if problems:
             raise ConfigError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -318,6 +339,7 @@ class TrainConfig:
             head_init=self.head_init or ("probe" if text and kind != "lora" else "random"),
             monitor=self.monitor or default_monitor,
             patience=self.patience if self.patience is not None else (PROBE_PATIENCE if kind == "linear-probe" else None),
+            regularize_strength=_regularize_strength(self),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -358,6 +380,60 @@ def _adaptation_problems(cfg: TrainConfig) -> list[str]:
     if not 0 < cfg.pseudo_threshold < 1:
         problems.append(f"--pseudo-threshold must be in (0, 1), got {cfg.pseudo_threshold}")
     return problems
+
+
+def _regularize_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with `--regularize` / `--regularize-strength` for this strategy."""
+    from graftkit.strategies.regularize import REGULARIZERS
+
+    if cfg.regularize is None:
+        return ["--regularize-strength needs --regularize l2sp, bss or delta"] if cfg.regularize_strength is not None else []
+    if cfg.regularize not in REGULARIZERS:
+        return [_choice_problem("regularize", cfg.regularize, REGULARIZERS)]
+    problems = []
+    if cfg.regularize_strength is not None and not cfg.regularize_strength > 0:
+        problems.append(f"--regularize-strength must be positive, got {cfg.regularize_strength}")
+    try:
+        kind = parse_strategy(cfg.strategy).kind
+    except ConfigError:
+        return problems
+    if kind == "linear-probe":
+        problems.append(f"--regularize {cfg.regularize} keeps fine-tuned weights near the pretrained ones, but --strategy linear-probe "
+                        "trains no backbone weight (nothing to regularise): use --strategy finetune, partial:N or gradual")  # fmt: skip
+    elif kind == "lora" and cfg.regularize == "l2sp":
+        problems.append("--regularize l2sp with --strategy lora: LoRA keeps the pretrained weights frozen, so there is no distance to "
+                        "pull in; use --regularize bss or delta with lora, or --strategy finetune for l2sp")  # fmt: skip
+    return problems
+
+
+def _weighting_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with `--task-weighting` for this task and strategy."""
+    from graftkit.tasks.multitask import WEIGHTINGS
+
+    if cfg.task_weighting not in WEIGHTINGS:
+        return [_choice_problem("task_weighting", cfg.task_weighting, WEIGHTINGS)]
+    if cfg.task_weighting == "equal":
+        return []
+    if ":" not in cfg.task:
+        return [f"--task-weighting {cfg.task_weighting} weighs the tasks of a multitask run; --task {cfg.task} is one task: "
+                "name several (--task 'a:classification,b:regression') or drop --task-weighting"]  # fmt: skip
+    try:
+        kind = parse_strategy(cfg.strategy).kind
+    except ConfigError:
+        return []
+    if cfg.task_weighting == "pcgrad" and kind == "linear-probe":
+        return ["--task-weighting pcgrad projects the tasks' gradients on the shared backbone, and --strategy linear-probe trains "
+                "no shared weight (each task's head is its own): use --strategy finetune, or --task-weighting uncertainty"]  # fmt: skip
+    return []
+
+
+def _regularize_strength(cfg: TrainConfig) -> float | None:
+    """`--regularize-strength`, or the method's default strength (None without `--regularize`)."""
+    if cfg.regularize is None or cfg.regularize_strength is not None:
+        return cfg.regularize_strength
+    from graftkit.strategies.regularize import DEFAULT_STRENGTH
+
+    return DEFAULT_STRENGTH[cfg.regularize]
 
 
 def _flag(name: str) -> str:

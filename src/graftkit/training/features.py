@@ -55,18 +55,29 @@ def _state_dict_digest(module: nn.Module) -> str:
 
 
 @torch.inference_mode()
-def compute_features(backbone: nn.Module, loader, engine: Engine, *, description: str = "features") -> torch.Tensor:
+def compute_features(backbone: nn.Module, loader, engine: Engine, *, description: str = "features", sink=None) -> torch.Tensor | None:
     """Run the frozen backbone over `loader` (yielding `(inputs, _)`), returning `[N, D]` fp32 on CPU
-    in the order of the loader's samples (text loaders that sort by length say how in `order`)."""
+    in the order of the loader's samples (text loaders that sort by length say how in `order`).
+
+    With several processes each computes its shard of every batch and all get every row (gathered
+    once, as computed). With `sink`, each batch's features go to `sink(features)` as computed and
+    nothing is kept (returns None): a pass over data larger than memory."""
     out = []
+    loader = engine.shard(loader)
     unit = "seq" if getattr(backbone, "modality", "image") == "text" else "img"
     with eval_mode(backbone), EpochProgress(description, total=len(loader), unit=unit) as bar:
         for inputs, targets in loader:
             inputs = engine.to_device(inputs)
             with engine.autocast():
                 feats = backbone.forward_features(inputs)  # (B, D)
-            out.append(feats.float().cpu())
+            rows = engine.gather(feats.float()).cpu()  # several processes: the batch's rows from all, once
+            if sink is not None:
+                sink(rows)
+            else:
+                out.append(rows)
             bar.advance(len(targets))
+    if sink is not None:
+        return None
     if not out:
         return torch.zeros((0, backbone.num_features))
     feats = torch.cat(out)
@@ -102,10 +113,29 @@ def extract_features(
         feats = compute_features(backbone, make_loader(list(paths)), engine, description=description)
         return feats, FeatureStats(computed=len(paths), seconds=time.perf_counter() - t0)
     digests = (digests or file_digests)(paths)
+    if getattr(engine, "processes", 1) == 1:
+        loader = make_loader([paths[i] for i in cache.locate(digests)[1]])
+        if getattr(loader, "order", None) is None:  # rows come in order: stream them to disk
+            return _stream_features(backbone, loader, engine, cache, digests, description, t0)
     found, missing = cache.lookup(digests)
     if missing:
         new = compute_features(backbone, make_loader([paths[i] for i in missing]), engine, description=description)
-        cache.store([digests[i] for i in missing], new)
+        if engine.is_main:  # several processes computed them together; one writes
+            cache.store([digests[i] for i in missing], new)
+        engine.wait()
         found.update(zip(missing, new))
     feats = torch.stack([found[i] for i in range(len(paths))]) if paths else torch.zeros((0, backbone.num_features))
     return feats, FeatureStats(computed=len(missing), cached=len(paths) - len(missing), seconds=time.perf_counter() - t0)
+
+
+def _stream_features(backbone, loader, engine, cache: FeatureCache, digests: list[str], description: str, t0: float) -> tuple[torch.Tensor, FeatureStats]:
+    """The missing features streamed into a new cache shard as computed, then every row read
+    memory-mapped (`FeatureCache.assemble`): RAM holds a batch, not `[N, D]`."""
+    places, missing = cache.locate(digests)
+    if missing:
+        with cache.writer(len(missing), backbone.num_features) as shard:
+            compute_features(backbone, loader, engine, description=description, sink=shard.append)
+            name = shard.commit([digests[i] for i in missing])
+        places.update({i: (name, row) for row, i in enumerate(missing)})
+    feats = cache.assemble([places[i] for i in range(len(digests))], backbone.num_features)
+    return feats, FeatureStats(computed=len(missing), cached=len(digests) - len(missing), seconds=time.perf_counter() - t0)

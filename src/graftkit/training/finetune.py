@@ -14,10 +14,12 @@ from graftkit.strategies import (
 from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.loop import predict_probs, train_loop
 from graftkit.training.objective import TermBuilder, build_objective
+from graftkit.training.multitask import weighting_terms
+from graftkit.training.regularize import no_backbone_decay, regularizer_terms
 from graftkit.engine.progress import info
 
 
-TERM_BUILDERS: list[TermBuilder] = []
+TERM_BUILDERS: list[TermBuilder] = [regularizer_terms, weighting_terms]
 """The families of extra loss terms (domain adaptation, regularisers): each builds none unless its
 options are on."""
 
@@ -37,8 +39,8 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
         model.load_state_dict(resume_point.model)
     model = engine.setup(model)
     groups = backbone.layer_groups()
-    train_loader = inputs.labelled_loader("train", task, train=True)
-    val_loader = inputs.labelled_loader("val", task, train=False)
+    train_loader = engine.shard(inputs.labelled_loader("train", task, train=True))  # several processes: 1/N of each batch
+    val_loader = engine.shard(inputs.labelled_loader("val", task, train=False))
 
     if strat.kind == "lora":
         from graftkit.strategies import lora_parameters
@@ -53,10 +55,12 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
         param_groups = layerwise_lr_groups(
             groups, head, lr=cfg.peak_lr, backbone_lr_scale=cfg.backbone_lr_scale, decay=cfg.lr_decay, weight_decay=cfg.weight_decay
         )
+        param_groups = no_backbone_decay(param_groups, cfg)  # --regularize l2sp: its pull replaces the backbone's decay
     objective = build_objective(cfg, model, inputs, task, engine, TERM_BUILDERS)
     if objective is not None and objective.parameters():
         param_groups.append({"params": objective.parameters(), "weight_decay": cfg.weight_decay, "lr": cfg.peak_lr, "name": "objective"})
     optimizer, scheduler = build_optimizer(param_groups, cfg, cfg.epochs * len(train_loader), resume_point)
+    optimizer = getattr(engine, "setup_optimizer", lambda o: o)(optimizer)  # Accelerate's fp16 steps through its loss scaler
     last_logged = [-1]
 
     def prepare_epoch(epoch: int) -> None:
@@ -86,11 +90,12 @@ def train_finetune(inputs, model, task, cfg, engine, infer_engine, callbacks, re
     )
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
+    model = getattr(model, "module", model) if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     model = model.to(memory_format=torch.contiguous_format)
     outputs = {}
     for split in ("val", "test"):
         if inputs.samples(split):
-            loader = val_loader if split == "val" else inputs.labelled_loader(split, task, train=False)
+            loader = val_loader if split == "val" else infer_engine.shard(inputs.labelled_loader(split, task, train=False))
             outputs[split] = predict_probs(infer_engine.setup(model), loader, infer_engine, task)
     model.to(memory_format=torch.contiguous_format)
     return result, outputs

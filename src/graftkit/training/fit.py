@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from graftkit import rundir
-from graftkit.engine import LocalEngine
+from graftkit.engine import is_main_process, make_engine
 from graftkit.engine.progress import info
 from graftkit.training.callbacks import EarlyStopping
 from graftkit.training.checkpoint import Checkpointer, load_resume_point
@@ -75,6 +75,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     callbacks: Iterable[Callback] = (),
+    track: str | None = None,
     **settings: Any,
 ) -> Run:
     """Train a new head (and optionally the backbone) on labelled data and write a run directory.
@@ -95,6 +96,8 @@ def fit(
             only once it has finished (a failed or interrupted run leaves the old one as it was).
         callbacks: extra loop callbacks (`on_epoch_end(state) -> Decision | None`, optionally
             `on_batch_end`).
+        track: `mlflow` or `tensorboard`: also log the parameters, every epoch's metrics and the
+            run's files there (rank 0 only; `training/tracking.py`).
         **settings: any `TrainConfig` field (`task`, `epochs`, `lr`, `batch_size`, `max_length`, ...).
 
     Returns:
@@ -108,13 +111,28 @@ def fit(
         >>> graftkit.load(run.dir).predict(["rose.jpg"])
     """
     plan = plan_fit(data, model=model, strategy=strategy, out=out, val=val, resume=resume, overwrite=overwrite, settings=settings)
-    if plan.cfg.target_unlabeled is not None:  # domain adaptation: one or more trainings, one kept
-        from graftkit.training.adapt import train_adapted
+    tracker = None
+    if track is not None and is_main_process():
+        from graftkit.training.tracking import open_tracker
 
-        trained = train_adapted(plan, list(callbacks), train_run)
-    else:
-        trained = train_run(plan, callbacks)
-    metrics = finish_run(plan, trained)
+        tracker = open_tracker(track, plan)
+        callbacks = [*callbacks, tracker]
+    try:
+        if plan.cfg.target_unlabeled is not None:  # domain adaptation: one or more trainings, one kept
+            from graftkit.training.adapt import train_adapted
+
+            trained = train_adapted(plan, list(callbacks), train_run)
+        else:
+            trained = train_run(plan, callbacks)
+        if not is_main_process():  # several processes (--devices N): rank 0 alone writes the run's results
+            return Run(plan.destination, {}, trained.result.history, plan.cfg)
+        metrics = finish_run(plan, trained)
+    except BaseException:
+        if tracker is not None:
+            tracker.fail()
+        raise
+    if tracker is not None:
+        tracker.finish(plan.destination, metrics)
     return Run(plan.destination, metrics, trained.result.history, plan.cfg)
 
 
@@ -124,6 +142,10 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     strat = cfg.parsed_strategy
     dataset = plan.dataset
     inputs = make_inputs(dataset, backbone, cfg)
+    train_engine = make_engine(precision.device, precision.train, precision.channels_last)  # several processes: Accelerate's
+    infer_engine = make_engine(precision.device, precision.inference, precision.channels_last, training=False)
+    train_engine.wait()  # several processes: all have planned (and checked --out) before rank 0 writes into it
+    main = train_engine.is_main
     info(
         f"model {cfg.model} ({backbone.weights.arch}), task {task.name}, strategy {strat}"
         + (f", {len(task.classes)} classes" if task.classes else "")
@@ -133,9 +155,9 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     meta = run_metadata(plan, inputs.summary())
     if plan.resume:  # keep the original start time
         meta = meta.replace(created=rundir.RunSpec.read(run_dir).created)
-    if hasattr(backbone, "save_architecture"):
+    if hasattr(backbone, "save_architecture") and main:
         backbone.save_architecture(run_dir / "hf")  # config + tokenizer: a text run rebuilds offline
-    if not plan.resume:
+    if not plan.resume and main:
         meta.write(run_dir)
         rundir.write_json(run_dir / "split.json", dataset.to_dict(include_files=True))  # the exact split, for reproducing it
         (run_dir / "history.jsonl").write_text("")
@@ -144,7 +166,7 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
         torch.manual_seed(cfg.seed)
         model = task.build_model(backbone, cfg.head_dropout)
     head = getattr(model, "head", None)
-    all_callbacks: list[Callback] = [Checkpointer(run_dir)]
+    all_callbacks: list[Callback] = [Checkpointer(run_dir)] if main else []
     if cfg.patience is not None:
         all_callbacks.append(EarlyStopping(cfg.patience))
     if cfg.time_budget is not None:
@@ -152,13 +174,11 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
 
         all_callbacks.append(TimeBudget(cfg.time_budget, start=plan.started))
     all_callbacks.extend(callbacks)
-    infer_engine = LocalEngine(precision.device, precision=precision.inference, channels_last=precision.channels_last)
-    resume_point = load_resume_point(run_dir) if plan.resume else None
+    resume_point = load_resume_point(run_dir, rewrite_history=main) if plan.resume else None
 
     if strat.kind == "linear-probe" and task.backbone_head == "features":
         result, outputs, feature_stats, probe = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
         return Trained(model, result, outputs, feature_stats, meta, probe)
-    train_engine = LocalEngine(precision.device, precision=precision.train, channels_last=precision.channels_last)
     feature_stats, warmup = None, None
     if cfg.head_init == "probe" and resume_point is None and head is not None:
         # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
@@ -171,6 +191,7 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
         from graftkit.strategies import apply_lora
 
         meta = meta.replace(lora=apply_lora(backbone, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout))
-        meta.write(run_dir)
+        if main:
+            meta.write(run_dir)
     result, outputs = train_finetune(inputs, model, task, cfg, train_engine, infer_engine, all_callbacks, resume_point)
     return Trained(model, result, outputs, feature_stats, meta, warmup_history=warmup)

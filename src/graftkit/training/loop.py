@@ -309,7 +309,8 @@ def predict_probs(model: nn.Module, loader: Iterable, engine: Engine, task: Any)
     """The task's per-sample outputs over `loader` (`task.collect`: softmax probabilities `[N, C]`
     for classification), the targets and the mean loss.
 
-    Rows come in the loader's order; targets travel with their batches, so metrics never depend
+    Rows come in the loader's order (several processes: each batch gathered from all of them,
+    without the samples repeated to even out the last batch); targets travel with their batches, so metrics never depend
     on it (text loaders sort by length: `TextLoader.order` maps rows back to samples).
     """
     outputs, targets, loss_sum, n = [], [], 0.0, 0
@@ -318,7 +319,7 @@ def predict_probs(model: nn.Module, loader: Iterable, engine: Engine, task: Any)
             inputs, y = engine.to_device((inputs, y))
             with engine.autocast():
                 logits = model(inputs)
-            logits = logits.float()
+            logits, y = engine.gather(logits.float()), engine.gather(y)  # several processes: every sample once
             loss_sum += float(task.loss(logits, y)) * len(y)
             n += len(y)
             rows, kept = task.collect(logits, y)

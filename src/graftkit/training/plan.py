@@ -116,6 +116,7 @@ def plan_fit(
         task.check_data(dataset, backbone)
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
+    _check_distributed(cfg)
     if not resume and (cfg.strategy == "auto" or cfg.time_budget is not None):
         from graftkit.training.auto import plan_run  # measure, decide, fit the epochs
 
@@ -140,7 +141,7 @@ def plan_fit(
     train = training_settings(arch, **layout) if cfg.parsed_strategy.kind != "linear-probe" else infer
     precision = Precision(train.precision, train.reason, infer.precision, infer.reason, infer.channels_last, infer.device)
 
-    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid; an old run is kept
+    run_dir = _prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid; an old run is kept
     return FitPlan(
         cfg, Path(data), dataset, backbone, task, modality, precision, run_dir, resume, started, auto, auto_key, out=Path(out)
     )  # fmt: skip
@@ -191,7 +192,7 @@ def task_settings(cfg: TrainConfig) -> TaskSettings:
     """The settings a task is built from."""
     return TaskSettings(label_smoothing=cfg.label_smoothing, class_weights=cfg.class_weights, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
                         target_sensitivity=cfg.target_sensitivity, focal_gamma=cfg.focal_gamma,
-                        detector=cfg.detector, freeze_bn=cfg.freeze_bn)  # fmt: skip
+                        detector=cfg.detector, freeze_bn=cfg.freeze_bn, task=cfg.task)  # fmt: skip
 
 
 def read_data_for(cfg: TrainConfig, data: str | Path, modality: str, label_kind: LabelKind = LabelKind.CLASS, *, val: str | Path | None = None) -> Any:
@@ -284,3 +285,33 @@ def _check_image_size(backbone: nn.Module, size: int) -> None:
             f"--image-size {size} does not fit {backbone.weights.arch} ({str(e).splitlines()[0][:120]}); "
             f"leave it unset to use the model's own size {backbone.preprocess.input_size}"
         ) from None
+
+
+def _prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Path:
+    """`rundir.prepare_run_dir` in the main process; the other processes of a multi-process run
+    (`--devices N`) write nothing and only learn where rank 0 writes."""
+    from graftkit.engine.distributed import is_main_process
+
+    if is_main_process():
+        return rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if not resume and overwrite and (Path(out) / rundir.SPEC_FILE).exists():
+        return rundir.build_dir(out)
+    return Path(out)
+
+
+def _check_distributed(cfg: TrainConfig) -> None:
+    """Settings refused with `--devices`: those that decide from the wall clock (each process would decide
+    differently) and loss terms that run outside the distributed forward."""
+    from graftkit.engine.distributed import is_distributed, world_size
+
+    if not is_distributed():
+        return
+    if cfg.strategy == "auto" or cfg.time_budget is not None:
+        flag = "--strategy auto" if cfg.strategy == "auto" else "--time-budget"
+        raise ConfigError(f"{flag} times this machine to decide, which {world_size()} processes would each do differently: "
+                          "choose a strategy and --epochs with --devices, or train in one process")  # fmt: skip
+    extra = [flag for flag, on in (("--regularize", cfg.regularize is not None), ("--target-unlabeled", cfg.target_unlabeled is not None),
+                                   ("--task-weighting", cfg.task_weighting not in (None, "equal"))) if on]  # fmt: skip
+    if extra:  # their loss terms read the backbone's features outside DDP's forward, which syncs gradients
+        raise ConfigError(f"{' and '.join(extra)} cannot be combined with --devices yet (its loss terms run outside the "
+                          "distributed model's forward, so gradients would not be synchronised): train in one process")  # fmt: skip

@@ -11,6 +11,8 @@ from graftkit.training._build import build_optimizer, loop_options
 from graftkit.training.features import FeatureStats, extract_features, feature_cache_key
 from graftkit.engine import LocalEngine
 from graftkit.training.loop import LoopResult, predict_probs, train_loop
+from graftkit.training.multitask import weighting_terms
+from graftkit.training.objective import build_objective
 from graftkit.training.solver import solvable_linear, solve_probe
 from graftkit.tasks.base import task_member
 from graftkit.errors import ConfigError
@@ -68,15 +70,17 @@ def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_poi
               {"params": [p for p in head.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
     optimizer, scheduler = build_optimizer(groups, cfg, cfg.epochs * len(train_loader), resume_point)
     # The loop trains the head on cached features; state-dict keys stay `head.*` as in the full model.
+    probe_model = GraftModel(PrecomputedFeatures(), head)
+    objective = build_objective(cfg, probe_model, None, task, head_engine, [weighting_terms])  # multitask --task-weighting uncertainty
     result = train_loop(
-        GraftModel(PrecomputedFeatures(), head),
+        probe_model,
         train_loader,
         val_loader,
         task=task,
         optimizer=optimizer,
         scheduler=scheduler,
         engine=head_engine,
-        options=loop_options(cfg, resume_point, unit="feat", phase=phase),
+        options=loop_options(cfg, resume_point, unit="feat", phase=phase, objective=objective),
         callbacks=callbacks,
     )
     if result.best_state is not None:
