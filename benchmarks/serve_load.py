@@ -1,133 +1,168 @@
-"""`graft serve` under load: concurrent clients on loopback for a fixed time.
+"""`graft serve` under load: N concurrent clients for D seconds on loopback, plus one slow client.
 
-    .venv/bin/python benchmarks/serve_load.py                          # trains the image demo run first
-    .venv/bin/python benchmarks/serve_load.py --run runs/demo --backend onnx --clients 16 --seconds 60
-    .venv/bin/python benchmarks/serve_load.py --text                   # the text demo run (MiniLM)
+Starts `graft serve RUN` as a subprocess, waits for /health, then runs N client threads, each
+POSTing one PNG to /predict back to back, while one more client sends its request one byte at a
+time (default one byte a second). Reports requests, errors (anything but 200), 503s, latency
+p50/p99/max, and the server's RSS at the start and end of the load (from /proc). The test suite
+runs the same driver for a few seconds (`tests/test_serve_load.py`).
 
-The server is a separate process (`graft serve`, uvicorn, micro-batching on); each client is an
-asyncio task with its own keep-alive connection that posts one validation image (multipart) or
-text (JSON) after another, cycling through the run's validation samples. Reported: requests per
-second, latency p50/p99 as each client sees it, errors (non-200 answers and transport errors),
-and the mean batch size the server formed (from `/health`).
+    python benchmarks/serve_load.py RUN --clients 32 --seconds 60
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
+import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from _common import ROOT, WORK, machine, report
+GRAFT = str(Path(sys.executable).with_name("graft"))
 
 
-def _free_port() -> int:
+def png_bytes(size: int = 48) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 40, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _payloads(run: Path) -> tuple[str, list]:
-    from graftkit.deploy.modality import validation_samples
-    from graftkit.rundir import read_json
-
-    meta = read_json(run / "graft.json")
-    samples = validation_samples(run, meta, limit=64)
-    if meta.get("modality") == "text":
-        return "text", [{"json": {"text": t}} for t in samples.items]
-    return "image", [{"files": {"file": (Path(p).name, Path(p).read_bytes(), "image/png")}} for p in samples.items]
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children's sum is not needed: uvicorn serves in one process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-async def _client(base: str, payloads: list, stop_at: float, offset: int, latencies: list, errors: list) -> None:
-    import httpx
+def start_server(run: Path, port: int, *extra: str, timeout: float = 180) -> subprocess.Popen:
+    proc = subprocess.Popen([GRAFT, "serve", str(run), "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"graft serve exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("graft serve did not answer /health in time")
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        i = offset
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            try:
-                r = await client.post("/predict", **payloads[i % len(payloads)])
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code}: {r.text[:100]}")
-                else:
-                    latencies.append(time.perf_counter() - t0)
-            except httpx.HTTPError as e:
-                errors.append(f"{type(e).__name__}: {e}")
-            i += 1
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    refused_503: int = 0
+    latencies: list[float] = field(default_factory=list)
+    slow_client_status: int | None = None
+    slow_client_seconds: float = 0.0
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+    def summary(self) -> dict:
+        return {"requests": self.requests, "errors": len(self.errors), "refused_503": self.refused_503,
+                "p50_ms": round(1000 * self.percentile(0.50), 1), "p99_ms": round(1000 * self.percentile(0.99), 1),
+                "max_ms": round(1000 * max(self.latencies, default=float("nan")), 1),
+                "slow_client_status": self.slow_client_status, "slow_client_seconds": round(self.slow_client_seconds, 1),
+                "rss_start_mb": round(self.rss_start_mb, 1), "rss_end_mb": round(self.rss_end_mb, 1)}  # fmt: skip
 
 
-async def _load(base: str, payloads: list, clients: int, seconds: float) -> tuple[list, list, float]:
-    latencies: list[float] = []
-    errors: list[str] = []
+def _client(port: int, body: bytes, stop: float, result: LoadResult, lock: threading.Lock) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    while time.monotonic() < stop:
+        t0 = time.perf_counter()
+        try:
+            conn.request("POST", "/predict", body=body, headers={"Content-Type": "image/png"})
+            response = conn.getresponse()
+            payload = response.read()
+            status = response.status
+        except OSError as e:
+            status, payload = -1, str(e).encode()
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        seconds = time.perf_counter() - t0
+        with lock:
+            result.requests += 1
+            if status == 200:
+                result.latencies.append(seconds)
+            elif status == 503:
+                result.refused_503 += 1
+            else:
+                result.errors.append(f"{status}: {payload[:200]!r}")
+    conn.close()
+
+
+def _slow_client(port: int, body: bytes, byte_seconds: float, stop: float, result: LoadResult) -> None:
+    """Sends the request head one byte at a time until the load ends, then the rest at once."""
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     t0 = time.perf_counter()
-    stop_at = t0 + seconds
-    await asyncio.gather(*[_client(base, payloads, stop_at, k * 7, latencies, errors) for k in range(clients)])
-    return latencies, errors, time.perf_counter() - t0
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sent = 0
+        while sent < len(head) - 1 and time.monotonic() < stop:
+            sock.sendall(head[sent : sent + 1])
+            sent += 1
+            time.sleep(byte_seconds)
+        sock.sendall(head[sent:] + body)
+        reply = sock.recv(65536).decode(errors="replace")
+    result.slow_client_status = int(reply.split()[1]) if reply.startswith("HTTP/") else -1
+    result.slow_client_seconds = time.perf_counter() - t0
+
+
+def run_load(port: int, pid: int, *, clients: int, seconds: float, byte_seconds: float = 1.0) -> LoadResult:
+    body = png_bytes()
+    result, lock = LoadResult(), threading.Lock()
+    result.rss_start_mb = rss_mb(pid)
+    stop = time.monotonic() + seconds
+    threads = [threading.Thread(target=_client, args=(port, body, stop, result, lock)) for _ in range(clients)]
+    slow = threading.Thread(target=_slow_client, args=(port, body, byte_seconds, stop, result))
+    slow.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    slow.join()
+    result.rss_end_mb = rss_mb(pid)
+    return result
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, help="run directory (default: train the demo run into benchmarks/_work)")
-    ap.add_argument("--text", action="store_true", help="use the text demo run (MiniLM) when --run is not given")
-    ap.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"])
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--max-batch", type=int, default=16)
-    args = ap.parse_args()
-    import httpx
-
-    run = args.run
-    if run is None:
-        from deploy import _demo_run
-
-        run = _demo_run("text" if args.text else "image")
-    run = run.resolve()  # the server runs from the repository root
-    if args.backend != "torch" and not (run / "export" / "model.onnx").is_file():
-        from graftkit.deploy.export import export
-
-        export(run, "onnx", quantize="int8" if args.backend == "onnx-int8" else None)
-    kind, payloads = _payloads(run)
-    port = _free_port()
-    graft = str(Path(sys.executable).with_name("graft"))
-    server = subprocess.Popen([graft, "serve", str(run), "--port", str(port), "--backend", args.backend, "--max-batch", str(args.max_batch)],
-                              cwd=ROOT, start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--byte-seconds", type=float, default=1.0, help="the slow client's pause between bytes")
+    parser.add_argument("--backend", default="torch")
+    args = parser.parse_args()
+    port = free_port()
+    server = start_server(args.run, port, "--backend", args.backend)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start")
-            time.sleep(0.25)
-        asyncio.run(_load(base, payloads, 2, 3))  # warm-up: first batches, allocator, connections
-        before = httpx.get(f"{base}/health").json()
-        latencies, errors, wall = asyncio.run(_load(base, payloads, args.clients, args.seconds))
-        after = httpx.get(f"{base}/health").json()
+        result = run_load(port, server.pid, clients=args.clients, seconds=args.seconds, byte_seconds=args.byte_seconds)
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGINT)
-            server.wait(timeout=30)
-    lat = np.array(latencies) * 1000
-    batches = max(after["batches"] - before["batches"], 1)
-    mean_batch = (after["items"] - before["items"]) / batches
-    rows = [(args.backend, args.clients, f"{args.seconds:.0f}", f"{len(lat) / wall:.1f}", f"{np.percentile(lat, 50):.0f}",
-             f"{np.percentile(lat, 99):.0f}", len(errors), f"{mean_batch:.1f}")]  # fmt: skip
-    report(f"graft serve under load ({kind} run: {run.name})", rows,
-           ("backend", "clients", "seconds", "requests/s", "p50 ms", "p99 ms", "errors", "mean batch"),
-           extra={"machine": machine(), "run": str(run), "requests": len(lat), "first_errors": errors[:5]})  # fmt: skip
-    (WORK / f"serve_load-{kind}-{args.backend}.json").write_text(json.dumps({"requests_per_s": len(lat) / wall, "errors": len(errors)}))
+        server.terminate()
+        server.wait(timeout=30)
+    print(json.dumps({"clients": args.clients, "seconds": args.seconds, "backend": args.backend, "cpus": os.cpu_count(), **result.summary()}, indent=2))
 
 
 if __name__ == "__main__":

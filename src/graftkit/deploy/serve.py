@@ -59,15 +59,24 @@ class ServeLimits:
     max_audio_seconds: float = 60.0
     """Seconds per audio clip (measured from the file's header before decoding); the model reads
     at most its clip length of it."""
+    max_queued_inputs: int = 256
+    """Inputs waiting for or in the model, all requests together. A request that would go beyond
+    is refused at once with a 503 and `Retry-After` (a client retries later) instead of queueing
+    without bound, which would only make every client time out."""
 
 
 class ApiError(Exception):
     """A bad request: answered with `status` and `{"error": message}`."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
+
+
+RETRY_AFTER_S = 1
+"""What a refused (503) client is told to wait, in seconds."""
 
 
 def create_app(
@@ -135,10 +144,11 @@ def create_app(
     )
     app.state.batcher = batcher
     app.state.predictor = predictor
+    app.state.in_flight = 0
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -166,7 +176,7 @@ def create_app(
 
     @app.get("/health", summary="Liveness: the model is loaded")
     async def health() -> dict:
-        return {"status": "ok", "backend": backend, "queued": batcher.queued, "batches": batcher.batches, "items": batcher.items}
+        return {"status": "ok", "backend": backend, "queued": batcher.queued, "in_flight": app.state.in_flight, "batches": batcher.batches, "items": batcher.items}
 
     @app.get("/info", summary="The model card: task, classes, metrics, input spec, limits")
     async def info() -> dict:
@@ -194,7 +204,15 @@ def create_app(
             names, inputs = await _audio_from(request, body, ctype, limits, predictor.preprocess.sample_rate)
         else:
             names, inputs = await _images_from(request, body, ctype, limits, predictor.preprocess)
-        preds = await batcher.submit(inputs)
+        admitted = len(inputs)
+        if app.state.in_flight + admitted > limits.max_queued_inputs:
+            raise ApiError(503, f"the service is busy ({app.state.in_flight} inputs queued, at most {limits.max_queued_inputs}): "
+                                f"retry in {RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        app.state.in_flight += admitted  # one event loop: no lock needed between the check and the add
+        try:
+            preds = await batcher.submit(inputs)
+        finally:
+            app.state.in_flight -= admitted
         k = min(top_k, n_out)
         out = []
         for name, p in zip(names, preds):
