@@ -76,6 +76,8 @@ class LoadResult:
     slow_client_seconds: float = 0.0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
+    rss_samples_mb: list[float] = field(default_factory=list)
+    """The server's RSS every 5 s of the load: flat after warm-up, or growing."""
 
     def percentile(self, q: float) -> float:
         xs = sorted(self.latencies)
@@ -86,7 +88,8 @@ class LoadResult:
                 "p50_ms": round(1000 * self.percentile(0.50), 1), "p99_ms": round(1000 * self.percentile(0.99), 1),
                 "max_ms": round(1000 * max(self.latencies, default=float("nan")), 1),
                 "slow_client_status": self.slow_client_status, "slow_client_seconds": round(self.slow_client_seconds, 1),
-                "rss_start_mb": round(self.rss_start_mb, 1), "rss_end_mb": round(self.rss_end_mb, 1)}  # fmt: skip
+                "rss_start_mb": round(self.rss_start_mb, 1), "rss_end_mb": round(self.rss_end_mb, 1),
+                "rss_every_5s_mb": [round(x) for x in self.rss_samples_mb]}  # fmt: skip
 
 
 def _client(port: int, body: bytes, stop: float, result: LoadResult, lock: threading.Lock) -> None:
@@ -137,7 +140,14 @@ def run_load(port: int, pid: int, *, clients: int, seconds: float, byte_seconds:
     stop = time.monotonic() + seconds
     threads = [threading.Thread(target=_client, args=(port, body, stop, result, lock)) for _ in range(clients)]
     slow = threading.Thread(target=_slow_client, args=(port, body, byte_seconds, stop, result))
+    def sample() -> None:
+        while time.monotonic() < stop:
+            time.sleep(5)
+            result.rss_samples_mb.append(rss_mb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
     slow.start()
+    sampler.start()
     for t in threads:
         t.start()
     for t in threads:
