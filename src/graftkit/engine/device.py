@@ -64,15 +64,7 @@ class LocalEngine:
         return model
 
     def to_device(self, batch: Any) -> Any:
-        if isinstance(batch, torch.Tensor):
-            if self.channels_last and batch.ndim == 4:
-                return batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
-            return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, (list, tuple)):
-            return type(batch)(self.to_device(b) for b in batch)
-        if isinstance(batch, dict):  # tokenized text: input_ids, attention_mask, labels
-            return {k: self.to_device(v) for k, v in batch.items()}
-        return batch
+        return move_to_device(batch, self.device, channels_last=self.channels_last)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
@@ -100,6 +92,20 @@ class LocalEngine:
 
     def wait(self) -> None:
         return None
+
+
+def move_to_device(batch: Any, device: torch.device, *, channels_last: bool = False) -> Any:
+    """`batch` on `device`: tensors, and lists, tuples and dicts of them (tokenized text:
+    input_ids, attention_mask, labels); 4-D image batches in channels_last when asked."""
+    if isinstance(batch, torch.Tensor):
+        if channels_last and batch.ndim == 4:
+            return batch.to(device, memory_format=torch.channels_last, non_blocking=True)
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(b, device, channels_last=channels_last) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device, channels_last=channels_last) for k, v in batch.items()}
+    return batch
 
 
 def resolve_device(requested: str = "auto") -> str:

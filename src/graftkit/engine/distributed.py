@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from graftkit.engine.device import move_to_device
 from graftkit.errors import ConfigError
 
 _ACCELERATOR: Any = None
@@ -128,15 +129,7 @@ class AccelerateEngine:
         return sharded
 
     def to_device(self, batch: Any) -> Any:
-        if isinstance(batch, torch.Tensor):
-            if self.channels_last and batch.ndim == 4:
-                return batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
-            return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, (list, tuple)):
-            return type(batch)(self.to_device(b) for b in batch)
-        if isinstance(batch, dict):
-            return {k: self.to_device(v) for k, v in batch.items()}
-        return batch
+        return move_to_device(batch, self.device, channels_last=self.channels_last)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         mixed = {"no": "fp32"}.get(self.accelerator.mixed_precision, self.accelerator.mixed_precision)
