@@ -65,7 +65,20 @@ def accelerator(device: str = "cpu", precision: str = "fp32") -> Any:
                                    step_scheduler_with_optimizer=False,
                                    # strategies freeze and unfreeze layer groups between epochs: DDP must allow parameters without gradients
                                    kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])  # fmt: skip
+        import atexit
+
+        atexit.register(_close_process_group)
     return _ACCELERATOR
+
+
+def _close_process_group() -> None:
+    """Destroy the process group before the interpreter exits. Left to the C++ destructors at
+    shutdown, gloo's threads abort the process ("terminate called without an active exception",
+    SIGABRT) after the work is done, and the launcher reports the run as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class AccelerateEngine:
