@@ -266,3 +266,17 @@ def test_lora_multilabel_and_regression_runs_export_with_parity(tiny_bert_dir, t
     onnx_out = graftkit.load(run.dir, backend="onnx").predict_proba(["the film was good", "the film was bad"])
     torch_out = graftkit.load(run.dir).predict_proba(["the film was good", "the film was bad"])
     assert torch.allclose(onnx_out, torch_out, atol=1e-4)
+
+
+def test_text_export_checks_on_the_separate_validation_file(tiny_bert_dir, tmp_path):
+    """A text run trained with `--val FILE` is checked (and int8 scored) on that file's texts, not
+    on rows of the training file that carry the same row numbers."""
+    import graftkit
+    from tests.test_text_train import write_sentiment_csv
+
+    train = write_sentiment_csv(tmp_path / "train.csv", n=40, seed=0)
+    val = write_sentiment_csv(tmp_path / "held-out.csv", n=14, seed=1)
+    run = graftkit.fit(data=train, val=val, model=f"hf:{tiny_bert_dir}", strategy="linear-probe", epochs=1, batch_size=8,
+                       offline=True, out=tmp_path / "run").dir  # fmt: skip
+    rec = export(run, "onnx").parity["onnx"]
+    assert rec["inputs"] == "validation texts from held-out.csv (14)" and rec["n"] == 14

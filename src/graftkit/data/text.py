@@ -103,6 +103,8 @@ class TextData:
     """The columns used: `{"text": "review", "label": "label"}` (None for TXT files)."""
     duplicates: core.Duplicates | None = None
     """Texts found more than once (all splits, whitespace collapsed), if any."""
+    val_source: str | None = None
+    """The separate validation file (`--val`), if one was given."""
 
     @property
     def class_to_idx(self) -> dict[str, int]:
@@ -126,6 +128,7 @@ class TextData:
             "split": self.split,
             "encoding": self.encoding,
             "columns": dict(self.columns),
+            **({"val_root": self.val_source} if self.val_source else {}),
             **core.label_summary(self.label_kind, self.classes, self.splits()),
         }
         if self.duplicates:
@@ -248,6 +251,7 @@ def read_text_data(
         encoding=reader.encoding_used(),
         columns=reader.columns,
         duplicates=duplicates or None,
+        val_source=str(val_path) if val is not None else None,
     )
 
 

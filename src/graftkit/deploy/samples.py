@@ -76,13 +76,15 @@ def text_validation_samples(run_dir: Path, meta: RunSpec) -> Samples | None:
     source = data.get("root")
     if not source or not Path(source).exists():
         return Samples([], [], f"the data file {source} does not exist here")
+    if data.get("split") == "given" and not data.get("val_root") and Path(source).is_file():
+        return Samples([], [], f"the separate validation file of this run is not recorded (trained before graftkit kept its path); {Path(source).name} holds training texts only")
     cfg = meta.config
     try:
         from graftkit.data import read_dataset
         from graftkit.tasks import get_task
 
         dataset = read_dataset(
-            source, modality="text", label_kind=get_task(meta.task["name"]).label_kind, text_col=cfg.get("text_col"),
+            source, modality="text", label_kind=get_task(meta.task["name"]).label_kind, val=data.get("val_root"), text_col=cfg.get("text_col"),
             label_col=cfg.get("label_col"), val_fraction=cfg.get("val_fraction", 0.2), seed=cfg.get("seed", 0),
             encoding=cfg.get("encoding"),
         )  # fmt: skip
@@ -92,7 +94,8 @@ def text_validation_samples(run_dir: Path, meta: RunSpec) -> Samples | None:
     if (run_dir / "split.json").is_file():
         rows = set((read_run_json(run_dir / "split.json").get("rows") or {}).get("val") or [])
     val = [s for s in dataset.val if not rows or s.row in rows]
-    return Samples([s.text for s in val], [s.label for s in val], f"validation texts from {Path(source).name} ({len(val)})")
+    name = Path(data.get("val_root") or source).name
+    return Samples([s.text for s in val], [s.label for s in val], f"validation texts from {name} ({len(val)})")
 
 
 def synthetic_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
