@@ -14,6 +14,7 @@ import torch
 import graftkit
 from graftkit.cli import main
 from graftkit.deploy.export import ExportParityError, export
+from graftkit.deploy.runtime import resolve_backend
 from graftkit.errors import ConfigError, RunDirError
 from tests._deploy_runs import copy_run, image_run, text_run
 
@@ -61,12 +62,15 @@ def test_int8_parity_accuracy_and_speed_are_measured(exported):
     assert val["change"] == pytest.approx(val["onnx-int8"]["accuracy"] - val["onnx"]["accuracy"])
     assert all(v > 0 for v in rec["latency_ms_single"].values()) and rec["speedup_vs_fp32"] > 0
     assert (exported / "export" / "model.int8.onnx").stat().st_size < (exported / "export" / "model.onnx").stat().st_size
+    search = rec["quantization"]["search"]
+    assert search["tries"][0]["fp32_convolutions"] == 0 and search["on"].endswith("other training images")
+    assert "adoption" in rec and isinstance(rec["adopted"], bool)
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_onnx_backends_predict_like_torch(exported, tmp_path_factory, backend):
     files = sorted((tmp_path_factory.getbasetemp() / "deploy-runs" / "images").glob("*/*.png"))[::3]
-    ref = graftkit.load(exported).predict_proba(files)
+    ref = graftkit.load(exported, precision="fp32").predict_proba(files)  # the exported graph is fp32 (auto may pick bf16 on this CPU)
     got = graftkit.load(exported, backend=backend).predict_proba(files)
     if backend == "onnx":
         torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
@@ -182,6 +186,33 @@ def test_the_int8_threshold_is_measured_per_model():
     assert int8_threshold(task, close, 0.05, budget=0.001) > int8_threshold(task, close, 0.05, budget=1.0)  # capped by the budget
 
 
+def test_int8_search_keeps_early_convolutions_in_fp32_until_it_agrees(exported, tmp_path):
+    """The prefix search: it stops at the first try that reaches the target (none kept in fp32 for
+    an easy target), tries longer prefixes when the target is not reached, and keeps the best."""
+    from graftkit.deploy.quantize import search_static_int8
+
+    fp32 = exported / "export" / "model.onnx"
+    rng = np.random.default_rng(0)
+    size = _read(exported, "preprocess.json")["inputs"]["pixel_values"]["shape"][-1]
+    batches = [{"pixel_values": rng.normal(size=(4, 3, size, size)).astype(np.float32)} for _ in range(4)]
+    agree = lambda ref, got: float((ref.argmax(1) == got.argmax(1)).mean())  # noqa: E731
+    easy = search_static_int8(fp32, tmp_path / "easy.onnx", batches[:2], batches[2:], agree, target=0.0)
+    assert [t["fp32_convolutions"] for t in easy["search"]["tries"]] == [0] and easy["search"]["reached"]
+    assert easy["excluded_nodes"] == []
+    hard = search_static_int8(fp32, tmp_path / "hard.onnx", batches[:2], batches[2:], agree, target=1.01)
+    tries = hard["search"]["tries"]
+    assert len(tries) > 1 and [t["fp32_convolutions"] for t in tries][:2] == [0, 2] and not hard["search"]["reached"]
+    best = max(t["holdout_agreement"] for t in tries)
+    assert hard["fp32_prefix"].startswith(f"the first {next(t['fp32_convolutions'] for t in tries if t['holdout_agreement'] == best)} of")
+    assert (tmp_path / "hard.onnx").is_file()
+
+
+def ex_decide(rec, task):
+    from graftkit.deploy.export import _decide_int8
+
+    _decide_int8(rec, task)
+
+
 def test_int8_with_shuffled_classes_fails_its_measured_threshold(exported, tmp_path, monkeypatch):
     run = copy_run(exported, tmp_path / "int8-broken")
     import graftkit.deploy.export as ex
@@ -195,10 +226,40 @@ def test_int8_with_shuffled_classes_fails_its_measured_threshold(exported, tmp_p
         return (lambda batch: inner(batch).roll(1, dims=1)) if len(calls) == 2 else inner  # the int8 one
 
     monkeypatch.setattr(ex, "_session_runner", second_session_shuffled)
-    with pytest.raises(ExportParityError, match="onnx-int8: .*int8 noise budget"):
-        export(run, "onnx", quantize="int8")
+    result = export(run, "onnx", quantize="int8")  # the fp32 export stands; the broken int8 model is removed and said so
+    assert "default backend stays onnx (fp32): int8 failed its parity check" in result.summary()
+    assert "int8 noise budget" in result.summary() and result.model.name == "model.onnx"
     rec = _read(run, "parity.json")["onnx-int8"]
-    assert rec["passed"] is False and rec["min_agreement"] == rec["measured_min_agreement"]
+    assert rec["passed"] is False and rec["adopted"] is False and rec["min_agreement"] == rec["measured_min_agreement"]
+    assert not (run / "export" / "model.int8.onnx").exists()
+    assert _read(run, "preprocess.json")["default_backend"] == "onnx"
+    assert resolve_backend(run, "auto") == ("onnx", rec["adoption"])
+
+
+def test_int8_is_the_default_backend_only_within_a_point_of_fp32(exported, tmp_path, monkeypatch):
+    """The adoption rule on measured figures: a loss of at most one point makes int8 the default of
+    `--backend auto`; more keeps fp32 ONNX, and the int8 file stays for `--backend onnx-int8`."""
+    from graftkit.tasks.classification import ClassificationTask
+
+    task = ClassificationTask(["a", "b"])
+    rec = {"passed": True, "validation": {"metric": "accuracy", "onnx": {"accuracy": 0.850}, "onnx-int8": {"accuracy": 0.841}, "n": 1000}}
+    ex_decide(rec, task)
+    assert rec["adopted"] and rec["adoption"].startswith("default backend: onnx-int8")
+    rec["validation"]["onnx-int8"]["accuracy"] = 0.838
+    ex_decide(rec, task)
+    assert not rec["adopted"] and "loses 0.012, more than the budget of 0.01" in rec["adoption"]
+
+    run = copy_run(exported, tmp_path / "auto")
+    spec = _read(run, "preprocess.json")
+    spec["default_backend"], spec["default_backend_why"] = "onnx-int8", "within budget"
+    (run / "export" / "preprocess.json").write_text(json.dumps(spec))
+    assert resolve_backend(run, "auto") == ("onnx-int8", "within budget")
+    assert resolve_backend(run, "auto", torch_settings=True)[0] == "torch"
+    assert resolve_backend(run, "onnx") == ("onnx", "")
+    (run / "export" / "model.int8.onnx").unlink()
+    assert resolve_backend(run, "auto")[0] == "onnx"
+    (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes() + b" ")  # other weights: the export is stale
+    assert resolve_backend(run, "auto")[0] == "torch"
 
 
 def test_bad_options_are_reported_together(exported):
@@ -227,7 +288,7 @@ def test_text_export_fp32_int8_and_onnx_predict(tmp_path_factory, tiny_bert_dir,
     assert spec["inputs"]["input_ids"]["shape"] == ["batch", "sequence"] and spec["text"]["tokenizer"] == "tokenizer.json"
     assert (run / "export" / "tokenizer.json").is_file()
     texts = ["the movie was very good good", "the film was so awful awful and boring dull dull", "fine"]
-    ref = graftkit.load(run).predict_proba(texts)
+    ref = graftkit.load(run, precision="fp32").predict_proba(texts)  # the exported graph is fp32
     got = graftkit.load(run, backend="onnx").predict_proba(texts)  # mixed lengths: dynamic sequence axis
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     session = __import__("onnxruntime").InferenceSession(str(run / "export" / "model.onnx"))
@@ -264,7 +325,7 @@ def test_lora_multilabel_and_regression_runs_export_with_parity(tiny_bert_dir, t
     export(run.dir, "onnx")  # raises ExportParityError below the agreement threshold
     assert (run.dir / "export" / "model.onnx").is_file() and (run.dir / "export" / "parity.json").is_file()
     onnx_out = graftkit.load(run.dir, backend="onnx").predict_proba(["the film was good", "the film was bad"])
-    torch_out = graftkit.load(run.dir).predict_proba(["the film was good", "the film was bad"])
+    torch_out = graftkit.load(run.dir, precision="fp32").predict_proba(["the film was good", "the film was bad"])
     assert torch.allclose(onnx_out, torch_out, atol=1e-4)
 
 

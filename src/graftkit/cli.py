@@ -41,6 +41,11 @@ def _train_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None
             p.add_argument(flag, type=conv, default=None, help=docs.get(f.name), metavar=f.name.upper())
 
 
+BACKEND_HELP = ("onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first); auto: the export's default "
+                "(int8 only when `graft export --quantize int8` kept it within a point of fp32, else fp32 ONNX), torch when "
+                "there is no export or --precision/--channels-last are given")  # fmt: skip
+
+
 def _precision_flags(p: argparse.ArgumentParser, what: str, *, default: str = "auto", run: bool = True) -> None:
     """`--precision` and `--channels-last` of a command that runs a model; left to auto, the
     engine decides (`graftkit.engine.inference_settings` / `training_settings`)."""
@@ -146,10 +151,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(args: argparse.Namespace) -> str:
+    """`--backend auto`: the export's default backend (int8 only when it kept its accuracy), else torch."""
+    from graftkit.deploy.runtime import resolve_backend
+
+    backend, why = resolve_backend(args.run, args.backend, torch_settings=args.precision != "auto" or args.channels_last is not None)
+    if args.backend == "auto":
+        from graftkit.engine.progress import info
+
+        info(f"backend: {backend} ({why})")
+    return backend
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from graftkit.deploy.batch import expand_inputs, write_predictions
     from graftkit.deploy.onnx_client import client_for
 
+    args.backend = _backend(args)
     predictor = client_for(args.run, args.backend, calibrated=not args.raw_scores)  # ONNX image classifiers: no torch import at all
     if predictor is None:
         from graftkit.deploy import load
@@ -184,6 +202,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from graftkit.deploy.serve import serve
 
+    args.backend = _backend(args)
     serve(args.run, host=args.host, port=args.port, backend=args.backend, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           precision=args.precision, channels_last=_on_off(args.channels_last))  # fmt: skip
     return 0
@@ -331,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=1, help="classes shown per input")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="onnx/onnx-int8 run export/model*.onnx under ONNX Runtime (graft export first)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto", help=BACKEND_HELP)
     p.add_argument("--column", help="manifest column to read (default: path for images, text for texts)")
     p.add_argument("--draw", metavar="DIR", help="detection runs: also write each image with its boxes drawn (score >= 0.3) into DIR")
     p.add_argument("--raw-scores", action="store_true", help="scores without the temperature fitted on validation (default: calibrated)")
@@ -350,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=_port, default=8080, help="TCP port (1-65535)")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto", help=BACKEND_HELP)
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most inputs run together when requests arrive at once")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the first request of a batch waits for others")
     _precision_flags(p, "the torch backend")

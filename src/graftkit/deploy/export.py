@@ -52,6 +52,11 @@ LOGIT_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2}
 """...and its logits must match: max |Δ logits| ≤ tolerance × (1 + max |reference logit|), the
 tolerance by the precision PyTorch ran in. Scaled or shifted logits keep every top class; they
 fail here."""
+INT8_MAX_LOSS = 0.01
+"""int8 becomes the default backend (`--backend auto`) only when it loses at most this much of the
+validation headline metric against fp32: one point of a 0-1 score (accuracy, F1, R²), or 1 % of an
+error (MAE, WER). Otherwise the file stays for `--backend onnx-int8` and fp32 stays the default."""
+
 INT8_NOISE = 0.3
 """int8's noise budget, as a share of the spread (std) of the model's own logits: the median
 |Δ logits| of an int8 model must stay within it. Quantizing moves logits by a few percent of their
@@ -90,6 +95,12 @@ class ExportResult:
             lat = r.get("latency_ms_single")
             if lat and key == "onnx-int8":
                 lines.append("  latency, 1 input: " + ", ".join(f"{k} {v:.1f} ms" for k, v in lat.items()) + f" (int8 {r['speedup_vs_fp32']:.2f}x fp32)")
+            if (r.get("quantization") or {}).get("fp32_prefix"):
+                q = r["quantization"]
+                lines.append(f"  int8 recipe: {q['fp32_prefix']} (agreement with fp32 on {q['search']['on']}: "
+                             + ", ".join(f"{t['fp32_convolutions']} → {t['holdout_agreement']:.3f}" for t in q["search"]["tries"]) + ")")  # fmt: skip
+            if "adoption" in r:
+                lines.append(f"  {r['adoption']}" + ("" if r["adopted"] else "; run it anyway with --backend onnx-int8" if r["passed"] else ""))
         lines.append(f"preprocessing and labels: {self.preprocess}")
         return "\n".join(lines)
 
@@ -166,6 +177,7 @@ def export(
         (out_dir / r["file"]).unlink(missing_ok=True)
     replace_dir(out_dir, final_dir)
     _save_metrics_summary(run_dir, records)
+    failed.pop("onnx-int8", None)  # a failed int8 model is removed and reported (`adoption`); fp32 stays the default
     if failed:
         lines = [f"{k}: {_why_failed(r)} on {r['inputs']}" for k, r in failed.items()]
         raise ExportParityError(
@@ -176,7 +188,8 @@ def export(
     from graftkit.rundir.model_card import write_model_card
 
     write_model_card(run_dir, task.card())  # the card lists the exported files
-    return ExportResult(final_dir / path.name, final_dir / PREPROCESS_FILE, records)
+    main_file = path.name if (final_dir / path.name).is_file() else ONNX_FILE  # a failed int8 model is gone
+    return ExportResult(final_dir / main_file, final_dir / PREPROCESS_FILE, records)
 
 
 def _staging_copy(final_dir: Path) -> Path:
@@ -224,13 +237,15 @@ def _export_into(out_dir: Path, run_dir: Path, model: Any, meta: RunSpec, task: 
         records["onnx"] = checker.record(path, _session_runner(session), "fp32", min_agreement, {"exporter": exporter, "opset": opset})
         if quantize == "int8":
             path = out_dir / INT8_FILE
-            settings, calibrated_on = kind.quantize_int8(out_dir / ONNX_FILE, path, samples, batches, sig, batch_size)
+            agreement = lambda ref, got: task.export_agreement(ref, got, "int8")[0]  # noqa: E731
+            settings, calibrated_on = kind.quantize_int8(out_dir / ONNX_FILE, path, samples, batches, sig, batch_size, agreement)
             int8 = make_session(path)
             extra = {"quantization": settings, "calibration": calibrated_on}
             records["onnx-int8"] = checker.record(path, _session_runner(int8), "int8", min_agreement, extra)
             _compare_speed_and_accuracy(records, checker, sig, engine, {"onnx": _session_runner(session), "onnx-int8": _session_runner(int8)})
+            _decide_int8(records["onnx-int8"], task)
 
-    _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=quantize == "int8")  # once every file exists
+    _write_preprocess(run_dir, out_dir, meta, kind, sig, format, exporter, opset, tokenizer, int8=records.get("onnx-int8"))  # once every file exists
     _save_records(out_dir, records)
     return records, path
 
@@ -415,6 +430,26 @@ def _compare_speed_and_accuracy(records: dict, checker: _Checker, sig: Signature
     records["onnx"]["latency_ms_single"] = {"torch": latency["torch"], "onnx": latency["onnx"]}
 
 
+def _decide_int8(rec: dict[str, Any], task: Any) -> None:
+    """Whether the int8 model becomes the default backend: its parity passed and it lost at most
+    `INT8_MAX_LOSS` of the validation headline metric. Sets `adopted` and `adoption` (why)."""
+    val = rec.get("validation") or {}
+    if not rec["passed"]:
+        rec["adopted"], why = False, f"int8 failed its parity check ({_why_failed(rec)}) and was removed"
+    elif not val.get("metric"):
+        rec["adopted"], why = False, f"its accuracy could not be measured ({val.get('why', 'no validation labels')})"
+    else:
+        metric = task.metrics.get(val["metric"])
+        higher = metric.higher_is_better if metric is not None else True
+        fp32, int8 = val["onnx"][val["metric"]], val["onnx-int8"][val["metric"]]
+        loss = (fp32 - int8) if higher else (int8 - fp32)
+        budget = INT8_MAX_LOSS if higher and 0.0 <= fp32 <= 1.0 else INT8_MAX_LOSS * abs(fp32)
+        rec["adopted"] = loss <= budget
+        why = (f"validation {val['metric']} {fp32:.4f} → {int8:.4f} (n={val['n']}): "
+               + (f"within the budget of {budget:.4g}" if rec["adopted"] else f"loses {loss:.4g}, more than the budget of {budget:.4g}"))  # fmt: skip
+    rec["adoption"] = ("default backend: onnx-int8, " if rec["adopted"] else "default backend stays onnx (fp32): ") + why
+
+
 def _latency_ms(run: Callable[[dict[str, torch.Tensor]], Any], batch: dict[str, torch.Tensor], repeats: int = 20) -> float:
     """Median wall time of one forward pass on `batch`, after 3 warm-up passes, in ms."""
     for _ in range(3):
@@ -448,7 +483,7 @@ def _temperature(meta: RunSpec, post: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModality, sig: Signature, format: str, exporter: str,
-                      opset: int | None, tokenizer: Any, int8: bool = False) -> Path:  # fmt: skip
+                      opset: int | None, tokenizer: Any, int8: dict[str, Any] | None = None) -> Path:  # fmt: skip
     """`preprocess.json`: everything a client in any language needs to feed the model and read it."""
     task = meta.task
     post = sig.output_spec  # the task's: activation, thresholds, scaling
@@ -469,10 +504,15 @@ def _write_preprocess(run_dir: Path, out_dir: Path, meta: RunSpec, kind: RunModa
         old = read_json(path)
         if old.get("weights_sha256") == spec["weights_sha256"]:
             spec["files"] = old.get("files", {})
+            spec.update({k: old[k] for k in ("default_backend", "default_backend_why") if k in old})
     name = TORCHSCRIPT_FILE if format == "torchscript" else ONNX_FILE
     spec["files"][name] = {"format": format, "exporter": exporter, "opset": opset}
-    if int8:
+    if int8 is not None:
         spec["files"][INT8_FILE] = {"format": "onnx", "quantized_from": ONNX_FILE, "quantization": f"int8 {kind.int8_method}", "opset": opset}
+        spec["default_backend"] = "onnx-int8" if int8["adopted"] else "onnx"
+        spec["default_backend_why"] = int8["adoption"]
+    elif format == "onnx" and "default_backend" not in spec:
+        spec["default_backend"], spec["default_backend_why"] = "onnx", "the fp32 ONNX export (no int8 model)"
     for file_name, entry in spec["files"].items():  # a truncated or replaced file is refused by name when loaded
         if (out_dir / file_name).is_file():
             entry["sha256"] = sha256_file(out_dir / file_name)

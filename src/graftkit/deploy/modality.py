@@ -65,8 +65,9 @@ class RunModality(Protocol):
         ...
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
-                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
-        """Write the int8 model to `out`; return its settings and what calibrated it (None: not calibrated)."""
+                      sig: Signature, batch_size: int, agreement: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        """Write the int8 model to `out`; return its settings and what calibrated it (None: not calibrated).
+        `agreement(fp32 outputs, int8 outputs)` is the task's own measure, for choices int8 makes."""
         ...
 
     def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
@@ -124,16 +125,22 @@ class ImageRun:
             yield {"pixel_values": torch.stack([transform(load_image(x, channels=pre.in_chans, window=pre.window) if isinstance(x, (str, Path)) else x) for x in chunk])}
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
-                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
-        from graftkit.deploy.quantize import quantize_static_int8
+                      sig: Signature, batch_size: int, agreement: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+        from graftkit.deploy.quantize import quantize_static_int8, search_static_int8
 
-        train = calibration_images(self._dir())  # training images keep validation out of the ranges
-        if train is not None:
-            source, calib = train.source, self.batches(train.items, batch_size)
-        else:
-            source, calib = samples.source, iter(batches)
-        feeds = ({n: b[n].numpy() for n in sig.input_names} for b in calib)
-        return quantize_static_int8(fp32, out, feeds), source
+        def feeds(batches: Iterable[dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
+            return [{n: b[n].numpy() for n in sig.input_names} for b in batches]
+
+        train = calibration_images(self._dir())  # training images keep validation out of the ranges and the search
+        if train is None:
+            return quantize_static_int8(fp32, out, feeds(batches)), samples.source
+        calibrate, held = train
+        if not held.items:  # too few training images to hold some out: calibrate only
+            return quantize_static_int8(fp32, out, feeds(self.batches(calibrate.items, batch_size))), calibrate.source
+        settings = search_static_int8(fp32, out, feeds(self.batches(calibrate.items, batch_size)), feeds(self.batches(held.items, batch_size)),
+                                      lambda ref, got: agreement(torch.from_numpy(ref), torch.from_numpy(got)))  # fmt: skip
+        settings["search"]["on"] = held.source
+        return settings, calibrate.source
 
     def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
         from graftkit.data.transforms import eval_resize_size
@@ -198,7 +205,7 @@ class DetectionRun(ImageRun):
             yield {"pixel_values": transform(_as_tensor(x, preprocess))[None]}
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
-                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+                      sig: Signature, batch_size: int, agreement: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
         raise ConfigError("--quantize int8 is not supported for detection runs yet (NMS and box decoding stay fp32); export without it")
 
     def preprocess_section(self, out_dir: Path, tokenizer: Any) -> dict[str, Any]:
@@ -255,7 +262,7 @@ class TextRun:
             yield {"input_ids": enc["input_ids"].long(), "attention_mask": enc["attention_mask"].long()}  # (B, T) each
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
-                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+                      sig: Signature, batch_size: int, agreement: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
         from graftkit.deploy.quantize import quantize_dynamic_int8
 
         return quantize_dynamic_int8(fp32, out), None  # ranges per batch at run time: nothing to calibrate
@@ -333,7 +340,7 @@ class AudioRun:
             yield {"waveform": torch.stack([_as_waveform(x, pre) for x in items[start : start + batch_size]])}  # (B, S)
 
     def quantize_int8(self, fp32: Path, out: Path, samples: Samples, batches: list[dict[str, torch.Tensor]],
-                      sig: Signature, batch_size: int) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+                      sig: Signature, batch_size: int, agreement: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
         from graftkit.deploy.quantize import quantize_dynamic_int8
 
         return quantize_dynamic_int8(fp32, out), None

@@ -26,6 +26,32 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 """`torch`: the PyTorch model; `onnx`: export/model.onnx; `onnx-int8`: export/model.int8.onnx."""
 
 
+def resolve_backend(run_dir: str | Path, backend: str, *, torch_settings: bool = False) -> tuple[str, str]:
+    """The backend `auto` stands for on this run, and why (other backends are returned as they are).
+
+    `auto` is the export's own choice, recorded in `export/preprocess.json` as `default_backend`:
+    `onnx-int8` when `graft export --quantize int8` kept the int8 model within its accuracy
+    budget, else `onnx`. It is `torch` when there is no export, when the export was made from
+    other weights than the run's (re-export to use it again), or when `torch_settings` (the
+    caller set `--precision` or `--channels-last`, which only PyTorch has).
+    """
+    if backend != "auto":
+        return backend, ""
+    if torch_settings:
+        return "torch", "--precision/--channels-last set how PyTorch runs"
+    folder = Path(run_dir) / EXPORT_DIR
+    if not (folder / PREPROCESS_FILE).is_file() or not (folder / ONNX_FILE).is_file():
+        return "torch", "no ONNX export (graft export RUN makes one)"
+    spec = read_run_json(folder / PREPROCESS_FILE, fix=f"run `graft export {run_dir} --format onnx` again")
+    made_from = spec.get("weights_sha256")
+    if made_from and made_from != weights_digest(Path(run_dir)):
+        return "torch", f"the export was made from other weights: run `graft export {run_dir}` again to use it"
+    choice = spec.get("default_backend", "onnx")
+    if choice == "onnx-int8" and not (folder / INT8_FILE).is_file():
+        choice = "onnx"
+    return choice, spec.get("default_backend_why", "the ONNX export")
+
+
 def weights_digest(run_dir: Path) -> str:
     """SHA-256 of `model.safetensors`: an export records it, so a retrained run's stale export is caught."""
     return sha256_file(Path(run_dir) / "model.safetensors")

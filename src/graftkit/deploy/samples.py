@@ -35,18 +35,20 @@ class Samples:
         return self.labels is not None
 
 
-def calibration_images(run_dir: str | Path, limit: int = 128) -> Samples | None:
-    """Training images of an image run (every k-th, at most `limit`) for int8 calibration, or None
-    when their files are gone. Calibrating on training images keeps the validation images, on
-    which the int8 model's accuracy is measured, out of the choice of its ranges."""
+def calibration_images(run_dir: str | Path, limit: int = 128) -> tuple[Samples, Samples] | None:
+    """Training images of an image run for int8: every k-th (at most `limit`) to calibrate the
+    ranges, and as many others, between them, on which each int8 try is compared with fp32; None
+    when their files are gone. Using training images keeps the validation images, on which the
+    int8 model's accuracy is measured, out of every choice int8 makes."""
     found = image_split_samples(Path(run_dir), "train")
     if found is None or not found.items:
         return None
-    step = max(1, len(found.items) // limit)
-    found.items, found.labels = found.items[::step][:limit], found.labels[::step][:limit]
-    if step > 1:
-        found.source += f", every {step}th: {len(found.items)}"
-    return found
+    step = max(2, len(found.items) // limit)
+    calibrate = Samples(found.items[::step][:limit], found.labels[::step][:limit], f"{found.source}, every {step}th")
+    calibrate.source += f": {len(calibrate.items)}"
+    held = Samples(found.items[step // 2 :: step][:limit], found.labels[step // 2 :: step][:limit], "")
+    held.source = f"{len(held.items)} other training images"
+    return calibrate, held
 
 
 def image_split_samples(run_dir: Path, split_name: str = "val") -> Samples | None:
