@@ -16,12 +16,16 @@ Errors accumulate from the input onward: on EfficientNet-Lite0 the signal-to-noi
 fully quantized model falls from 46 dB at the input to 20 dB four convolutions later and to 10 dB
 at the last one, so the early, full-resolution convolutions matter most. `search_static_int8`
 therefore keeps a growing prefix of the convolutions in fp32 (0, 2, 4, 8, ... of them) until the
-int8 model agrees with fp32 on held-out *training* images at `TARGET_AGREEMENT`, and records each
-try. On the Fashion-MNIST development run (1,000 validation images, not the split that reports
-the figures in RESULTS.md) top-1 agreement with fp32 was 0.948 with every convolution quantized,
-0.959 with the first 4 in fp32 and 0.982 with the first 6; percentile and entropy calibration,
-more calibration images, or leaving the pooling, the last convolution or the depthwise
-convolutions in fp32 each moved it by less than a point.
+int8 logits move by at most `TARGET_NOISE` of the fp32 logits' spread (median |Δ| / std) on
+held-out *training* images, and records each try. The search measures logit noise, not top-1
+agreement, because the head was fitted on training images: their margins are wider than
+validation's, so agreement there flatters (0.992 on training images where validation gave 0.960),
+while the noise is about the same on both. On the Fashion-MNIST development run (1,000 validation
+images, not the split that reports the figures in RESULTS.md), with 0, 4, 5, 6 and 8 of the 49
+convolutions in fp32: noise 7.4 %, 6.1 %, 3.6 %, 2.5 %, 2.4 % of the spread and top-1 agreement
+with fp32 0.948, 0.959, 0.976, 0.982, 0.980. Percentile and entropy calibration, more calibration
+images, or leaving the pooling, the last convolution or the depthwise convolutions in fp32 each
+moved agreement by less than a point.
 
 Whether either is worth it on a given machine and model is measured by `graft export` (accuracy
 on the validation split, latency against fp32) and recorded, never assumed.
@@ -83,9 +87,10 @@ def prepare_for_int8(model: Path, out: Path) -> Path:
     return out
 
 
-TARGET_AGREEMENT = 0.98
-"""Share of held-out training inputs on which the int8 model must agree with fp32 before the
-prefix search stops (chosen on the development run: see the module docstring)."""
+TARGET_NOISE = 0.03
+"""The prefix search stops once int8 moves the logits by at most this share of their spread
+(median |Δ logits| / std of the fp32 logits) on held-out training inputs; chosen on the
+development run (see the module docstring)."""
 
 MAX_FP32_SHARE = 1 / 3
 """The search keeps at most this share of the convolutions in fp32: beyond it int8 stops paying."""
@@ -98,17 +103,18 @@ def search_static_int8(
     holdout: Sequence[dict[str, np.ndarray]],
     agreement: Callable[[np.ndarray, np.ndarray], float],
     *,
-    target: float = TARGET_AGREEMENT,
+    target: float = TARGET_NOISE,
 ) -> dict[str, Any]:
-    """Static int8 with the shortest prefix of convolutions kept in fp32 that reaches `target`.
+    """Static int8 with the shortest prefix of convolutions kept in fp32 whose logit noise is within `target`.
 
     Args:
         model: The fp32 `.onnx` file.
         out: Where to write the chosen int8 model.
         calibration: Batches that fix the activation ranges (reused by every try).
-        holdout: Other batches, on which each try's agreement with fp32 is measured.
-        agreement: `(fp32 outputs, int8 outputs) -> share in agreement`, the task's own measure.
-        target: Stop at the first try that agrees at least this much.
+        holdout: Other batches, on which each try is compared with fp32.
+        agreement: `(fp32 outputs, int8 outputs) -> share in agreement`, the task's own measure
+            (recorded with each try; the choice is made on the noise).
+        target: Stop at the first try whose median |Δ logits| / std(fp32 logits) is at most this.
 
     Returns:
         The settings of the model written to `out`, with every try (`search`).
@@ -116,27 +122,28 @@ def search_static_int8(
     import onnx
 
     reference = _outputs(model, holdout)
+    spread = float(reference.std()) or 1.0
     tries: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare_for_int8(model, Path(tmp) / "prepared.onnx")
         convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
         prefixes = [0] + [k for k in (2, 4, 8, 16, 32, 64) if k <= len(convs) * MAX_FP32_SHARE]
-        best: tuple[float, Path, dict[str, Any]] | None = None
+        best: tuple[float, int, Path, dict[str, Any]] | None = None
         for k in prefixes:
             candidate = Path(tmp) / f"int8-{k}.onnx"
             settings = quantize_static_int8(prepared, candidate, calibration, exclude=convs[:k], prepared=True)
-            agreed = float(agreement(reference, _outputs(candidate, holdout)))
-            tries.append({"fp32_convolutions": k, "holdout_agreement": round(agreed, 4)})
-            if best is None or agreed > best[0]:
-                best = (agreed, candidate, settings)
-            if agreed >= target:
+            got = _outputs(candidate, holdout)
+            noise = float(np.median(np.abs(got - reference))) / spread
+            tries.append({"fp32_convolutions": k, "logit_noise": round(noise, 4), "holdout_agreement": round(float(agreement(reference, got)), 4)})
+            if best is None or noise < best[0]:
+                best = (noise, k, candidate, settings)
+            if noise <= target:
                 break
-        agreed, chosen, settings = best
+        noise, kept, chosen, settings = best
         out.write_bytes(chosen.read_bytes())
-    kept = tries[[t["holdout_agreement"] for t in tries].index(round(agreed, 4))]["fp32_convolutions"]
     return {**settings, "fp32_prefix": f"the first {kept} of {len(convs)} convolutions stay fp32",
-            "search": {"target_agreement": target, "on": "held-out training inputs", "tries": tries,
-                       "reached": agreed >= target}}  # fmt: skip
+            "search": {"target_logit_noise": target, "logit_noise": "median |Δ logits| / std of the fp32 logits",
+                       "on": "held-out training inputs", "tries": tries, "reached": noise <= target}}  # fmt: skip
 
 
 def _outputs(model: Path, batches: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
