@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from graftkit import rundir
-from graftkit.engine import is_main_process, make_engine
+from graftkit.engine import enable_grad_checkpointing, is_main_process, make_engine
 from graftkit.engine.progress import info
+from graftkit.errors import ConfigError
 from graftkit.training.callbacks import EarlyStopping
 from graftkit.training.checkpoint import Checkpointer, load_resume_point
 from graftkit.training.config import TrainConfig
@@ -142,6 +143,11 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     strat = cfg.parsed_strategy
     dataset = plan.dataset
     inputs = make_inputs(dataset, backbone, cfg)
+    if cfg.grad_checkpointing:
+        if strat.kind == "linear-probe" and task.backbone_head == "features":
+            raise ConfigError("--grad-checkpointing saves memory in fine-tuning's backward pass; the linear probe has none: "
+                              "drop the flag or use --strategy finetune, partial:N, gradual or lora")  # fmt: skip
+        info(f"gradient checkpointing: {enable_grad_checkpointing(backbone)}")
     train_engine = make_engine(precision.device, precision.train, precision.channels_last)  # several processes: Accelerate's
     infer_engine = make_engine(precision.device, precision.inference, precision.channels_last, training=False)
     train_engine.wait()  # several processes: all have planned (and checked --out) before rank 0 writes into it
