@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_numeric_labels_for_regression(tmp_path):
     assert sorted(s.label for s in data.train + data.val) == [i / 2 for i in range(10)] and data.classes == []
 
 
-def test_graft_train_on_a_shard_pattern_and_on_a_folder_of_shards(tmp_path):
+def test_graft_train_on_a_shard_pattern_and_on_a_folder_of_shards(tmp_path, capsys):
     for k in range(3):
         write_shard(tmp_path / "shards" / f"data-{k:03d}.tar", _samples(k * 10, 10))
     out = tmp_path / "run"
@@ -116,6 +117,10 @@ def test_graft_train_on_a_shard_pattern_and_on_a_folder_of_shards(tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert split["layout"] == "webdataset" and len(split["files"]["train"]) + len(split["files"]["val"]) == 30
     assert split["files"]["train"][0][0].startswith("data-00") and ":0000" in split["files"]["train"][0][0]
+    assert main(["evaluate", str(out), str(tmp_path / "shards" / "data-002.tar")]) == 0  # graft evaluate reads shards too
+    unknown = write_shard(tmp_path / "other.tar", [("x1", {"png": _png(0, 1), "cls": b"7"})])
+    assert main(["evaluate", str(out), str(unknown)]) != 0
+    assert re.search(r"error: .*7.*one of the run's classes \(0, 1, 2\)", capsys.readouterr().err, re.S)
     probe = tmp_path / "probe"
     assert main(["train", str(tmp_path / "shards"), "--model", TINY_MODEL, "--epochs", "2", "--batch-size", "8",
                  "--num-workers", "0", "--out", str(probe)]) == 0  # fmt: skip

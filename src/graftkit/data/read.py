@@ -124,6 +124,10 @@ def read_labelled(
         return _read_labelled_boxes(path, classes, split)
     if modality == "audio":
         return read_labelled_audio(path, label_kind=label_kind, classes=classes, split=split)
+    from graftkit.data.webdataset import is_shard_source, read_labelled_webdataset
+
+    if is_shard_source(path):
+        return read_labelled_webdataset(path, classes, split=split, label_kind=label_kind)
     samples, _ = read_labelled_images(path, classes, split=split, label_kind=label_kind)
     return samples
 

@@ -367,3 +367,43 @@ def _split_shards(source: str | os.PathLike[str]) -> dict[str, list[Path]]:
     if "" in by_split or "train" not in by_split:
         return {"all": paths}
     return by_split
+
+
+def read_labelled_webdataset(
+    path: str | os.PathLike[str], classes: list[str], *, split: str | None = None, label_kind: LabelKind = LabelKind.CLASS
+) -> list[Any]:
+    """Every sample of some shards, checked against the run's classes, without splitting (`graft evaluate`).
+
+    Args:
+        path: A folder of shards, one shard or a brace pattern.
+        classes: The run's classes; labels outside them are errors ([] for regression).
+        split: In a folder whose shards are named `train*`/`val*`/`test*`: which of them.
+
+    Raises:
+        DataError: Every problem, naming shard and key; labels the run does not know.
+        ConfigError: `split` names no shards of `path`.
+    """
+    from graftkit.data.readers import _check_image_kind, _files, _sorted
+    from graftkit.engine.progress import EpochProgress
+    from graftkit.errors import ConfigError
+
+    label_kind = _check_image_kind(label_kind)
+    shards = _split_shards(path)
+    if split is not None:
+        wanted = SPLIT_PREFIXES.get(split, split)
+        if wanted not in shards:
+            raise ConfigError(f"{path} has no {split!r} shards (shards named {wanted}*.tar); it has: {', '.join(sorted(shards))}")
+        paths = shards[wanted]
+    else:
+        paths = [p for ps in shards.values() for p in ps]
+    problems = Problems()
+    total = sum(p.stat().st_size for p in paths)
+    with EpochProgress("checking shards", total=total, unit="B", enabled=total >= 64 << 20) as bar:
+        samples = read_shards(paths, label_kind, problems, bar)
+    if label_kind.has_classes:
+        core.report_unknown_labels(
+            problems, samples, classes, split="", members=_files, known_as=f"one of the run's classes ({', '.join(classes)})",
+            fix="the model cannot predict it: remove these samples or relabel them",
+        )  # fmt: skip
+    problems.raise_if_any(path)
+    return _sorted(samples)
