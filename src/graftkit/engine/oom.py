@@ -108,7 +108,7 @@ class OomBackoff:
         Returns:
             The micro-batch's loss (the chunks' weighted mean) and outputs (concatenated).
         """
-        n = batch_length(targets)
+        n = len(targets)  # samples in the micro-batch (the loop counts them the same way)
         while True:
             try:
                 return self._chunks(inputs, targets, n, step)
@@ -116,7 +116,7 @@ class OomBackoff:
                 if not is_out_of_memory(e):
                     raise
                 chunk = math.ceil(n / self.parts)
-                if not self.enabled or chunk <= 1 or reset is None:
+                if not self.enabled or chunk <= 1 or reset is None or not _splittable(inputs, targets, n):
                     raise ConfigError(self._advice(chunk, reset is not None)) from e
                 reset()  # undo the failed attempt's partial backward
                 del e
@@ -136,7 +136,7 @@ class OomBackoff:
         else:
             losses, outputs = [], []
             for ci, ct in zip(split_batch(inputs, self.parts), split_batch(targets, self.parts)):
-                share = batch_length(ct) / n
+                share = len(ct) / n
                 loss, logits = step(ci, ct, share)
                 losses.append(loss.detach() * share)
                 outputs.append(logits.detach())
@@ -154,6 +154,15 @@ class OomBackoff:
         return (f"out of device memory at {chunk} samples per forward pass{where}: lower --batch-size and raise --accumulate "
                 f"by the same factor (e.g. --batch-size {max(1, chunk // 2)} --accumulate 2 keeps the batch), "
                 "or add --grad-checkpointing")  # fmt: skip
+
+
+def _splittable(inputs: Any, targets: Any, n: int) -> bool:
+    """Whether the batch's tensors all share its first dimension (detection's per-image box
+    lists, for one, do not: such batches are not split)."""
+    try:
+        return batch_length(inputs) == n and batch_length(targets) == n
+    except ValueError:
+        return False
 
 
 def _free_cached_memory() -> None:
