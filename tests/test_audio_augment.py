@@ -74,7 +74,11 @@ def test_shift_moves_the_content_and_keeps_it():
     torch.manual_seed(0)
     shifted = TimeShift(1600)(wave)
     lags = [j for j in range(-1600, 1601) if torch.equal(shift(wave, j), shifted)]
-    assert len(lags) == 1 and lags[0] != 0  # exactly one shift of the same samples
+    assert len(lags) == 1 and 0 < lags[0] <= 1600  # one shift of the same samples; the tone starts at once: only later
+    quiet = torch.cat([torch.zeros(300), wave[:-300]])  # 300 quiet samples in front, 4300 padding behind
+    for _ in range(30):
+        out = TimeShift(1600)(quiet)
+        assert torch.equal(out[out != 0], quiet[quiet != 0])  # nothing audible lost, whichever way it moved
 
 
 def test_masks_zero_spans_of_the_right_axis_and_width():
@@ -110,12 +114,13 @@ def test_spectrogram_masks_act_only_in_training_mode():
         bb.eval().forward_frames(x)
         bb.train().forward_frames(x)
     clean, masked = seen
-    assert (clean != 0).all()
-    zero_frames = (masked == 0).all(dim=2)  # (B, frames): whole frames zeroed
-    zero_bands = (masked == 0).all(dim=1)  # (B, bands)
-    assert zero_frames.any() and zero_bands.any()
-    assert ((masked == 0) == (zero_frames[:, :, None] | zero_bands[:, None, :])).all()  # nothing else touched
-    assert torch.equal(masked[masked != 0], clean[masked != 0])
+    changed = masked != clean
+    frames = changed.all(dim=2)  # (B, frames): a time mask covers every band of its frames
+    bands = changed.all(dim=1)  # (B, bands): a frequency mask covers every frame of its bands
+    assert frames.any() and bands.any()
+    assert (changed == (frames[:, :, None] | bands[:, None, :])).all()  # nothing else touched
+    for b in range(2):  # the masked cells hold the clip's mean log-mel (not 0: a loud value in log-mel)
+        torch.testing.assert_close(masked[b][changed[b]], torch.full_like(masked[b][changed[b]], float(clean[b].mean())))
     assert spectrogram_site(load_backbone("resemblyzer")).where == "input"
     assert spectrogram_site(load_backbone("wakehubert_tiny")).module is not None
 

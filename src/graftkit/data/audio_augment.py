@@ -8,11 +8,14 @@ SpecAugment-style masking on the encoder's own spectrogram. Training only; seede
 | `strong` | gain U(-10, +10) dB; shift U(-0.2, +0.2) s; white noise at SNR U(5, 20) dB | 2 time masks ≤ 10 % each, 2 frequency masks ≤ 15 % each |
 
 - **Gain** multiplies the clip by `10 ** (dB / 20)` (no clipping: the networks take floats).
-- **Shift** moves the clip by whole samples; what moves out is dropped, what moves in is zeros.
+- **Shift** moves the clip by whole samples, what moves in is zeros; the draw is bounded so that
+  nothing audible moves out (left: at most the quiet lead-in, right: at most the zero padding).
 - **Noise** is white Gaussian noise scaled so that `10 · log10(P_clip / P_noise)` is the drawn SNR,
   both powers measured over the clip up to its last non-zero sample: the zero padding at the end
   (clips are padded to `--max-seconds`) stays zero, as at evaluation.
-- **Masking** (SpecAugment, Park et al. 2019) sets spans of the spectrogram to 0 where the encoder
+- **Masking** (SpecAugment, Park et al. 2019) sets spans of the spectrogram to the clip's mean
+  spectrogram value (0 would be a loud value in an unnormalised log-mel, and would skew the
+  BatchNorm statistics that follow it in `wakehubert_tiny`) where the encoder
   computes one (`speech_embedding`: its log-mel, `wakehubert_tiny`: the log-mel inside its graph,
   `resemblyzer`: the mel power spectrogram before the LSTM), as a forward hook that acts only while
   the backbone is in training mode; encoders without a spectrogram stage (`hf:` waveform models)
@@ -75,7 +78,7 @@ class AudioAugmentPolicy:
         if self.gain_db:
             steps.append(f"gain U(-{self.gain_db:g}, +{self.gain_db:g}) dB")
         if self.shift_seconds:
-            steps.append(f"shift U(-{self.shift_seconds:g}, +{self.shift_seconds:g}) s, zero fill")
+            steps.append(f"shift U(-{self.shift_seconds:g}, +{self.shift_seconds:g}) s within the clip's silence, zero fill")
         if self.snr_db is not None:
             p = f" with p {self.noise_p:g}" if self.noise_p < 1 else ""
             steps.append(f"white noise at SNR U({self.snr_db[0]:g}, {self.snr_db[1]:g}) dB{p}")
@@ -135,14 +138,25 @@ def shift(wave: torch.Tensor, samples: int) -> torch.Tensor:
     return out
 
 
+def quiet_lead(wave: torch.Tensor, fraction: float = 0.01) -> int:
+    """Samples before the first one louder than `fraction` of the clip's peak."""
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    loud = torch.nonzero(wave.abs() > fraction * peak)
+    return int(loud[0, 0]) if peak > 0 and len(loud) else 0
+
+
 class TimeShift:
-    """Shift by a whole number of samples drawn from U(-max, +max)."""
+    """Shift by a whole number of samples drawn from U(-max, +max), bounded so that nothing audible
+    is lost: at most the quiet lead-in to the left, at most the zero padding to the right (a
+    transcript or label stays true of the shifted clip)."""
 
     def __init__(self, max_samples: int) -> None:
         self.max_samples = max_samples
 
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
-        k = int(torch.randint(-self.max_samples, self.max_samples + 1, ()))
+        left = min(self.max_samples, quiet_lead(wave))
+        right = min(self.max_samples, wave.shape[-1] - active_length(wave))
+        k = int(torch.randint(-left, right + 1, ()))
         return shift(wave, k) if k else wave
 
 
@@ -173,21 +187,22 @@ class NoiseAtSNR:
         return out
 
 
-def mask_spans(x: torch.Tensor, axis: int, count: int, max_width: int) -> torch.Tensor:
-    """Set `count` spans of up to `max_width` positions along `axis` to 0, independently per
-    example of the batch (axis 0). Returns a new tensor."""
+def mask_spans(x: torch.Tensor, axis: int, count: int, max_width: int, *, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Set `count` spans of up to `max_width` positions along `axis` to 0 (or to `fill[b]` for
+    example b), independently per example of the batch (axis 0). Returns a new tensor."""
     if count == 0 or max_width < 1:
         return x
     out = x.clone()
     size = x.shape[axis]
     for b in range(x.shape[0]):
         row = out[b]
+        value = float(fill[b]) if fill is not None else 0.0
         for _ in range(count):
             width = int(torch.randint(0, min(max_width, size) + 1, ()))
             if width == 0:
                 continue
             start = int(torch.randint(0, size - width + 1, ()))
-            row.narrow(axis - 1, start, width).zero_()
+            row.narrow(axis - 1, start, width).fill_(value)
     return out
 
 
@@ -270,8 +285,9 @@ class SpectrogramMasking:
 
     def mask(self, spec: torch.Tensor) -> torch.Tensor:
         p, s = self.policy, self.site
-        spec = mask_spans(spec, s.time_axis, p.time_masks, int(p.time_mask_fraction * spec.shape[s.time_axis]))
-        return mask_spans(spec, s.freq_axis, p.freq_masks, int(p.freq_mask_fraction * spec.shape[s.freq_axis]))
+        means = spec.detach().flatten(1).mean(1)  # (B,): each clip's mean value
+        spec = mask_spans(spec, s.time_axis, p.time_masks, int(p.time_mask_fraction * spec.shape[s.time_axis]), fill=means)
+        return mask_spans(spec, s.freq_axis, p.freq_masks, int(p.freq_mask_fraction * spec.shape[s.freq_axis]), fill=means)
 
     def output_hook(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
         return self.mask(output) if self.owner.training else None
