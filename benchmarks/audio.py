@@ -9,7 +9,14 @@ asterisk-core-sounds-en` for the Asterisk prompts and their transcripts).
    held-out third), WER / CER against the shipped transcripts after one normalisation
    (lowercase, punctuation removed, digits spelled out).
 
-    python benchmarks/audio.py [keywords|whisper|all]
+3. new language with CTC (needs `asterisk-core-sounds-fr-wav asterisk-core-sounds-fr`): character
+   CTC on the real Asterisk French prompts (one speaker, 8 kHz), pretrained `wakehubert_tiny` vs
+   the same encoder from scratch, same data, epochs, learning rate and seed; CER / WER on every
+   fifth prompt (held out); the pre-flight check is run for `speech_embedding` too.
+4. speed: probe features/s per encoder (and Whisper tiny.en's encoder), fine-tuning steps/s,
+   single-clip `predict` latency; 3 rounds, the order of the encoders alternating, median and range.
+
+    OMP_NUM_THREADS=1 python benchmarks/audio.py [keywords|whisper|ctc-fr|speed|all]
 """
 
 from __future__ import annotations
@@ -119,9 +126,159 @@ def whisper(limit: int = 36) -> None:
         print(f"  ref: {r!r}\n  hyp: {h!r}")
 
 
+FRENCH = Path("/usr/share/asterisk/sounds/fr_CA_f_June")
+FRENCH_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-fr/core-sounds-fr.txt.gz")
+
+
+def french_prompts(max_seconds: float = 3.0) -> list[tuple[Path, str, float]]:
+    """(wav, normalised transcript, seconds) of every French prompt with a transcript, no digits
+    (spelling numbers out needs French number grammar), at most `max_seconds` long. Normalisation:
+    lowercase, `[notes]` / `(notes)` and punctuation removed, hyphens to spaces; accents kept."""
+    import soundfile as sf
+
+    rows = []
+    for line in gzip.decompress(FRENCH_TRANSCRIPTS.read_bytes()).decode("utf-8", "replace").splitlines():
+        name, sep, text = line.partition(":")
+        path = FRENCH / f"{name.strip()}.wav"
+        if not sep or line.startswith(";") or not path.is_file():
+            continue
+        text = re.sub(r"\[[^\]]*\]|\([^)]*\)", " ", text.lower()).replace("\u2019", "'")
+        if re.search(r"\d", text):
+            continue
+        text = re.sub(r"\s+", " ", re.sub(r"[^a-zàâäçéèêëîïôöùûüÿœæ' ]", " ", text.replace("-", " "))).strip()
+        seconds = sf.info(path).duration
+        if text and seconds <= max_seconds:
+            rows.append((path, text, seconds))
+    return rows
+
+
+def _french_manifest(root: Path) -> tuple[Path, dict[str, int]]:
+    """`manifest.csv` with a `split` column: every fifth prompt is test, every fifth of the rest
+    val; val/test prompts with a character no training prompt has are dropped (the vocabulary
+    is built from train)."""
+    import csv
+
+    rows = french_prompts()
+    test = rows[::5]
+    rest = [r for i, r in enumerate(rows) if i % 5]
+    val, train = rest[::5], [r for i, r in enumerate(rest) if i % 5]
+    chars = {c for _, t, _ in train for c in t}
+    keep = lambda rs: [r for r in rs if set(r[1]) <= chars]  # noqa: E731
+    splits = {"train": train, "val": keep(val), "test": keep(test)}
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "text", "split"])
+        for split, rs in splits.items():
+            for p, t, _ in rs:
+                w.writerow([str(p), t, split])
+    return path, {k: len(v) for k, v in splits.items()}
+
+
+def ctc_french(epochs: int = 30, lr: float = 3e-3, seeds: tuple[int, ...] = (0,)) -> None:
+    import tempfile
+
+    import graftkit
+    from graftkit.errors import DataError
+
+    work = Path(tempfile.mkdtemp(prefix="ctc-fr-"))
+    manifest, sizes = _french_manifest(work)
+    print(f"French prompts <= 3 s without digits: {sizes} (one speaker, 8 kHz → 16 kHz)")
+    try:
+        graftkit.fit(manifest, task="ctc", model="speech_embedding", out=work / "se", epochs=1, offline=True)
+        print("speech_embedding: pre-flight passed")
+    except DataError as e:
+        lines = [ln for ln in str(e).splitlines() if "output frames" in ln]
+        print(f"speech_embedding: pre-flight refuses {len(lines)}+ clips, e.g. {lines[0].strip() if lines else str(e)[:200]}")
+    for seed in seeds:
+        order = ("wakehubert_tiny", "scratch:wakehubert_tiny") if seed % 2 == 0 else ("scratch:wakehubert_tiny", "wakehubert_tiny")
+        for model in order:
+            t0 = time.perf_counter()
+            run = graftkit.fit(manifest, task="ctc", model=model, strategy="finetune", out=work / f"{model.replace(':', '-')}-{seed}",
+                               epochs=epochs, lr=lr, batch_size=16, seed=seed, offline=True)  # fmt: skip
+            test = run.metrics["test"]
+            print(f"{model} seed {seed}: test CER {test['cer']:.3f} WER {test['wer']:.3f}, val CER {run.metrics['val']['cer']:.3f} "
+                  f"({time.perf_counter() - t0:.0f} s, {epochs} epochs)")  # fmt: skip
+            for w in test["worst"][:2]:
+                print(f"    ref {w['reference']!r}\n    hyp {w['hypothesis']!r}")
+
+
+def _median_range(values: list[float]) -> str:
+    v = sorted(values)
+    return f"{float(np.median(v)):.1f} ({v[0]:.1f}–{v[-1]:.1f})"
+
+
+def speed(rounds: int = 3) -> None:
+    """Features/s, fine-tuning steps/s and single-clip predict latency (threads: OMP_NUM_THREADS)."""
+    import tempfile
+
+    import graftkit
+    from graftkit.demo import audio_demo_data_dir
+    from graftkit.sources import load_backbone
+    from graftkit.sources.whisper_builtin import load_whisper_tiny_en
+
+    clips = sorted(audio_demo_data_dir().glob("*/*.ogg"))
+    waves = torch.from_numpy(_waves(clips[:32]))  # (32, 1.5 s)
+    encoders = ["speech_embedding", "wakehubert_tiny", "resemblyzer"]
+    models = {name: load_backbone(name).eval() for name in encoders}
+    whisper = load_whisper_tiny_en()
+    feats: dict[str, list[float]] = {n: [] for n in [*encoders, "whisper_tiny_en"]}
+    steps: dict[str, list[float]] = {n: [] for n in encoders}
+    for r in range(rounds):
+        for name in (encoders if r % 2 == 0 else encoders[::-1]):
+            bb = models[name]
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                for i in range(0, len(waves), 16):
+                    bb.forward_features(waves[i : i + 16])
+                feats[name].append(len(waves) / (time.perf_counter() - t0))
+            head = torch.nn.Linear(bb.num_features, 10)
+            opt = torch.optim.AdamW([*bb.parameters(), *head.parameters()], 1e-4)
+            y = torch.arange(16) % 10
+            bb.train()
+            t0 = time.perf_counter()
+            for i in range(3):
+                loss = torch.nn.functional.cross_entropy(head(bb.forward_features(waves[:16])), y)
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+            steps[name].append(3 / (time.perf_counter() - t0))
+            bb.eval()
+        with torch.inference_mode():  # Whisper's encoder on its 30 s log-mel window, as the seq2seq task feeds it
+            t0 = time.perf_counter()
+            for i in range(0, 8, 4):
+                x = whisper.features(list(waves[i : i + 4].numpy()), sampling_rate=16000, return_tensors="pt").input_features
+                whisper.model.model.encoder(x).last_hidden_state.mean(1)
+            feats["whisper_tiny_en"].append(8 / (time.perf_counter() - t0))
+    print(f"probe features, clips/s (1.5 s clips, batches of 16; Whisper: 8 clips padded to 30 s, batches of 4), {rounds} rounds, median (range):")
+    for n, v in feats.items():
+        print(f"  {n}: {_median_range(v)}")
+    print("fine-tuning steps/s (batch 16 × 1.5 s, forward + backward + AdamW, classification head):")
+    for n, v in steps.items():
+        print(f"  {n}: {_median_range(v)}")
+    work = Path(tempfile.mkdtemp(prefix="speed-"))
+    print("single-clip predict latency, ms (`graftkit.load(run).predict([file])`, a probe run, 10 calls per round):")
+    for name in ("speech_embedding", "wakehubert_tiny"):
+        run = graftkit.fit(audio_demo_data_dir(), model=name, out=work / name, epochs=1, offline=True)
+        model = graftkit.load(run.dir)
+        model.predict([str(clips[0])])  # warm-up
+        lat = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                model.predict([str(clips[1])])
+            lat.append((time.perf_counter() - t0) / 10 * 1000)
+        print(f"  {name}: {_median_range(lat)}")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what in ("keywords", "all"):
         keywords()
     if what in ("whisper", "all"):
         whisper()
+    if what in ("ctc-fr", "all"):
+        ctc_french(epochs=int(sys.argv[2]) if len(sys.argv) > 2 else 30)
+    if what in ("speed", "all"):
+        speed()

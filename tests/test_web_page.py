@@ -133,8 +133,15 @@ def audio_run(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("web-audio")
     data = make_audio_folder(base / "tones", per_class=6)
-    os.environ.setdefault("GRAFTKIT_CACHE", str(base / "cache"))
-    return graftkit.fit(data, model="wakehubert_tiny", out=base / "run", epochs=5, batch_size=8, max_seconds=2.0, offline=True).dir
+    old = os.environ.get("GRAFTKIT_CACHE")  # the suite's cache isolation is per test; this fixture is per module
+    os.environ["GRAFTKIT_CACHE"] = str(base / "cache")
+    try:
+        return graftkit.fit(data, model="wakehubert_tiny", out=base / "run", epochs=5, batch_size=8, max_seconds=2.0, offline=True).dir
+    finally:
+        if old is None:
+            os.environ.pop("GRAFTKIT_CACHE", None)
+        else:
+            os.environ["GRAFTKIT_CACHE"] = old
 
 
 class _Uploads:
