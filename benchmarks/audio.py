@@ -16,7 +16,12 @@ asterisk-core-sounds-en` for the Asterisk prompts and their transcripts).
 4. speed: probe features/s per encoder (and Whisper tiny.en's encoder), fine-tuning steps/s,
    single-clip `predict` latency; 3 rounds, the order of the encoders alternating, median and range.
 
-    OMP_NUM_THREADS=1 python benchmarks/audio.py [keywords|whisper|ctc-fr|speed|all]
+5. keyword transfer on 36 real words (digits and letters), pooling and loudness chosen on
+   held-out synthetic voices (`keywords-real`).
+6. `--augment none|light|strong` when fine-tuning on synthetic voices, tested on the real words
+   (`augment [SEED]`).
+
+    OMP_NUM_THREADS=1 python benchmarks/audio.py [keywords|whisper|ctc-fr|speed|keywords-real|augment|all]
 """
 
 from __future__ import annotations
@@ -126,6 +131,156 @@ def whisper(limit: int = 36) -> None:
         print(f"  ref: {r!r}\n  hyp: {h!r}")
 
 
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+WORDS = DIGITS + LETTERS  # 36 classes: spoken digits and letter names
+
+
+def _espeak_words(root: Path) -> list[tuple[Path, int, str]]:
+    """The 36 words said by the demo's 20 espeak-ng voices (as scripts/make_audio_demo_data.py),
+    cached under `root`: (wav, class, voice)."""
+    import itertools
+    import subprocess
+
+    import soundfile as sf
+    import soxr
+
+    accents = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp"]
+    out = []
+    for i, (accent, variant) in enumerate(itertools.product(accents, ["m1", "m3", "f2", "f4"])):
+        pitch, speed, voice = 30 + (i * 7) % 45, 140 + (i * 11) % 60, f"{accent}_{variant}"
+        for k, word in enumerate(WORDS):
+            path = root / voice / f"{k:02d}.wav"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                raw = path.with_suffix(".raw.wav")
+                subprocess.run(["espeak-ng", "-v", f"{accent}+{variant}", "-p", str(pitch), "-s", str(speed), "-w", str(raw), word], check=True)
+                wave, rate = sf.read(raw, dtype="float32")
+                raw.unlink()
+                wave = soxr.resample(wave, rate, 16000)
+                loud = np.flatnonzero(np.abs(wave) > 0.02)
+                sf.write(path, wave[max(0, loud[0] - 800) : loud[-1] + 800] if loud.size else wave, 16000)
+            out.append((path, k, voice))
+    return out
+
+
+def _clips(paths: list[Path], loudness: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`[N, 1.5 s]` waveforms (cut / zero-padded at the end) and each clip's length in seconds;
+    `loudness`: each clip scaled to an RMS of -20 dBFS over its own samples (before padding)."""
+    from graftkit.data.audio import decode_audio, fit_length
+
+    n = int(16000 * SECONDS)
+    waves, seconds = [], []
+    for p in paths:
+        w = decode_audio(p, 16000)
+        if loudness:
+            w = w * (0.1 / max(float(np.sqrt(np.mean(w**2))), 1e-6))
+        waves.append(fit_length(w, n))
+        seconds.append(min(len(w), n) / 16000)
+    return np.stack(waves).astype(np.float32), np.array(seconds)
+
+
+def _frames(model_id: str, waves: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """Per-clip frames `[T, D]` of the padded clips, and the encoder's frame rate."""
+    from graftkit.sources import load_backbone
+
+    bb = load_backbone(model_id, seed=0).eval()
+    with torch.no_grad():
+        frames = torch.cat([bb.forward_frames(torch.from_numpy(waves[i : i + 32])) for i in range(0, len(waves), 32)]).numpy()
+    return list(frames), bb.frame_rate
+
+
+def _pool(frames: list[np.ndarray], seconds: np.ndarray, rate: float, valid_only: bool) -> np.ndarray:
+    """Mean over all frames, or over the frames that cover the clip's own samples (not the padding;
+    the built-in encoders are causal, so those frames do not see the padding)."""
+    if not valid_only:
+        return np.stack([f.mean(0) for f in frames])
+    return np.stack([f[: max(1, min(len(f), int(np.ceil(s * rate))))].mean(0) for f, s in zip(frames, seconds)])
+
+
+def _mfcc_pooled(waves: np.ndarray, seconds: np.ndarray, valid_only: bool) -> np.ndarray:
+    if not valid_only:
+        return _mfcc(waves)
+    return np.stack([_mfcc(w[None, : max(400, int(s * 16000))])[0] for w, s in zip(waves, seconds)])
+
+
+def keywords_real(dev_voices: int = 5) -> None:
+    """Keyword transfer on 36 real Asterisk words (digits 0-9, letters a-z) with settings chosen on
+    held-out synthetic voices: pooling over every frame or only the clip's own frames; loudness
+    normalisation or not. The choice is made on a dev split (the last `dev_voices` voices) and
+    the probe is then refitted on all 20 voices and scored once on the real recordings."""
+    import tempfile
+
+    syn = _espeak_words(Path(tempfile.gettempdir()) / "graftkit-espeak-words")
+    voices = sorted({v for *_, v in syn})
+    dev = set(voices[-dev_voices:])
+    real = [(ASTERISK / ("digits" if k < 10 else "letters") / f"{k if k < 10 else WORDS[k]}.wav", k) for k in range(len(WORDS))]
+    y = np.array([k for _, k, _ in syn])
+    is_dev = np.array([v in dev for *_, v in syn])
+    real_y = np.array([k for _, k in real])
+    print(f"train: {len(syn)} espeak-ng clips ({len(voices)} voices, 36 words); dev: {dev_voices} held-out voices; test: {len(real)} real Asterisk clips")
+    data = {}
+    for loud in (False, True):
+        data[loud] = (_clips([p for p, _, _ in syn], loud), _clips([p for p, _ in real], loud))
+    results = []
+    for model_id in ("mfcc", "speech_embedding", "scratch:speech_embedding", "wakehubert_tiny", "scratch:wakehubert_tiny"):
+        t0 = time.perf_counter()
+        scores = {}
+        for loud in (False, True):
+            (sw, ss), (rw, rs) = data[loud]
+            if model_id != "mfcc":
+                sf_, rate = _frames(model_id, sw)
+                rf_, _ = _frames(model_id, rw)
+            for valid in (False, True):
+                if model_id == "mfcc":
+                    sx, rx = _mfcc_pooled(sw, ss, valid), _mfcc_pooled(rw, rs, valid)
+                else:
+                    sx, rx = _pool(sf_, ss, rate, valid), _pool(rf_, rs, rate, valid)
+                dev_acc = _probe_accuracy(sx[~is_dev], y[~is_dev], sx[is_dev], y[is_dev])
+                real_acc = _probe_accuracy(sx, y, rx, real_y)
+                scores[(loud, valid)] = (dev_acc, real_acc)
+        best = max(scores, key=lambda k: (scores[k][0], k == (False, False)))  # ties: the plain setting
+        plain = scores[(False, False)]
+        chosen = scores[best]
+        what = f"loudness {'normalised' if best[0] else 'as recorded'}, pooling over {'own frames' if best[1] else 'all frames'}"
+        results.append((model_id, plain, chosen, what))
+        print(f"{model_id}: plain (all frames, as recorded) dev {plain[0]:.3f} real {plain[1]:.3f}; chosen on dev: {what}: dev {chosen[0]:.3f} "
+              f"real {chosen[1]:.3f} ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+        print("    all settings (dev, real): " + "; ".join(f"loud={k[0]} own={k[1]}: {v[0]:.3f}, {v[1]:.3f}" for k, v in scores.items()))
+
+
+def augment_presets(epochs: int = 8, model: str = "wakehubert_tiny", seed: int = 0) -> None:
+    """Fine-tuning with `--augment none|light|strong`: train on 15 espeak-ng voices (36 words),
+    validate on the 5 other voices, test on the 36 real Asterisk words. Same seed, epochs and
+    learning rate for every preset; the order of the presets rotates with the seed."""
+    import csv
+    import tempfile
+
+    import graftkit
+
+    syn = _espeak_words(Path(tempfile.gettempdir()) / "graftkit-espeak-words")
+    voices = sorted({v for *_, v in syn})
+    dev = set(voices[-5:])
+    work = Path(tempfile.mkdtemp(prefix="augment-"))
+    manifest = work / "words.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for p, k, v in syn:
+            w.writerow([str(p), WORDS[k], "val" if v in dev else "train"])
+        for k, word in enumerate(WORDS):
+            w.writerow([str(ASTERISK / ("digits" if k < 10 else "letters") / f"{k if k < 10 else word}.wav"), word, "test"])
+    presets = ["none", "light", "strong"]
+    presets = presets[seed % 3 :] + presets[: seed % 3]
+    print(f"{model} finetune, {epochs} epochs, seed {seed}: train 540 espeak clips (15 voices), val 180 (5 other voices), test 36 real Asterisk words")
+    for preset in presets:
+        t0 = time.perf_counter()
+        run = graftkit.fit(manifest, model=model, strategy="finetune", augment=preset, epochs=epochs, batch_size=32, seed=seed,
+                           max_seconds=SECONDS, out=work / preset, offline=True)  # fmt: skip
+        m = run.metrics
+        print(f"  --augment {preset}: val accuracy {m['val']['accuracy']:.3f}, real test accuracy {m['test']['accuracy']:.3f} "
+              f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+
+
 FRENCH = Path("/usr/share/asterisk/sounds/fr_CA_f_June")
 FRENCH_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-fr/core-sounds-fr.txt.gz")
 
@@ -190,7 +345,9 @@ def ctc_french(epochs: int = 30, lr: float = 3e-3, seeds: tuple[int, ...] = (0,)
         print("speech_embedding: pre-flight passed")
     except DataError as e:
         lines = [ln for ln in str(e).splitlines() if "output frames" in ln]
-        print(f"speech_embedding: pre-flight refuses {len(lines)}+ clips, e.g. {lines[0].strip() if lines else str(e)[:200]}")
+        more = re.search(r"and (\d+) more", str(e))
+        count = len(lines) + (int(more.group(1)) if more else 0)
+        print(f"speech_embedding: pre-flight refuses {count} problems, e.g. {lines[0].strip(' -') if lines else str(e)[:200]}")
     for seed in seeds:
         order = ("wakehubert_tiny", "scratch:wakehubert_tiny") if seed % 2 == 0 else ("scratch:wakehubert_tiny", "wakehubert_tiny")
         for model in order:
@@ -282,3 +439,7 @@ if __name__ == "__main__":
         ctc_french(epochs=int(sys.argv[2]) if len(sys.argv) > 2 else 30)
     if what in ("speed", "all"):
         speed()
+    if what in ("keywords-real", "all"):
+        keywords_real()
+    if what in ("augment", "all"):
+        augment_presets(seed=int(sys.argv[2]) if len(sys.argv) > 2 else 0)

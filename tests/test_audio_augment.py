@@ -171,3 +171,13 @@ def test_image_only_presets_are_refused_for_audio(tmp_path):
     data = make_audio_folder(tmp_path / "tones", per_class=4)
     with pytest.raises(ConfigError, match="--augment randaugment is not an audio preset; audio runs take: none, light, strong"):
         graftkit.fit(data, model="wakehubert_tiny", strategy="finetune", augment="randaugment", out="runs/x", epochs=1, offline=True)
+
+
+def test_train_help_states_what_each_audio_preset_does(capsys):
+    from graftkit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "light = gain ±6 dB, shift ±0.1 s, white noise at SNR 20-40 dB" in text
+    assert "strong = gain ±10 dB" in text
