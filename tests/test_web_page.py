@@ -205,3 +205,20 @@ def test_upload_an_audio_file_and_read_the_prediction(browser, audio_run, monkey
         assert _predictions(browser)[0][0] == "high"
         assert browser.find_element(By.ID, "playback").get_attribute("src").startswith("blob:")
     assert [(n, h[:4]) for n, h, _ in uploads.seen] == [("high.flac", b"fLaC")]
+
+
+def test_a_recording_stops_by_itself_at_the_runs_clip_length(browser, audio_run, monkeypatch):
+    from selenium.webdriver.common.by import By
+
+    from graftkit.deploy.serve import create_app
+
+    uploads = _Uploads(monkeypatch)
+    with _Server(create_app(audio_run)) as url:
+        browser.get(url)
+        _wait_text(browser, "#status", ("ready",))
+        assert "up to 2 s" in browser.find_element(By.ID, "record-status").text
+        browser.find_element(By.ID, "record").click()  # and never stop it
+        assert _wait_text(browser, "#status", ("done", "error"), timeout=60) == "done", browser.find_element(By.ID, "error").text
+        assert browser.find_element(By.ID, "record").text == "● Record"
+    (_, _, samples), = uploads.seen
+    assert 16000 * 1.0 < samples <= 16000 * 2.6  # about the run's 2 s (MediaRecorder stops a little late)
