@@ -8,6 +8,8 @@ for contrast). Reported: peak RSS of the process (ru_maxrss), RSS before the pas
 and the model), and features/s of the pass.
 
     python benchmarks/streaming.py --sizes 10000 100000 --rounds 1
+
+`benchmarks/streaming_stages.py N [fake]` breaks one such pass down by stage (RSS and seconds).
 """
 
 from __future__ import annotations

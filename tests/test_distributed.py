@@ -80,7 +80,7 @@ def _assert_same_training(two: Path, one: Path) -> None:
 
 
 FLAGS = dict(model=VIT, strategy="finetune", head_init="probe", epochs=2, batch_size=8, augment="none", device="cpu", num_workers=0,
-             lr=3e-3, image_size=32, feature_cache=False)
+             lr=3e-3, image_size=32, feature_cache=False, precision="fp32")
 """LP-FT: the head warm-up runs the probe's feature pass (sharded, gathered once), then fine-tuning in DDP."""
 
 

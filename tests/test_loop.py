@@ -135,7 +135,9 @@ def test_inference_settings_apply_the_rule_for_the_device_and_honour_requests():
     assert isinstance(s.engine(), LocalEngine) and s.engine().precision == s.precision
     from graftkit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--precision 'fp16' is not one of auto, fp32, bf16"):
+    with pytest.raises(ConfigError, match="--precision 'fp8' is not one of auto, fp32, bf16, fp16"):
+        inference_settings("timm:resnet18", device="cpu", precision="fp8")
+    with pytest.raises(ConfigError, match=r"--precision fp16 needs a CUDA GPU \(device here: cpu\)"):
         inference_settings("timm:resnet18", device="cpu", precision="fp16")
 
 

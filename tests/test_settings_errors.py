@@ -42,7 +42,7 @@ BAD_SETTINGS = [
     ({"lora_dropout": 1.0}, r"--lora-dropout must be in \[0, 1\), got 1.0"),
     ({"num_workers": -1}, r"--num-workers must be >= 0, got -1"),
     ({"schedule": "linearr"}, r"--schedule 'linearr' is not one of"),
-    ({"precision": "fp8"}, r"--precision 'fp8' is not one of auto, fp32, bf16"),
+    ({"precision": "fp8"}, r"--precision 'fp8' is not one of auto, fp32, bf16, fp16"),
     ({"augment": "heavy"}, r"--augment 'heavy' is not one of none, light, strong, randaugment"),
     ({"mix": "mixxup"}, r"--mix 'mixxup' is not one of"),
     ({"class_weights": "auto"}, r"--class-weights 'auto' is not one of none, balanced"),

@@ -76,3 +76,52 @@ def test_feature_pass_streams_to_the_cache_and_matches_features_in_memory(tmp_pa
     assert (stats.computed, stats.cached) == (4, 8) and torch.allclose(both, expected, atol=1e-6)
     assert len(set(file_digests(paths))) == 12 and len(list(cache.dir.glob("shard-*.safetensors"))) == 2
     assert not list(cache.dir.glob("*.tmp")) and not list(cache.dir.glob("assembled-*"))
+
+
+def test_index_is_sqlite_and_a_store_adds_rows_without_rewriting_the_others(tmp_path):
+    import sqlite3
+
+    cache = FeatureCache({"k": 1}, root=tmp_path)
+    cache.store(["a0", "a1"], torch.randn(2, 3))
+    cache.store(["b0"], torch.randn(1, 3))
+    assert not (cache.dir / "index.json").exists() and len(cache) == 3
+    with sqlite3.connect(cache.dir / "index.sqlite") as db:  # one row per feature: nothing is rewritten whole
+        assert db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 3
+        assert db.execute("SELECT COUNT(*) FROM shards").fetchone()[0] == 2
+
+
+def test_a_cache_written_with_the_json_index_is_read_and_migrated(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    cache = FeatureCache({"k": 1}, root=tmp_path)
+    cache.dir.mkdir(parents=True)
+    old = torch.randn(3, 4)
+    save_file({"features": old}, str(cache.dir / "shard-old.safetensors"))  # the layout of the old code
+    (cache.dir / "index.json").write_text(json.dumps({f"d{i}": ["shard-old.safetensors", i] for i in range(3)}))
+    found, missing = cache.lookup(["d2", "new", "d0"])
+    assert missing == [1] and torch.equal(found[0], old[2]) and torch.equal(found[2], old[0])
+    assert not (cache.dir / "index.json").exists() and (cache.dir / "index.sqlite").is_file()  # imported once
+    cache.store(["new"], torch.ones(1, 4))
+    assert FeatureCache({"k": 1}, root=tmp_path).locate(["d1", "new"])[1] == []
+
+
+def test_entries_whose_shard_is_gone_are_missing(tmp_path):
+    cache = FeatureCache({"k": 1}, root=tmp_path)
+    cache.store(["a0"], torch.randn(1, 3))
+    cache.store(["b0"], torch.randn(1, 3))
+    b_shard = cache.locate(["b0"])[0][0][0]
+    (cache.dir / b_shard).unlink()
+    assert cache.locate(["a0", "b0"])[1] == [1]
+
+
+def test_file_digests_keep_the_order_of_the_paths_across_chunks(tmp_path, monkeypatch):
+    import graftkit.data.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_DIGEST_CHUNK", 3)  # several rounds of the pool
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.bin")
+        paths[-1].write_bytes(bytes([i]) * (i + 1))
+    assert file_digests(paths) == [cache_module.file_digest(p) for p in paths]

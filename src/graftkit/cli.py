@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", cmd_train, "Train a new head (probe) or fine-tune a pretrained model; writes a run directory.")
     p.add_argument("data", help="image folder (ROOT/<class>/*, or ROOT/{train,val,test}/<class>/*) or CSV/JSONL manifest; "
+                   "WebDataset tar shards (a folder of .tar, or 'data-{000..009}.tar': KEY.jpg|png + KEY.cls|txt|json); "
                    "for text models a CSV/TSV/JSONL/TXT file (or a folder of train.*/val.*/test.* files)")
     p.add_argument("--model", default=None, help="model id (`graft models` lists them; default efficientnet_lite0); hf:NAME_OR_PATH and minilm are text models")
     p.add_argument("--strategy", default=None, help="linear-probe (default) | finetune | partial:N | gradual | lora (default for seq2seq/causal-lm: finetune)")

@@ -5,8 +5,10 @@ image: the backbone's weights hash, the preprocessing, and the precision. Inside
 keyed by each file's content hash (SHA-256), so renamed or moved files still hit, and an edited
 file misses. Changing the head, the epochs or the learning rate never recomputes a feature.
 
-Layout: `<root>/<key>/key.json` (what the key means), `index.json` (`{file_hash: [shard, row]}`),
-`shard-*.safetensors` (`features: [N, D]` float32).
+Layout: `<root>/<key>/key.json` (what the key means), `index.sqlite` (`file_hash -> (shard, row)`,
+SQLite from the stdlib: a store adds its rows in one transaction instead of rewriting a JSON dict
+of every entry, and a lookup reads only the rows asked for), `shard-*.safetensors` (`features:
+[N, D]` float32). A cache written before the SQLite index (`index.json`) is imported on first use.
 
 Data larger than memory: `ShardWriter` streams features batch by batch into a new shard (the
 safetensors header first, then the rows, fsync, rename), and `rows` / `assemble` read shards
@@ -15,15 +17,17 @@ memory-mapped, so a feature pass over 100,000 images holds one batch in RAM, not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import tempfile
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +40,11 @@ def default_cache_root() -> Path:
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, hex."""
+    """SHA-256 of a file's bytes, hex (an image in a tar shard, `ShardMember`: taken when the shards
+    were read, so it equals the digest of the same image as a file)."""
+    known = getattr(path, "sha256", None)
+    if known:
+        return known
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -45,9 +53,19 @@ def file_digest(path: str | Path) -> str:
 
 
 def file_digests(paths: Sequence[str | Path]) -> list[str]:
-    """Content hashes of many files (hashlib releases the GIL, so threads help)."""
+    """Content hashes of many files (hashlib releases the GIL, so threads help).
+
+    Submitted a chunk at a time: `pool.map` over 100,000 paths creates 100,000 futures at once
+    (about 1.9 KB each), which measured +186 MB of peak RSS at 100k images (benchmarks/RESULTS.md)."""
+    out: list[str] = []
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(file_digest, paths))
+        for start in range(0, len(paths), _DIGEST_CHUNK):
+            out.extend(pool.map(file_digest, paths[start : start + _DIGEST_CHUNK]))
+    return out
+
+
+_DIGEST_CHUNK = 512
+"""Files hashed per round of the thread pool (bounds the futures alive at once)."""
 
 
 class FeatureCache:
@@ -62,70 +80,55 @@ class FeatureCache:
         self.key = key
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         self.dir = Path(root or default_cache_root()) / digest
-        self._index: dict[str, list] | None = None
 
-    @property
-    def index(self) -> dict[str, list]:
-        if self._index is None:
-            path = self.dir / "index.json"
-            self._index = json.loads(path.read_text()) if path.is_file() else {}
-        return self._index
+    def _places(self, digests: Sequence[str]) -> Iterator[tuple[int, str, int]]:
+        """`(position, shard, row)` of each of `digests` the index holds (a shard file may be gone)."""
+        if not (self.dir / INDEX).is_file() and not (self.dir / LEGACY_INDEX).is_file():
+            return
+        with _connect(self.dir) as db:
+            for start in range(0, len(digests), _QUERY_CHUNK):
+                part = digests[start : start + _QUERY_CHUNK]
+                first = {}
+                for i, d in enumerate(part):
+                    first.setdefault(d, start + i)
+                marks = ",".join("?" * len(first))
+                rows = {d: (shard, row) for d, shard, row in db.execute(
+                    f"SELECT e.digest, s.name, e.row FROM entries e JOIN shards s ON s.id = e.shard WHERE e.digest IN ({marks})", list(first))}  # fmt: skip
+                for i, d in enumerate(part):
+                    hit = rows.get(d)
+                    if hit is not None:
+                        yield start + i, hit[0], hit[1]
 
     def lookup(self, digests: Sequence[str]) -> tuple[dict[int, torch.Tensor], list[int]]:
         """Cached rows by position, and the positions that are missing."""
-        from safetensors import safe_open
-
+        hits, missing = self.locate(digests)
         found: dict[int, torch.Tensor] = {}
         by_shard: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        missing = []
-        for i, d in enumerate(digests):
-            hit = self.index.get(d)
-            if hit is None or not (self.dir / hit[0]).is_file():
-                missing.append(i)
-            else:
-                by_shard[hit[0]].append((i, hit[1]))
+        for i, (shard, row) in hits.items():
+            by_shard[shard].append((i, row))
         for shard, pairs in by_shard.items():
-            with safe_open(str(self.dir / shard), framework="pt") as f:
-                feats = f.get_tensor("features")  # (N_shard, D)
-            rows = feats[torch.tensor([r for _, r in pairs])]
+            rows = torch.from_numpy(np.ascontiguousarray(self.rows(shard)[[r for _, r in pairs]]))
             for (i, _), row in zip(pairs, rows):
                 found[i] = row
         return found, missing
 
     def store(self, digests: Sequence[str], features: torch.Tensor) -> None:
         """Add features `[N, D]` for `digests`; a write never corrupts what is already cached."""
-        from safetensors.torch import save_file
-
         if len(digests) == 0:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        key_path = self.dir / "key.json"
-        if not key_path.is_file():
-            key_path.write_text(json.dumps(self.key, indent=2, sort_keys=True))
-        shard = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
-        tmp = self.dir / (shard + ".tmp")
-        save_file({"features": features.detach().float().cpu().contiguous()}, str(tmp))
-        os.replace(tmp, self.dir / shard)
-        # Re-read the index so that a concurrent writer's entries are kept.
-        path = self.dir / "index.json"
-        index = json.loads(path.read_text()) if path.is_file() else {}
-        index.update({d: [shard, row] for row, d in enumerate(digests)})
-        tmp_index = path.with_name(f"index.{uuid.uuid4().hex[:8]}.tmp")
-        tmp_index.write_text(json.dumps(index))
-        os.replace(tmp_index, path)
-        self._index = index
+        block = features.detach().float().cpu().contiguous()
+        with self.writer(len(block), block.shape[1]) as shard:
+            shard.append(block)
+            shard.commit(digests)
 
     def locate(self, digests: Sequence[str]) -> tuple[dict[int, tuple[str, int]], list[int]]:
         """Where each cached item's row is (`{position: (shard, row)}`) and the positions missing."""
         hits: dict[int, tuple[str, int]] = {}
-        missing = []
         present: dict[str, bool] = {}
-        for i, d in enumerate(digests):
-            hit = self.index.get(d)
-            if hit is not None and present.setdefault(hit[0], (self.dir / hit[0]).is_file()):
-                hits[i] = (hit[0], hit[1])
-            else:
-                missing.append(i)
+        for i, shard, row in self._places(digests):
+            if present.setdefault(shard, (self.dir / shard).is_file()):
+                hits[i] = (shard, row)
+        missing = [i for i in range(len(digests)) if i not in hits]
         return hits, missing
 
     def writer(self, rows: int, dim: int) -> "ShardWriter":
@@ -133,18 +136,26 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         key_path = self.dir / "key.json"
         if not key_path.is_file():
-            key_path.write_text(json.dumps(self.key, indent=2, sort_keys=True))
+            tmp = key_path.with_name(f"key.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_text(json.dumps(self.key, indent=2, sort_keys=True))
+            os.replace(tmp, key_path)
         return ShardWriter(self, rows, dim)
 
-    def add_to_index(self, entries: dict[str, list]) -> None:
-        """Record `{digest: [shard, row]}`; re-reads the index so a concurrent writer's entries are kept."""
-        path = self.dir / "index.json"
-        index = json.loads(path.read_text()) if path.is_file() else {}
-        index.update(entries)
-        tmp_index = path.with_name(f"index.{uuid.uuid4().hex[:8]}.tmp")
-        tmp_index.write_text(json.dumps(index))
-        os.replace(tmp_index, path)
-        self._index = index
+    def add_to_index(self, shard: str, digests: Iterable[str]) -> None:
+        """Record that row `i` of `shard` holds the features of the `i`-th of `digests`, in one
+        SQLite transaction (atomic; concurrent writers wait for each other's)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with _connect(self.dir) as db:
+            shard_id = db.execute("INSERT INTO shards (name) VALUES (?)", (shard,)).lastrowid
+            db.executemany("INSERT OR REPLACE INTO entries (digest, shard, row) VALUES (?, ?, ?)",
+                           ((d, shard_id, row) for row, d in enumerate(digests)))  # fmt: skip
+
+    def __len__(self) -> int:
+        """Entries in the index."""
+        if not (self.dir / INDEX).is_file() and not (self.dir / LEGACY_INDEX).is_file():
+            return 0
+        with _connect(self.dir) as db:
+            return db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
     def rows(self, shard: str) -> np.ndarray:
         """A shard's `[N, D]` features, memory-mapped (read on access; copy-on-write)."""
@@ -174,6 +185,50 @@ class FeatureCache:
                 part = pairs[start : start + _CHUNK]
                 out[[i for i, _ in part]] = mm[[r for _, r in part]]
         return torch.from_numpy(out)
+
+
+INDEX = "index.sqlite"
+"""The cache folder's index: SQLite (stdlib), `entries(digest -> shard, row)` and `shards(id, name)`."""
+LEGACY_INDEX = "index.json"
+"""The index of caches written before the SQLite one (`{digest: [shard, row]}`): imported on first use."""
+_QUERY_CHUNK = 900
+"""Digests looked up per SQL query (SQLite allows 999 bound parameters in older builds)."""
+
+
+@contextlib.contextmanager
+def _connect(folder: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to `folder`'s index, created (and a legacy `index.json` imported) on first use;
+    the block is one transaction, committed at its end, rolled back on an error."""
+    db = sqlite3.connect(folder / INDEX, timeout=60)
+    try:
+        with db:
+            db.execute("CREATE TABLE IF NOT EXISTS shards (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS entries (digest TEXT PRIMARY KEY, shard INTEGER NOT NULL, row INTEGER NOT NULL) WITHOUT ROWID")
+        legacy = folder / LEGACY_INDEX
+        if legacy.is_file():
+            _import_legacy_index(db, legacy)
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
+def _import_legacy_index(db: sqlite3.Connection, legacy: Path) -> None:
+    """Move an `index.json` (`{digest: [shard, row]}`) into the SQLite index, then remove it.
+    One transaction: an import interrupted halfway leaves the JSON file for the next try."""
+    try:
+        entries = json.loads(legacy.read_text())
+    except FileNotFoundError:  # another process imported it meanwhile
+        return
+    except ValueError:  # a damaged legacy index: its features are recomputed, nothing else is lost
+        entries = {}
+    with db:
+        names = {shard for shard, _ in entries.values()}
+        db.executemany("INSERT OR IGNORE INTO shards (name) VALUES (?)", ((n,) for n in sorted(names)))
+        ids = dict(db.execute("SELECT name, id FROM shards"))
+        db.executemany("INSERT OR IGNORE INTO entries (digest, shard, row) VALUES (?, ?, ?)",
+                       ((d, ids[shard], int(row)) for d, (shard, row) in entries.items()))  # fmt: skip
+    legacy.unlink(missing_ok=True)
 
 
 _CHUNK = 8192
@@ -208,7 +263,7 @@ class ShardWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.tmp, self.cache.dir / self.name)
-        self.cache.add_to_index({d: [self.name, row] for row, d in enumerate(digests)})
+        self.cache.add_to_index(self.name, digests)
         return self.name
 
     def __enter__(self) -> "ShardWriter":

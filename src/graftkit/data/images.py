@@ -37,7 +37,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -96,6 +96,12 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
+def readable(path: Any) -> Any:
+    """`path` as something with `read_bytes()`, `suffix` and `name`: a `Path`, or an image inside a
+    tar shard (`graftkit.data.webdataset.ShardMember`), which is kept as it is."""
+    return path if hasattr(path, "read_bytes") else Path(path)
+
+
 def load_image(path: str | os.PathLike[str], *, channels: int = 3, window: Window | None = None) -> torch.Tensor:
     """Decode an image file into an upright tensor.
 
@@ -120,7 +126,7 @@ def load_image(path: str | os.PathLike[str], *, channels: int = 3, window: Windo
         >>> img.shape, img.dtype
         (torch.Size([3, 375, 500]), torch.uint8)
     """
-    path = Path(path)
+    path = readable(path)
     try:
         data = bytearray(path.read_bytes())
     except OSError as e:
@@ -159,12 +165,12 @@ def decode_image_bytes(
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     buf = data if isinstance(data, bytearray) else bytearray(data)  # torch.frombuffer needs writable memory
     if dicom.is_dicom(buf, name):
-        return _with_channels(torch.from_numpy(dicom.decode_dicom(buf, Path(name), window)).permute(2, 0, 1), channels)
+        return _with_channels(torch.from_numpy(dicom.decode_dicom(buf, readable(name), window)).permute(2, 0, 1), channels)
     if _jpeg_components(buf) in (1, 3):
         image = _decode_jpeg_fast(buf)
         if image is not None:
             return _with_channels(image, channels)
-    return _with_channels(_decode_with_pil(buf, Path(name), window), channels)
+    return _with_channels(_decode_with_pil(buf, readable(name), window), channels)
 
 
 def _with_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
@@ -325,7 +331,7 @@ def decode_rgb_array(data: bytes | bytearray, name: str | os.PathLike[str] = "<b
         DataError: The bytes cannot be decoded, or hold a 16-bit / float image (which only the
             torch backend reads); the message names `name`.
     """
-    array = decode_array(data, Path(name))
+    array = decode_array(data, readable(name))
     if array.dtype != np.uint8:
         raise DataError([f"{name}: a 16-bit or float image: predict it with --backend torch"], str(name))
     return np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
@@ -338,7 +344,7 @@ def decode_array(data: bytes | bytearray, name: str | os.PathLike[str] = "<bytes
     Raises:
         DataError: The bytes cannot be decoded; the message names `name`.
     """
-    path = Path(name)
+    path = readable(name)
     try:
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as im:
             im.seek(0)  # multi-frame files: the first frame

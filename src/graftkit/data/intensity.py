@@ -9,6 +9,7 @@ window) and returns the per-channel mean and standard deviation in [0, 1] units,
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -29,11 +30,14 @@ def is_single_channel_image(path: str | os.PathLike[str]) -> bool:
     from graftkit.data.dicom import DICOM_EXTENSIONS, is_single_channel_dicom
     from graftkit.data.images import PIL_FORMATS
 
-    path = Path(path)
+    from graftkit.data.images import readable
+
+    path = readable(path)
     try:
         if path.suffix.lower() in DICOM_EXTENSIONS:
             return is_single_channel_dicom(path)
-        with Image.open(path, formats=PIL_FORMATS) as im:
+        source = path if isinstance(path, Path) else io.BytesIO(path.read_bytes())  # an image in a tar shard
+        with Image.open(source, formats=PIL_FORMATS) as im:
             return im.mode in GREY_MODES
     except Exception:  # noqa: BLE001 - validation reports unreadable files; here they are "not grey"
         return False

@@ -73,6 +73,10 @@ def read_dataset(
         return read_detection_data(path, val=val, val_fraction=val_fraction, seed=seed)
     if modality == "audio":
         return read_audio_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind, max_seconds=max_seconds)
+    from graftkit.data.webdataset import is_shard_source, read_webdataset
+
+    if is_shard_source(path):  # WebDataset tar shards: a folder of .tar, a .tar, or data-{000..009}.tar
+        return read_webdataset(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind)
     return read_image_data(path, val=val, val_fraction=val_fraction, seed=seed, label_kind=label_kind)
 
 
@@ -120,6 +124,10 @@ def read_labelled(
         return _read_labelled_boxes(path, classes, split)
     if modality == "audio":
         return read_labelled_audio(path, label_kind=label_kind, classes=classes, split=split)
+    from graftkit.data.webdataset import is_shard_source, read_labelled_webdataset
+
+    if is_shard_source(path):
+        return read_labelled_webdataset(path, classes, split=split, label_kind=label_kind)
     samples, _ = read_labelled_images(path, classes, split=split, label_kind=label_kind)
     return samples
 

@@ -56,7 +56,7 @@ _MANIFEST_SUFFIXES = (".csv", ".jsonl")
 _SUPPORTED = ", ".join(sorted(SUPPORTED_EXTENSIONS))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One labelled image file."""
 

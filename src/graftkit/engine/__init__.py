@@ -20,6 +20,7 @@ _EXPORTS = {
     "eval_mode": "graftkit.engine.device",
     "resolve_device": "graftkit.engine.device",
     "tune_malloc": "graftkit.engine.memory",
+    "enable_grad_checkpointing": "graftkit.engine.checkpointing",
     "EngineSettings": "graftkit.engine.precision",
     "choose_channels_last": "graftkit.engine.precision",
     "choose_precision": "graftkit.engine.precision",

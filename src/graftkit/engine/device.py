@@ -69,6 +69,8 @@ class LocalEngine:
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision == "fp16":  # inference only: fp16 training needs loss scaling (make_engine gives it Accelerate's)
+            return torch.autocast(self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
     def accumulate(self, model: nn.Module, *, step: bool) -> contextlib.AbstractContextManager:

@@ -220,12 +220,13 @@ def launch(processes: int, argv: Sequence[str]) -> int:
 
 
 def make_engine(device: str, precision: str = "fp32", channels_last: bool = False, *, training: bool = True) -> Any:
-    """The engine of this process: `AccelerateEngine` when a launcher started several, else `LocalEngine`.
+    """The engine of this process: `AccelerateEngine` when a launcher started several or when fp16
+    trains (Accelerate's loss scaler: fp16 gradients underflow without it), else `LocalEngine`.
 
     Args:
         training: False for the inference engine (features, validation after training).
     """
-    if is_distributed():
+    if is_distributed() or (training and precision == "fp16"):
         return AccelerateEngine(device, precision, channels_last, training=training)
     from graftkit.engine.device import LocalEngine
 

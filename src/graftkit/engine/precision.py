@@ -34,19 +34,29 @@ def cpu_has_native_bf16() -> bool:
 
 
 def choose_precision(arch: str, *, training: bool, requested: str = "auto", device: str = "cpu") -> tuple[str, str]:
-    """Pick `fp32` or `bf16` for a model, and say why.
+    """Pick `fp32`, `bf16` or `fp16` for a model, and say why.
 
     Rule (measured, benchmarks/RESULTS.md): bf16 only where the hardware has native bf16; on CPU,
-    not for training depthwise-convolution nets, which train slower in bf16.
+    not for training depthwise-convolution nets, which train slower in bf16. CUDA GPUs without bf16
+    (before Ampere: T4, V100) get fp16, trained with loss scaling (Accelerate's); fp16 is for
+    CUDA only.
 
     Returns:
         (precision, reason)
+
+    Raises:
+        ConfigError: `fp16` requested for a device that is not a CUDA GPU.
     """
+    if requested == "fp16" and not device.startswith("cuda"):
+        from graftkit.errors import ConfigError
+
+        raise ConfigError(f"--precision fp16 needs a CUDA GPU (device here: {device}); on a CPU use bf16 or fp32 (or auto)")
     if requested != "auto":
         return requested, "requested"
     if device.startswith("cuda"):
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return ("bf16", "CUDA device with bf16") if ok else ("fp32", "CUDA device without bf16")
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16", "CUDA device with bf16"
+        return "fp16", "CUDA device without bf16: fp16 autocast (training with loss scaling)"
     if not cpu_has_native_bf16():
         return "fp32", "this CPU has no native bf16 (no AVX512-BF16/AMX): bf16 would be emulated and slower"
     name = arch.lower()
@@ -68,7 +78,7 @@ class EngineSettings:
 
     device: str
     precision: str
-    """`fp32` or `bf16` (autocast)."""
+    """`fp32`, `bf16` or `fp16` (autocast; fp16 on CUDA only)."""
     channels_last: bool
     reason: str
 
@@ -144,6 +154,8 @@ def run_inference_settings(run: TrainedRun, *, device: str = "cpu", precision: s
         >>> run_inference_settings(RunSpec.read("runs/flowers"), precision="fp32").engine()
     """
     asked = run.config.get("precision", "auto")
+    if asked == "fp16" and not str(device).startswith("cuda"):
+        asked = "auto"  # trained in fp16 on a GPU: fp16 is CUDA-only, so elsewhere the rule decides
     requested = asked if precision == "auto" else precision
     layout = run.config.get("channels_last") if channels_last is None else channels_last
     s = inference_settings(run.model.arch, device=device, precision=requested, channels_last=layout, modality=run.modality)
@@ -154,7 +166,7 @@ def run_inference_settings(run: TrainedRun, *, device: str = "cpu", precision: s
     return s
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _settings(arch: str, *, training: bool, device: str, precision: str, channels_last: bool | None, modality: str) -> EngineSettings:

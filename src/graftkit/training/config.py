@@ -15,7 +15,7 @@ PROBE_PATIENCE = 10
 """Early stopping is on by default for probes: epochs are cheap, so a large --epochs just runs until
 validation stops improving for this many epochs."""
 SCHEDULES = ("cosine", "onecycle", "constant")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENTS = ("none", "light", "strong", "randaugment")
 MIXES = ("mixup", "cutmix", "mixup-cutmix")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -66,6 +66,9 @@ class TrainConfig:
     accumulate: int = 1
     """Gradient accumulation: add up the gradients of this many batches before each optimizer step
     (`--batch-size 8 --accumulate 4` trains like batch 32 in the memory of batch 8)."""
+    grad_checkpointing: bool = False
+    """Fine-tuning: recompute activations in the backward pass (transformers' and timm's gradient
+    checkpointing) to fit larger models or batches on a GPU, for about a third more compute."""
     lr: float | None = None
     """Peak learning rate of the head; None picks the default for the strategy and modality
     (probe 3e-3, others 1e-3)."""
@@ -122,7 +125,12 @@ class TrainConfig:
     """Intensity normalisation: `backbone` (the pretrained weights' mean/std) or `dataset` (the
     mean/std of the training images, measured once and recorded in the run)."""
     augment: str = "light"
-    """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes)."""
+    """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes).
+    Audio (`none`/`light`/`strong`): light = gain ±6 dB, shift ±0.1 s, white noise at SNR 20-40 dB
+    (p 0.5), one time mask (up to 0.05 of the frames) and one frequency mask (up to 0.1 of the
+    bands); strong = gain ±10 dB, shift ±0.2 s, noise at SNR 5-20 dB, two time masks (each up to
+    0.1 of the frames) and two frequency masks (each up to 0.15 of the bands); masks go on the
+    encoder's spectrogram, else time masks on the waveform (data/audio_augment.py)."""
     mix: str | None = None
     """Batch mixing for fine-tuning: `mixup`, `cutmix` or `mixup-cutmix`."""
     patience: int | None = None
@@ -134,7 +142,8 @@ class TrainConfig:
     device: str = "auto"
     """`auto` (the first CUDA GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`."""
     precision: str = "auto"
-    """`auto` (chosen per model and CPU from measurements), `fp32` or `bf16`."""
+    """`auto` (chosen per model and device from measurements), `fp32`, `bf16` or `fp16` (CUDA GPUs only:
+    autocast with loss scaling; auto picks it on GPUs without bf16)."""
     channels_last: bool | None = None
     """Use channels_last memory format for CNNs; None decides per model."""
     num_workers: int | None = None

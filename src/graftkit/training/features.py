@@ -114,9 +114,10 @@ def extract_features(
         return feats, FeatureStats(computed=len(paths), seconds=time.perf_counter() - t0)
     digests = (digests or file_digests)(paths)
     if getattr(engine, "processes", 1) == 1:
-        loader = make_loader([paths[i] for i in cache.locate(digests)[1]])
+        places, missing = cache.locate(digests)
+        loader = make_loader([paths[i] for i in missing])
         if getattr(loader, "order", None) is None:  # rows come in order: stream them to disk
-            return _stream_features(backbone, loader, engine, cache, digests, description, t0)
+            return _stream_features(backbone, loader, engine, cache, digests, places, missing, description, t0)
     found, missing = cache.lookup(digests)
     if missing:
         new = compute_features(backbone, make_loader([paths[i] for i in missing]), engine, description=description)
@@ -128,14 +129,19 @@ def extract_features(
     return feats, FeatureStats(computed=len(missing), cached=len(paths) - len(missing), seconds=time.perf_counter() - t0)
 
 
-def _stream_features(backbone, loader, engine, cache: FeatureCache, digests: list[str], description: str, t0: float) -> tuple[torch.Tensor, FeatureStats]:
-    """The missing features streamed into a new cache shard as computed, then every row read
-    memory-mapped (`FeatureCache.assemble`): RAM holds a batch, not `[N, D]`."""
-    places, missing = cache.locate(digests)
+def _stream_features(backbone, loader, engine, cache: FeatureCache, digests: list[str], places: dict, missing: list[int], description: str,
+                     t0: float) -> tuple[torch.Tensor, FeatureStats]:  # fmt: skip
+    """The `missing` features streamed into a new cache shard as computed, then every row read
+    memory-mapped (`FeatureCache.assemble`): RAM holds a batch, not `[N, D]`. `places`: where the
+    cached ones are (`FeatureCache.locate`)."""
+    name = None
     if missing:
         with cache.writer(len(missing), backbone.num_features) as shard:
             compute_features(backbone, loader, engine, description=description, sink=shard.append)
             name = shard.commit([digests[i] for i in missing])
-        places.update({i: (name, row) for row, i in enumerate(missing)})
-    feats = cache.assemble([places[i] for i in range(len(digests))], backbone.num_features)
+    if not places and name is not None:  # everything is new: the new shard, in order, is the result
+        feats = torch.from_numpy(cache.rows(name))
+    else:
+        new = dict(zip(missing, range(len(missing))))
+        feats = cache.assemble([places[i] if i in places else (name, new[i]) for i in range(len(digests))], backbone.num_features)
     return feats, FeatureStats(computed=len(missing), cached=len(digests) - len(missing), seconds=time.perf_counter() - t0)

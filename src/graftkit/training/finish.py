@@ -95,6 +95,8 @@ def _write_results(run_dir: Path, trained: Any, meta: RunSpec, final: dict[str, 
         "best_epoch": None if result.best_epoch is None else result.best_epoch + 1,
         "stopped_early": result.stopped_early,
     }
+    if getattr(result, "batch_size_used", None) is not None:  # fine-tuning: samples per forward pass (less than --batch-size after an out-of-memory back-off)
+        metrics["batch_size_used"] = result.batch_size_used
     if trained.feature_stats is not None:
         metrics["features"] = vars(trained.feature_stats)
     if getattr(trained, "probe", None) is not None:

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from graftkit import rundir
-from graftkit.engine import is_main_process, make_engine
+from graftkit.engine import enable_grad_checkpointing, is_main_process, make_engine
 from graftkit.engine.progress import info
+from graftkit.errors import ConfigError
 from graftkit.training.callbacks import EarlyStopping
 from graftkit.training.checkpoint import Checkpointer, load_resume_point
 from graftkit.training.config import TrainConfig
@@ -142,6 +143,11 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     strat = cfg.parsed_strategy
     dataset = plan.dataset
     inputs = make_inputs(dataset, backbone, cfg)
+    if cfg.grad_checkpointing:
+        if strat.kind == "linear-probe" and task.backbone_head == "features":
+            raise ConfigError("--grad-checkpointing saves memory in fine-tuning's backward pass; the linear probe has none: "
+                              "drop the flag or use --strategy finetune, partial:N, gradual or lora")  # fmt: skip
+        info(f"gradient checkpointing: {enable_grad_checkpointing(backbone)}")
     train_engine = make_engine(precision.device, precision.train, precision.channels_last)  # several processes: Accelerate's
     infer_engine = make_engine(precision.device, precision.inference, precision.channels_last, training=False)
     train_engine.wait()  # several processes: all have planned (and checked --out) before rank 0 writes into it
@@ -183,7 +189,12 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     if cfg.head_init == "probe" and resume_point is None and head is not None:
         # LP-FT: a head that already fits the frozen features does not wreck them in the first steps.
         info(f"head warm-up: linear probe on cached features for {WARMUP_EPOCHS} epochs, then fine-tuning")
-        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=WARMUP_EPOCHS, lr=None, patience=None, probe_solver="sgd")
+        # The warm-up trains only the heads on frozen features, and a linear-probe config refuses what needs a
+        # trained backbone: PCGrad (on separate heads it is equal weighting) and --regularize (nothing to pull);
+        # both act in the fine-tuning that follows.
+        weighting = "equal" if cfg.task_weighting == "pcgrad" else cfg.task_weighting
+        probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=WARMUP_EPOCHS, lr=None, patience=None, probe_solver="sgd",
+                                        task_weighting=weighting, regularize=None, regularize_strength=None)  # fmt: skip
         warm, _, feature_stats, _ = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"),
                                                 phase="head warm-up")  # fmt: skip
         warmup = warm.history

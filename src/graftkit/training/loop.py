@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from graftkit.engine import Engine, eval_mode
+from graftkit.engine.oom import OomBackoff
 from graftkit.engine.progress import EpochProgress, info, warn
 from graftkit.errors import TrainingDivergedError
 
@@ -122,6 +123,9 @@ class LoopResult:
     seconds: float
     diverged: bool = False
     """Training stopped because the loss became non-finite or exploded (`stopped_early` says how)."""
+    batch_size_used: int | None = None
+    """Samples per forward pass the run ended with: `--batch-size`, unless running out of device
+    memory split the steps (`engine/oom.py`)."""
 
 
 DIVERGED_FACTOR = 1e4
@@ -177,6 +181,8 @@ def train_loop(
     step = options.start_epoch * math.ceil(batches / every)  # every epoch ends on a step: exact on resume
     t_start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
+    # Out of device memory: the step is retried in chunks (one process; several must step alike).
+    backoff = OomBackoff(enabled=getattr(engine, "processes", 1) == 1)
 
     for epoch in range(options.start_epoch, options.epochs):
         # Reseed per epoch: the same seed gives the same shuffling, augmentation and dropout,
@@ -201,15 +207,21 @@ def train_loop(
                 if options.batch_transform is not None:
                     inputs, targets = options.batch_transform(inputs, targets)
                 micro, step_now = _micro_batches(b, batches, every)
-                with engine.accumulate(model, step=step_now):  # gradients sync across processes only before a step
+
+                def forward_backward(x: Any, y: Any, share: float) -> tuple[torch.Tensor, torch.Tensor]:
                     if options.objective is not None:
                         with engine.autocast():
-                            loss, logits = options.objective(model, inputs, targets)
+                            loss, logits = options.objective(model, x, y)
                     else:
                         with engine.autocast():
-                            logits = model(inputs)  # (B, C); (B, T, V) for language models
-                        loss = task.loss(logits, targets)
-                    engine.backward(loss / micro)  # the mean over the step's micro-batches
+                            logits = model(x)  # (B, C); (B, T, V) for language models
+                        loss = task.loss(logits, y)
+                    engine.backward(loss * share / micro)  # the mean over the step's micro-batches (and chunks)
+                    return loss, logits
+
+                with engine.accumulate(model, step=step_now):  # gradients sync across processes only before a step
+                    first = b % every == 0  # the step's first micro-batch: its gradients start from None
+                    loss, logits = backoff.run(inputs, targets, forward_backward, reset=(lambda: optimizer.zero_grad(set_to_none=True)) if first else None)
                 lr = optimizer.param_groups[0]["lr"]
                 if step_now:
                     if options.grad_clip is not None:
@@ -285,7 +297,8 @@ def train_loop(
         stopped = f"{stopped}: {diverged}"
     if stopped is not None and options.progress:
         (warn if diverged else info)(f"stopped: {stopped}" + (f"; keeping the best epoch ({best_epoch + 1})" if diverged else ""))
-    return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start, diverged is not None)
+    return LoopResult(history, best_epoch, best_score, best_state, stopped, time.perf_counter() - t_start, diverged is not None,
+                      backoff.used)  # fmt: skip
 
 
 def _micro_batches(batch: int, batches: int, every: int) -> tuple[int, bool]:
