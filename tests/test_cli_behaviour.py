@@ -40,17 +40,21 @@ def exported_run(tmp_path_factory):
     return run.dir, data
 
 
-def test_onnx_predict_never_imports_torch(exported_run):
+@pytest.mark.parametrize("backend", [[], ["--backend", "onnx"]], ids=["default-auto", "onnx"])
+def test_onnx_predict_never_imports_torch(exported_run, backend):
+    """An exported run predicts through ONNX Runtime without torch; by default too (`--backend
+    auto` takes the export's default backend), and it says which backend it took."""
     run, data = exported_run
     image = next(data.rglob("*.png"))
     code = (
-        "import sys; from graftkit.cli import main; rc = main(['predict', sys.argv[1], sys.argv[2], '--backend', 'onnx', '--format', 'json']);"
+        "import sys; from graftkit.cli import main; rc = main(['predict', sys.argv[1], sys.argv[2], '--format', 'json', *sys.argv[3:]]);"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]; sys.exit(rc)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(run), str(image)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code, str(run), str(image), *backend], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    assert ("backend: onnx (the fp32 ONNX export (no int8 model))" in out.stderr) == (not backend)
     onnx_row = json.loads(out.stdout)
-    torch_row = json.loads(_graft("predict", run, image, "--format", "json", check=True).stdout)
+    torch_row = json.loads(_graft("predict", run, image, "--format", "json", "--backend", "torch", check=True).stdout)
     assert onnx_row["label"] == torch_row["label"]  # the same answer as the torch backend
     assert abs(onnx_row["score"] - torch_row["score"]) < 1e-3
 
