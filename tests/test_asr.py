@@ -1,0 +1,186 @@
+"""`--task asr`: Whisper-style sequence-to-sequence fine-tuning on audio, with a tiny random
+Whisper (`hf:` folder built here, the real tiny.en tokenizer); predict, reload, export refusal,
+the pre-flight check's messages, and the KV-cached decoding against the uncached loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import graftkit
+from graftkit.errors import ConfigError, DataError
+from graftkit.tasks.asr import ASRTask, error_rates, normalise
+from tests.audio_data import tone, write_manifest
+
+WORDS = {"One.": 300.0, "Two.": 900.0, "Three.": 2400.0}
+
+
+def make_tiny_whisper(root: Path, max_source_positions: int = 50) -> Path:
+    """A random Whisper (d_model 16, 1 + 1 layers; window 2 * 50 mel frames = 1 s) with tiny.en's tokenizer."""
+    from transformers import PreTrainedTokenizerFast, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from graftkit.sources.whisper_builtin import model_folder
+
+    config = WhisperConfig(
+        vocab_size=51864, num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=max_source_positions,
+        max_target_positions=16, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        WhisperForConditionalGeneration(config).save_pretrained(root)
+    PreTrainedTokenizerFast(tokenizer_file=str(model_folder() / "tokenizer.json")).save_pretrained(root)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory) -> str:
+    return "hf:" + str(make_tiny_whisper(tmp_path_factory.mktemp("whisper")))
+
+
+def make_words(root: Path, n: int = 12, fmt: str = "jsonl") -> Path:
+    """`n` clips whose pitch says one of three words, and a manifest (`path,text` or NeMo)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        text, freq = list(WORDS.items())[i % 3]
+        sf.write(root / f"w{i}.wav", tone(freq, 0.5 + 0.05 * (i % 3), seed=i), 16000)
+        rows.append({"audio_filepath": f"w{i}.wav", "text": text, "duration": 0.0} if fmt == "nemo" else {"path": f"w{i}.wav", "text": text})
+    return write_manifest(root / ("manifest.csv" if fmt == "csv" else "manifest.jsonl"), rows)
+
+
+def test_normalisation_spells_digits_and_drops_notes_and_punctuation():
+    assert normalise("Press 1, then [pause] the Pound key.") == "press one then the pound key"
+    assert error_rates(["Press one."], ["press 1"])["wer"] == 0.0  # the same words once normalised
+    assert error_rates(["a b c d"], ["a b x d"])["wer"] == 0.25
+
+
+def test_log_mel_front_end_matches_whisper_feature_extractor(tiny_whisper):
+    from transformers import WhisperFeatureExtractor
+
+    from graftkit.sources import load_backbone
+
+    bb = load_backbone(tiny_whisper)
+    wave = tone(700.0, 0.7)
+    ref = WhisperFeatureExtractor(feature_size=80, chunk_length=1)([wave], sampling_rate=16000, return_tensors="pt").input_features
+    ours = bb.input_features(torch.from_numpy(wave)[None])
+    assert ours.shape == ref.shape == (1, 80, 100)
+    assert torch.allclose(ours, ref, atol=1e-4)
+    assert bb.forward_frames(torch.from_numpy(wave)[None]).shape == (1, 35, 16)  # 0.7 s at 50 frames/s, cut to the clip
+
+
+def test_kv_cached_generation_matches_the_uncached_greedy_loop(tiny_whisper):
+    from graftkit.backbones.whisper import transcribe_waveforms
+    from graftkit.sources import load_backbone
+
+    bb = load_backbone(tiny_whisper).eval()
+    waves = [torch.from_numpy(tone(f, 0.5, seed=i)) for i, f in enumerate((300.0, 2000.0))]
+    cached = transcribe_waveforms(bb, waves, num_beams=1, max_new_tokens=6)
+    # the old path: the decoder re-run on the whole prefix at every step, argmax
+    feats = bb.input_features(torch.stack([torch.nn.functional.pad(w, (0, bb.mel.num_samples - len(w))) for w in waves]))
+    tokens = torch.tensor([bb.prompt] * 2)
+    with torch.no_grad():
+        enc = bb.model.model.encoder(feats).last_hidden_state
+        for _ in range(6):
+            nxt = bb.model(encoder_outputs=(enc,), decoder_input_ids=tokens).logits[:, -1].argmax(-1)
+            tokens = torch.cat([tokens, nxt[:, None]], 1)
+    uncached = []
+    for row in tokens[:, len(bb.prompt) :].tolist():
+        row = row[: row.index(bb.eos_token_id)] if bb.eos_token_id in row else row
+        uncached.append(bb.tokenizer.decode([t for t in row if t < bb.eos_token_id]).strip())
+    assert cached == uncached
+    assert len(transcribe_waveforms(bb, waves, num_beams=3, max_new_tokens=4)) == 2  # beam search runs too
+
+
+def test_asr_fine_tuning_lowers_the_loss_scores_wer_predicts_and_reloads(tmp_path, tiny_whisper, capsys):
+    from graftkit.cli import main
+
+    data = make_words(tmp_path / "words", n=12)
+    out = tmp_path / "runs" / "asr"
+    rc = main(["train", str(data), "--task", "asr", "--model", tiny_whisper, "--strategy", "finetune", "--out", str(out), "--epochs", "10",
+               "--lr", "0.01", "--batch-size", "4", "--num-beams", "1", "--max-new-tokens", "6", "--num-workers", "0", "--offline"])  # fmt: skip
+    assert rc == 0
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"], [h["train_loss"] for h in history]
+    metrics = json.loads((out / "metrics.json").read_text())
+    val = metrics["val"]
+    assert 0.0 <= val["wer"] and 0.0 <= val["cer"] and val["scored"] == 2
+    assert {"file", "reference", "hypothesis", "wer"} <= set(val["examples"][0])  # the worst utterances, for the report
+    assert set(val["zero_shot"]) >= {"wer", "cer", "n"}  # the starting weights, measured before training
+    spec = json.loads((out / "graft.json").read_text())
+    assert spec["task"]["name"] == "asr" and spec["task"]["normalisation"].startswith("lowercase")
+    assert spec["task"]["decoding"] == "greedy" and spec["task"]["kv_cache"] is True
+    assert (out / "hf" / "config.json").is_file() and (out / "hf" / "tokenizer.json").is_file()
+    assert "worst" in (out / "report.html").read_text().lower() or "hypothesis" in (out / "report.html").read_text()
+
+    capsys.readouterr()
+    assert main(["predict", str(out), str(tmp_path / "words" / "w0.wav"), "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert isinstance(printed["label"], str)
+
+    again = graftkit.load(out).predict([str(tmp_path / "words" / "w0.wav")])[0]  # the run reloads from its folder alone
+    assert again.label == printed["label"]
+
+
+def test_asr_takes_partial_and_lora_and_nemo_manifests(tmp_path, tiny_whisper):
+    data = make_words(tmp_path / "nemo", n=9, fmt="nemo")
+    for strategy in ("partial:2", "lora"):
+        run = graftkit.fit(data, task="asr", model=tiny_whisper, strategy=strategy, out=tmp_path / strategy.replace(":", "-"), epochs=1,
+                           lr=1e-3, batch_size=4, num_beams=1, max_new_tokens=6, offline=True)  # fmt: skip
+        assert "wer" in run.metrics["val"]
+        assert isinstance(graftkit.load(run.dir).predict([str(tmp_path / "nemo" / "w1.wav")])[0].label, str)
+
+
+def test_asr_refuses_the_linear_probe_and_export_with_the_fix(tmp_path, tiny_whisper):
+    data = make_words(tmp_path / "words", n=6)
+    with pytest.raises(ConfigError, match="use --strategy finetune"):
+        graftkit.fit(data, task="asr", model=tiny_whisper, strategy="linear-probe", out=tmp_path / "lp", offline=True)
+    run = graftkit.fit(data, task="asr", model=tiny_whisper, out=tmp_path / "ft", epochs=1, batch_size=4, num_beams=1, max_new_tokens=6, offline=True)
+    from graftkit.deploy.export import export
+
+    with pytest.raises(ConfigError, match=r"does not export asr runs.*graft predict RUN file.wav"):
+        export(run.dir, "onnx")
+
+
+def test_asr_needs_a_model_with_a_decoder(tmp_path):
+    data = make_words(tmp_path / "words", n=6)
+    with pytest.raises(ConfigError, match="needs a Whisper model.*use --task ctc"):
+        graftkit.fit(data, task="asr", model="wakehubert_tiny", out=tmp_path / "x", epochs=1, offline=True)
+
+
+def test_preflight_reports_empty_long_and_overlong_transcripts_at_once(tmp_path, tiny_whisper):
+    root = tmp_path / "bad"
+    root.mkdir()
+    rows = []
+    for i in range(6):
+        sf.write(root / f"c{i}.wav", tone(500.0, 0.5, seed=i), 16000)
+        rows.append({"path": f"c{i}.wav", "text": "One."})
+    rows[1]["text"] = "[silence]"  # nothing said once the note is removed
+    rows[2]["text"] = "one two three four five six seven eight nine ten eleven twelve"  # 12 tokens + end of text
+    sf.write(root / "c3.wav", tone(500.0, 1.5, seed=3), 16000)  # longer than the 1 s window
+    data = write_manifest(root / "m.csv", rows)
+    with pytest.raises(DataError) as e:
+        graftkit.fit(data, task="asr", model=tiny_whisper, out=tmp_path / "x", epochs=1, max_new_tokens=6, offline=True)
+    text = str(e.value)
+    assert "c1.wav: the transcript is empty" in text
+    assert "c2.wav: the transcript is 12 tokens and decoding stops after --max-new-tokens 6: raise --max-new-tokens to at least 13" in text
+    assert "c3.wav: 1.50 s is longer than" in text
+    with pytest.raises(DataError, match=r"--max-seconds 2 is longer than Whisper's 1 s window[\s\S]*c3.wav: 1.50 s is longer than Whisper's 1 s window"):
+        graftkit.fit(data, task="asr", model=tiny_whisper, out=tmp_path / "y", epochs=1, max_seconds=2.0, max_new_tokens=16, offline=True)
+    with pytest.raises(DataError, match=r"c2.wav: the transcript is 15 tokens, more than the decoder's 13: split the clip"):
+        rows[2]["text"] = " ".join(["one"] * 15)
+        write_manifest(root / "m.csv", rows)
+        graftkit.fit(data, task="asr", model=tiny_whisper, out=tmp_path / "z", epochs=1, max_new_tokens=64, offline=True)
+
+
+def test_task_round_trips_its_graft_json_entry():
+    task = ASRTask(num_beams=2, max_new_tokens=20, zero_shot={"wer": 0.5})
+    again = ASRTask.from_dict(json.loads(json.dumps(task.to_dict())))
+    assert (again.num_beams, again.max_new_tokens, again.zero_shot) == (2, 20, {"wer": 0.5})
+    assert np.isnan(error_rates([""], ["x"])["wer"])  # an empty reference is not scored
