@@ -15,28 +15,9 @@ import torch
 import graftkit
 from graftkit.errors import ConfigError, DataError
 from graftkit.tasks.asr import ASRTask, error_rates, normalise
-from tests.audio_data import tone, write_manifest
+from tests.audio_data import make_tiny_whisper, tone, write_manifest
 
 WORDS = {"One.": 300.0, "Two.": 900.0, "Three.": 2400.0}
-
-
-def make_tiny_whisper(root: Path, max_source_positions: int = 50) -> Path:
-    """A random Whisper (d_model 16, 1 + 1 layers; window 2 * 50 mel frames = 1 s) with tiny.en's tokenizer."""
-    from transformers import PreTrainedTokenizerFast, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
-
-    from graftkit.sources.whisper_builtin import model_folder
-
-    config = WhisperConfig(
-        vocab_size=51864, num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=max_source_positions,
-        max_target_positions=16, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
-    )  # fmt: skip
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        WhisperForConditionalGeneration(config).save_pretrained(root)
-    PreTrainedTokenizerFast(tokenizer_file=str(model_folder() / "tokenizer.json")).save_pretrained(root)
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +165,28 @@ def test_task_round_trips_its_graft_json_entry():
     again = ASRTask.from_dict(json.loads(json.dumps(task.to_dict())))
     assert (again.num_beams, again.max_new_tokens, again.zero_shot) == (2, 20, {"wer": 0.5})
     assert np.isnan(error_rates([""], ["x"])["wer"])  # an empty reference is not scored
+
+
+def test_whisper_tiny_en_is_a_pinned_offline_audio_backbone_that_rebuilds_from_its_run_folder(tmp_path):
+    from graftkit.sources import list_models, load_backbone
+    from graftkit.sources.loading import build_audio_architecture
+    from graftkit.sources.whisper_builtin import SHA256
+
+    assert "whisper_tiny_en" in [m.id for m in list_models()]
+    bb = load_backbone("whisper_tiny_en").eval()
+    assert bb.modality == "audio" and bb.weights.sha256 == SHA256 and bb.prompt == [50257, 50362]
+    assert bb.preprocess.sample_rate == 16000 and bb.window_seconds == 30.0
+    groups = bb.layer_groups()
+    params = [p for g in groups for m in g for p in m.parameters()]
+    assert len({id(p) for p in params}) == len(params) == len(list(bb.parameters()))  # each parameter in one group
+    x = torch.from_numpy(np.stack([tone(440, 1.0), tone(2000, 1.0, seed=1)]))
+    with torch.no_grad():
+        frames = bb.forward_frames(x)
+    assert frames.shape == (2, bb.frames_for(1.0), 384) == (2, 50, 384)
+    bb.save_architecture(tmp_path / "hf")  # what a run keeps: config, tokenizer, feature extractor; no weights
+    assert not list((tmp_path / "hf").glob("*.safetensors"))
+    rebuilt = build_audio_architecture(bb.weights.arch, tmp_path / "hf").eval()
+    rebuilt.load_state_dict(bb.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.forward_features(x), frames.mean(1))
+    assert rebuilt.prompt == bb.prompt

@@ -311,7 +311,7 @@ class ASRTask:
     def export_spec(self) -> dict[str, Any]:
         raise ConfigError(
             "graft export does not export asr runs: Whisper transcribes with a generation loop (encoder once, then the decoder token by token "
-            "with a KV cache), which is not one graph. Use `graft predict RUN file.wav`, `graft serve RUN` or graftkit.load(RUN).predict([...])."
+            "with a KV cache), not a single graph. Use `graft predict RUN file.wav`, `graft serve RUN` or graftkit.load(RUN).predict([...])."
         )
 
     def export_agreement(self, reference: torch.Tensor, exported: torch.Tensor, precision: str) -> tuple[float, str]:
