@@ -5,7 +5,8 @@ zero-shot vs fine-tuned with `--task asr`, scored with the shipped transcripts.
 - held-out test: every third prompt (the same third as `benchmarks/audio.py whisper`);
 - dev: every tenth of the rest, used only to choose the learning rate;
 - train: the remaining prompts (at most `--train-limit`).
-Clips longer than Whisper's 30 s window are left out. Zero-shot and fine-tuned transcripts come
+Clips longer than Whisper's 30 s window, and the `silence/` files (transcribed as a
+description, "(1 second of silence)"), are left out. Zero-shot and fine-tuned transcripts come
 from the same decoding (greedy, KV-cached, fp32) and the same normalisation
 (`graftkit.tasks.asr.normalise`: lowercase, [notes] and punctuation removed, digits spelled out).
 It also times the KV-cached decoding against the old loop that re-ran the decoder on the whole
@@ -41,7 +42,8 @@ def prompts() -> tuple[list[tuple[Path, str]], int]:
     for line in gzip.decompress(TRANSCRIPTS.read_bytes()).decode("utf-8", "replace").splitlines():
         name, sep, text = line.partition(":")
         path = ASTERISK / f"{name.strip()}.wav"
-        if sep and not line.startswith(";") and path.is_file() and normalise(text):
+        described = text.strip().startswith("(") and text.strip().endswith(")")  # `silence/N: (N seconds of silence)`: nothing said
+        if sep and not line.startswith(";") and path.is_file() and normalise(text) and not described:
             if sf.info(str(path)).duration > 30.0:
                 long += 1
                 continue

@@ -179,8 +179,9 @@ def generate_text(
 
     start = torch.tensor([prompt] * len(features), device=features.device)
     max_new = max(1, min(max_new_tokens, int(model.config.max_target_positions) - len(prompt)))
+    mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)  # Whisper masks nothing; given, transformers does not guess one
     ids = GenerationMixin.generate(
-        model, input_features=features, decoder_input_ids=start, num_beams=num_beams, max_new_tokens=max_new, do_sample=False,
+        model, input_features=features, attention_mask=mask, decoder_input_ids=start, num_beams=num_beams, max_new_tokens=max_new, do_sample=False,
         eos_token_id=eos_token_id, pad_token_id=eos_token_id, use_cache=True,
     )  # fmt: skip
     return [tokenizer.decode([t for t in row if t < eos_token_id]).strip() for row in ids[:, len(prompt) :].tolist()]
