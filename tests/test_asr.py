@@ -118,6 +118,14 @@ def test_asr_takes_partial_and_lora_and_nemo_manifests(tmp_path, tiny_whisper):
                            lr=1e-3, batch_size=4, num_beams=1, max_new_tokens=6, offline=True)  # fmt: skip
         assert "wer" in run.metrics["val"]
         assert isinstance(graftkit.load(run.dir).predict([str(tmp_path / "nemo" / "w1.wav")])[0].label, str)
+    from fastapi.testclient import TestClient
+
+    from graftkit.deploy.serve import create_app
+
+    with TestClient(create_app(run.dir)) as client:  # an upload is transcribed as graft predict transcribes the file
+        r = client.post("/predict", files={"file": ("w1.wav", (tmp_path / "nemo" / "w1.wav").read_bytes(), "audio/wav")})
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"][0]["label"] == graftkit.load(run.dir).predict([str(tmp_path / "nemo" / "w1.wav")])[0].label
 
 
 def test_asr_refuses_the_linear_probe_and_export_with_the_fix(tmp_path, tiny_whisper):
