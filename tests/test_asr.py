@@ -132,7 +132,10 @@ def test_asr_refuses_the_linear_probe_and_export_with_the_fix(tmp_path, tiny_whi
     data = make_words(tmp_path / "words", n=6)
     with pytest.raises(ConfigError, match="use --strategy finetune"):
         graftkit.fit(data, task="asr", model=tiny_whisper, strategy="linear-probe", out=tmp_path / "lp", offline=True)
-    run = graftkit.fit(data, task="asr", model=tiny_whisper, out=tmp_path / "ft", epochs=1, batch_size=4, num_beams=1, max_new_tokens=6, offline=True)
+    run = graftkit.fit(data, task="asr", model=tiny_whisper, strategy="auto", out=tmp_path / "ft", epochs=1, batch_size=4, num_beams=1,
+                       max_new_tokens=6, offline=True)  # fmt: skip
+    auto = json.loads((run.dir / "graft.json").read_text())["auto"]
+    assert auto["strategy"] == "finetune" and "no linear probe" in " ".join(auto["reasons"])  # auto never picks the probe for asr
     from graftkit.deploy.export import export
 
     with pytest.raises(ConfigError, match=r"does not export asr runs.*graft predict RUN file.wav"):

@@ -227,8 +227,8 @@ class ASRTask:
     def build_model(self, backbone: nn.Module, dropout: float = 0.0) -> nn.Module:
         return SpeechSeq2SeqModel(backbone)  # the pretrained output layer (the vocabulary) stays
 
-    def head_spec(self, num_features: int, dropout: float) -> dict[str, Any]:
-        return {"type": "whisper-decoder", "note": "the pretrained decoder and its tied output layer; no new head", "dropout": 0.0}
+    def head_spec(self, num_features: int, dropout: float) -> None:
+        return None  # no new head: the pretrained decoder and its tied output layer train
 
     def encode(self, labels: list[Any]) -> torch.Tensor:
         raise ConfigError("--task asr has token targets, made with the model's tokenizer (`audio_targets`); there are no labels to encode")
