@@ -9,8 +9,9 @@
   grey PNGs; model `efficientnet_lite0` fine-tuned at 32 px.
 - `vader`: VADER's movie-review snippets → its other sources (Amazon product reviews, tweets, NYT
   editorial snippets), sentiment as positive (> 0.5) / negative (< -0.5), neutral dropped; model
-  `minilm` (all-MiniLM-L6-v2). The archive: `pip download --no-deps --no-binary :all:
-  vadersentiment==3.3.2`, then `additional_resources/hutto_ICWSM_2014.tar.gz` (--vader-dir).
+  `minilm` (all-MiniLM-L6-v2). The archive: the `vadersentiment==3.3.2` sdist, fetched with pip and
+  its SHA-256 checked by scripts/vader.py, then `additional_resources/hutto_ICWSM_2014.tar.gz`
+  (extracted once into benchmarks/_work/vader/; or give an extracted folder with --vader-dir).
 
 The target is split in two disjoint halves: one is `--target-unlabeled` (trained on without labels),
 the other `--target-labelled` (evaluation only: nothing is chosen by it). One `fit(..., adapt="auto",
@@ -117,6 +118,24 @@ def _write_csv(path: Path, rows: list[tuple[str, str]], labels: bool) -> None:
             w.writerow([text, label] if labels else [text])
 
 
+def extract_vader() -> Path:
+    """The ground-truth folder `hutto_ICWSM_2014/` from the pinned sdist (scripts/vader.py), extracted once."""
+    import io
+    import tarfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from vader import INNER, download_sdist
+
+    work = Path(__file__).resolve().parent / "_work" / "vader"
+    folder = work / "hutto_ICWSM_2014"
+    if not (folder / "tweets_GroundTruth.txt").is_file():
+        with tarfile.open(download_sdist(work)) as outer:
+            inner = outer.extractfile(INNER).read()
+        with tarfile.open(fileobj=io.BytesIO(inner)) as t:
+            t.extractall(work, members=[m for m in t.getmembers() if m.name.endswith("_GroundTruth.txt")], filter="data")
+    return folder
+
+
 def make_vader(root: Path, vader_dir: Path, n_source: int, n_target: int, seed: int = 0) -> tuple[Path, Path, Path, dict]:
     rng = random.Random(seed)
     movies = _vader(vader_dir / "movieReviewSnippets_GroundTruth.txt")
@@ -186,12 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default="/tmp/da-bench")
-    p.add_argument("--vader-dir", default="/tmp/vader/hutto_ICWSM_2014")
+    p.add_argument("--vader-dir", help="vader: an extracted hutto_ICWSM_2014/ folder (default: from the pinned sdist)")
     p.add_argument("--n-source", type=int, default=600, help="vader: source texts")
     p.add_argument("--n-target", type=int, default=400, help="target samples per half (unlabelled / labelled)")
     p.add_argument("--per-font", type=int, default=1, help="digits: renderings per font and digit")
     p.add_argument("--n-fonts", type=int, help="digits: use this many fonts (seeded sample; default all)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=48, help="vader: tokens per text")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: on a shared 2-core CPU, 10x faster than 2 measured)")
     p.add_argument("--lr", type=float, help="head learning rate (default graftkit's, 1e-3 for fine-tuning)")
     p.add_argument("--markdown", action="store_true", help="print the RESULTS.md table of OUT/SHIFT/result.json and exit")
@@ -210,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         src, unl, lab, data = make_digits(root / "data", per_font=args.per_font, n_fonts=args.n_fonts, n_target=args.n_target)
         settings = dict(model="efficientnet_lite0", image_size=32, batch_size=args.batch_size, augment="light")
     else:
-        src, unl, lab, data = make_vader(root / "data", Path(args.vader_dir), args.n_source, args.n_target)
-        settings = dict(model="minilm", max_length=48, batch_size=args.batch_size)
+        src, unl, lab, data = make_vader(root / "data", Path(args.vader_dir) if args.vader_dir else extract_vader(), args.n_source, args.n_target)
+        settings = dict(model="minilm", max_length=args.max_length, batch_size=args.batch_size)
     if args.lr is not None:
         settings["lr"] = args.lr
     t0 = time.perf_counter()

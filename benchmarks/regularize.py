@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/regularize.py                       # 10 and 100 per class, 3 seeds
     .venv/bin/python benchmarks/regularize.py --per-class 10 --seeds 1 --sweep   # the strength sweep (dev split)
+    .venv/bin/python benchmarks/regularize.py --per-class 100 --epochs 3 --sweep --methods delta --sweep-factors 0.1,0.01
 
 Data: Fashion-MNIST from Debian's `dataset-fashion-mnist`; per seed s, `per_class` training
 images per class drawn with seed s (graftkit's seeded split holds 20 % of them out as the dev /
@@ -61,9 +62,12 @@ def main() -> None:
     p.add_argument("--test-per-class", type=int, default=100, help="test images per class (from t10k)")
     p.add_argument("--sweep", action="store_true", help="choose each strength on the dev split (0.1x, 1x, 10x the paper's)")
     p.add_argument("--strengths", default="", help="method=strength,... to use (e.g. from --sweep); default the papers'")
+    p.add_argument("--methods", default=",".join(METHODS), help="methods to run (none = plain fine-tuning, the paired baseline)")
+    p.add_argument("--sweep-factors", default="0.1,1,10", help="--sweep: multiples of each paper strength to try")
     args = p.parse_args()
     sizes = [int(x) for x in args.per_class.split(",")]
     epochs = [int(x) for x in args.epochs.split(",")]
+    methods = [m for m in METHODS if m in args.methods.split(",")]
     strengths = dict(DEFAULT_STRENGTH)
     strengths.update({k: float(v) for k, v in (kv.split("=") for kv in args.strengths.split(",") if kv)})
     fresh_cache("regularize")
@@ -72,8 +76,8 @@ def main() -> None:
     if args.sweep:
         for per_class, ep in zip(sizes, epochs):
             data = fashion_mnist_folder(f"fmnist-train-{per_class}pc-s0-png", "train", per_class, fmt="png", size=None, seed=0)
-            for method in METHODS[1:]:
-                for factor in (0.1, 1.0, 10.0):
+            for method in [m for m in methods if m != "none"]:
+                for factor in (float(x) for x in args.sweep_factors.split(",")):
                     r = run_one(data, None, method, DEFAULT_STRENGTH[method] * factor, 0, ep, args.image_size)
                     rows.append((per_class, method, f"{r['strength']:g}", f"{r['val']:.3f}", f"{r['wall_s']:.0f}"))
         report(f"Regulariser strength sweep on the dev split, seed 0 ({machine()})", rows, ("per class", "method", "strength", "dev acc", "wall s"))
@@ -83,18 +87,18 @@ def main() -> None:
         runs = []
         for seed in range(args.seeds):
             data = fashion_mnist_folder(f"fmnist-train-{per_class}pc-s{seed}-png", "train", per_class, fmt="png", size=None, seed=seed)
-            order = METHODS[seed % len(METHODS):] + METHODS[: seed % len(METHODS)]  # rotate which method runs first
+            order = methods[seed % len(methods):] + methods[: seed % len(methods)]  # rotate which method runs first
             for method in order:
                 runs.append(run_one(data, test, method, strengths.get(method), seed, ep, args.image_size))
         results["runs"][per_class] = runs
         base = {r["seed"]: r["test"] for r in runs if r["method"] == "none"}
-        for method in METHODS:
+        for method in methods:
             tests = [r["test"] for r in runs if r["method"] == method]
-            gains = [r["test"] - base[r["seed"]] for r in runs if r["method"] == method]
+            gains = [r["test"] - base[r["seed"]] for r in runs if r["method"] == method and r["seed"] in base]
             walls = [r["wall_s"] for r in runs if r["method"] == method]
             rows.append((per_class, ep, method, "–" if method == "none" else f"{strengths[method]:g}",
                          f"{statistics.mean(tests):.3f} ± {statistics.pstdev(tests):.3f}", f"{statistics.median(tests):.3f} [{min(tests):.3f}, {max(tests):.3f}]",
-                         "–" if method == "none" else f"{statistics.mean(gains):+.3f} [{min(gains):+.3f}, {max(gains):+.3f}]",
+                         "–" if method == "none" or not gains else f"{statistics.mean(gains):+.3f} [{min(gains):+.3f}, {max(gains):+.3f}]",
                          f"{statistics.median(walls):.0f}"))  # fmt: skip
     report(
         f"Regularised fine-tuning vs plain, EfficientNet-Lite0 {args.image_size} px, Fashion-MNIST test ({10 * args.test_per_class} images), "

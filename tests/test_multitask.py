@@ -261,3 +261,15 @@ def test_graft_train_on_a_text_manifest_with_three_label_columns(tmp_path, tiny_
     assert main(["predict", str(out), "the film was great", "--format", "json"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(line["tasks"]) == {"topic", "sentiment", "score"} and line["tasks"]["sentiment"]["label"] == "pos"
+
+
+def test_pcgrad_fine_tuning_with_the_lp_ft_head_warm_up(tmp_path, capsys):
+    # The head warm-up (text fine-tuning's default, `--head-init probe`) is a linear probe of the heads
+    # alone; it must not carry pcgrad (which a linear-probe config refuses) and the fine-tuning must still use it.
+    data = _image_manifest(tmp_path, missing_every=4)
+    run = graftkit.fit(data, model=TINY_MODEL, task=SPEC, out=tmp_path / "lpft", strategy="finetune", head_init="probe", epochs=1,
+                       batch_size=8, num_workers=0, task_weighting="pcgrad")  # fmt: skip
+    assert json.loads((run.dir / "graft.json").read_text())["config"]["task_weighting"] == "pcgrad"
+    out = capsys.readouterr()
+    assert "head warm-up" in out.out + out.err  # the warm-up ran
+    assert np.isfinite(run.metrics["val"]["score"])

@@ -124,3 +124,12 @@ def test_regularize_with_nothing_to_regularise_or_a_typo_is_refused_by_name(tiny
         graftkit.fit(tiny_images, model=TINY_MODEL, strategy="finetune", regularize="bss", regularize_strength=0)
     with pytest.raises(ConfigError, match="--regularize-strength needs --regularize"):
         graftkit.fit(tiny_images, model=TINY_MODEL, strategy="finetune", regularize_strength=1.0)
+
+
+def test_regularize_with_the_lp_ft_head_warm_up(tiny_images, tmp_path):
+    # Text fine-tuning warms the head up first (`--head-init probe`): that heads-only linear probe must not
+    # carry --regularize (a linear-probe config refuses it); the fine-tuning after it keeps it.
+    run = graftkit.fit(tiny_images, model=TINY_MODEL, strategy="finetune", head_init="probe", regularize="l2sp", out=tmp_path / "lpft",
+                       epochs=1, batch_size=8, num_workers=0)  # fmt: skip
+    config = json.loads((run.dir / "graft.json").read_text())["config"]
+    assert config["regularize"] == "l2sp" and config["regularize_strength"] == DEFAULT_STRENGTH["l2sp"]

@@ -125,7 +125,12 @@ class TrainConfig:
     """Intensity normalisation: `backbone` (the pretrained weights' mean/std) or `dataset` (the
     mean/std of the training images, measured once and recorded in the run)."""
     augment: str = "light"
-    """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes)."""
+    """Augmentation preset for fine-tuning: `none`, `light`, `strong`, `randaugment` (not used by probes).
+    Audio (`none`/`light`/`strong`): light = gain ±6 dB, shift ±0.1 s, white noise at SNR 20-40 dB
+    (p 0.5), one time mask (up to 0.05 of the frames) and one frequency mask (up to 0.1 of the
+    bands); strong = gain ±10 dB, shift ±0.2 s, noise at SNR 5-20 dB, two time masks (each up to
+    0.1 of the frames) and two frequency masks (each up to 0.15 of the bands); masks go on the
+    encoder's spectrogram, else time masks on the waveform (data/audio_augment.py)."""
     mix: str | None = None
     """Batch mixing for fine-tuning: `mixup`, `cutmix` or `mixup-cutmix`."""
     patience: int | None = None

@@ -140,11 +140,21 @@ class AudioInputs(_FileInputs):
         from graftkit.training._build import num_workers
 
         pre = self.backbone.preprocess
-        dataset = AudioFileDataset(paths, targets, sample_rate=pre.sample_rate, num_samples=pre.num_samples)
+        augment = self._augment() if train else None
+        dataset = AudioFileDataset(paths, targets, sample_rate=pre.sample_rate, num_samples=pre.num_samples, augment=augment)
         if teacher_forced:
             dataset = _WithLabels(dataset)
         drop_last = train and len(paths) % self.cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
         return make_loader(dataset, batch_size=self.cfg.batch_size, shuffle=train, num_workers=num_workers(self.cfg), seed=self.cfg.seed, drop_last=drop_last)
+
+    def _augment(self):
+        """The `--augment` preset for training (`data/audio_augment.py`): the dataset's waveform
+        transform; the spectrogram masks go onto the backbone as a training-mode hook."""
+        from graftkit.data.audio_augment import audio_augment_policy, build_waveform_augment, install_spectrogram_masking
+
+        policy = audio_augment_policy(self.cfg.augment)
+        site = install_spectrogram_masking(self.backbone, policy)
+        return build_waveform_augment(policy, self.backbone.preprocess.sample_rate, spectrogram=site is not None)
 
     def unlabelled_loader(self, items: list):
         return self._loader(list(items), None, train=False)
@@ -167,9 +177,16 @@ class AudioInputs(_FileInputs):
 
     def summary(self) -> dict[str, Any]:
         """Sample rate and the clip length every clip is cut or padded to (shown in the report)."""
+        from graftkit.data.audio_augment import audio_augment_policy, spectrogram_site
+
         pre = self.backbone.preprocess
-        return {"sample_rate": pre.sample_rate, "max_seconds": pre.max_seconds, "longest_seconds": round(getattr(self.data, "longest_seconds", 0.0), 3),
-                "padding": "zeros at the end", "cut": "at the end"}  # fmt: skip
+        out = {"sample_rate": pre.sample_rate, "max_seconds": pre.max_seconds, "longest_seconds": round(getattr(self.data, "longest_seconds", 0.0), 3),
+               "padding": "zeros at the end", "cut": "at the end"}  # fmt: skip
+        if self.cfg.parsed_strategy.kind != "linear-probe":  # the probe trains on cached, unaugmented features
+            site = spectrogram_site(self.backbone)
+            out["augment"] = {"preset": self.cfg.augment, "steps": audio_augment_policy(self.cfg.augment).describe(),
+                              "masks_on": site.name if site is not None else "the waveform (time masks only)"}  # fmt: skip
+        return out
 
 
 

@@ -37,6 +37,7 @@ function renderCard(info) {
   const rows = [["task", info.task], ["model", `${info.model.id} (${info.model.arch})`], ["strategy", info.model.strategy],
     ["classes", info.classes.length ? info.classes.join(", ") : "—"], ["created", info.created || "?"]];
   if (info.input.kind === "image") rows.push(["input", `image, ${info.input.input_size}×${info.input.input_size} after resize and crop`]);
+  else if (info.input.kind === "audio") rows.push(["input", `audio, ${info.input.sample_rate} Hz mono, cut or padded to ${info.input.max_seconds} s`]);
   else rows.push(["input", `text, up to ${info.input.max_tokens} tokens`]);
   if (info.data && info.data.totals) rows.push(["data", Object.entries(info.data.totals).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(", ")]);
   for (const [k, v] of rows) facts.append(el("tr", {}, el("th", {}, k), el("td", {}, v)));
@@ -117,6 +118,104 @@ function setupImage() {
   drop.addEventListener("drop", (e) => predictFiles(e.dataTransfer.files));
 }
 
+// --- audio: upload a file, or record from the microphone ------------------------------------
+// A recording is MediaRecorder's webm/ogg (Opus), which libsndfile on the server cannot read, so
+// the page decodes it with the Web Audio API, mixes it to mono and uploads a 16-bit PCM WAV; the
+// server resamples it to the model's rate as it does any upload.
+
+function encodeWav(samples, rate) {
+  const buffer = new ArrayBuffer(44 + samples.length * 2);
+  const view = new DataView(buffer);
+  const text = (offset, s) => { for (let i = 0; i < s.length; i++) view.setUint8(offset + i, s.charCodeAt(i)); };
+  text(0, "RIFF"); view.setUint32(4, 36 + samples.length * 2, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, rate * 2, true); view.setUint16(32, 2, true); view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, samples.length * 2, true);
+  for (let i = 0; i < samples.length; i++) {
+    const v = Math.max(-1, Math.min(1, samples[i]));
+    view.setInt16(44 + i * 2, v < 0 ? v * 0x8000 : v * 0x7fff, true);
+  }
+  return new Blob([buffer], { type: "audio/wav" });
+}
+
+async function recordingToWav(blob) {
+  const ctx = new (window.AudioContext || window.webkitAudioContext)();
+  try {
+    const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
+    const mono = new Float32Array(audio.length);
+    for (let c = 0; c < audio.numberOfChannels; c++) {
+      const ch = audio.getChannelData(c);
+      for (let i = 0; i < ch.length; i++) mono[i] += ch[i] / audio.numberOfChannels;
+    }
+    return { wav: encodeWav(mono, audio.sampleRate), seconds: audio.duration };
+  } finally {
+    ctx.close();
+  }
+}
+
+function predictAudio(blob, name) {
+  const playback = $("#playback");
+  playback.src = URL.createObjectURL(blob);
+  playback.hidden = false;
+  const form = new FormData();
+  form.append("file", blob, name);
+  predict({ body: form });
+}
+
+function setupAudio(info) {
+  $("#audio-input").hidden = false;
+  const maxSeconds = Number(info.input.max_seconds) || 10;
+  $("#audio-file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) predictAudio(f, f.name); });
+  const drop = $("#audio-drop");
+  for (const ev of ["dragenter", "dragover"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+  drop.addEventListener("drop", (e) => { const f = e.dataTransfer.files[0]; if (f) predictAudio(f, f.name); });
+
+  const button = $("#record");
+  const note = (t) => { $("#record-status").textContent = t; };
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    button.disabled = true;
+    note("recording needs a browser with MediaRecorder, on https or localhost");
+    return;
+  }
+  let recorder = null, timer = null;
+  note(`up to ${maxSeconds} s`);
+  button.addEventListener("click", async () => {
+    if (recorder && recorder.state === "recording") { recorder.stop(); return; }
+    showError("");
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (err) {
+      showError(`no microphone: ${err.message || err}`);
+      return;
+    }
+    const chunks = [];
+    recorder = new MediaRecorder(stream);
+    recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+    recorder.onstop = async () => {
+      clearTimeout(timer);
+      stream.getTracks().forEach((t) => t.stop());
+      button.classList.remove("recording");
+      button.textContent = "● Record";
+      note("encoding…");
+      try {
+        const { wav, seconds } = await recordingToWav(new Blob(chunks, { type: recorder.mimeType }));
+        note(`recorded ${seconds.toFixed(1)} s (${recorder.mimeType || "audio"} → WAV)`);
+        predictAudio(wav, "recording.wav");
+      } catch (err) {
+        showError(`cannot decode the recording: ${err.message || err}`);
+        note("");
+      }
+    };
+    recorder.start();
+    button.classList.add("recording");
+    button.textContent = "■ Stop";
+    note(`recording… (stops by itself after ${maxSeconds} s)`);
+    timer = setTimeout(() => { if (recorder.state === "recording") recorder.stop(); }, maxSeconds * 1000);
+  });
+}
+
 function setupText() {
   $("#text-input").hidden = false;
   $("#text-input").addEventListener("submit", (e) => {
@@ -131,7 +230,7 @@ async function main() {
   try {
     const info = await (await fetch("info")).json();
     renderCard(info);
-    if (info.modality === "text") setupText(); else setupImage();
+    if (info.modality === "text") setupText(); else if (info.modality === "audio") setupAudio(info); else setupImage();
     setStatus("ready");
   } catch (err) {
     showError(`cannot load the model card: ${err}`);
