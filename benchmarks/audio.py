@@ -96,13 +96,9 @@ def keywords() -> None:
             print(f"{model_id} probe: {acc:.2f} ({time.perf_counter() - t0:.1f} s for {len(train) + len(test)} clips)")
 
 
-_NUMBERS = {str(i): w for i, w in enumerate(DIGITS)}
 
 
-def normalise(text: str) -> str:
-    text = re.sub(r"\[[^\]]*\]", " ", text.lower())
-    text = re.sub(r"\d", lambda m: f" {_NUMBERS[m.group()]} ", text)
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z' ]", " ", text)).strip()
+from graftkit.tasks.asr import normalise  # noqa: E402  (the package's scoring normalisation, recorded in asr runs)
 
 
 def whisper(limit: int = 36) -> None:

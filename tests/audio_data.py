@@ -1,4 +1,4 @@
-"""Tiny generated audio for the tests: tones whose pitch is the class, and a tiny random wav2vec2."""
+"""Tiny generated audio for the tests: tones whose pitch is the class, a tiny random wav2vec2 and a tiny random Whisper."""
 
 from __future__ import annotations
 
@@ -89,3 +89,23 @@ def make_ctc_manifest(root: Path, n: int = 24, fmt: str = "jsonl") -> Path:
         sf.write(root / f"u{i}.wav", spell(text, seed=i), 16000)
         rows.append({"audio_filepath": f"u{i}.wav", "text": text, "duration": 0.0} if fmt == "nemo" else {"path": f"u{i}.wav", "text": text})
     return write_manifest(root / ("manifest.csv" if fmt == "csv" else "manifest.jsonl"), rows)
+
+
+def make_tiny_whisper(root: Path, max_source_positions: int = 50, init_std: float = 0.02) -> Path:
+    """A random Whisper (d_model 16, 1 + 1 layers; window 2 * 50 mel frames = 1 s) with tiny.en's tokenizer."""
+    from transformers import PreTrainedTokenizerFast, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from graftkit.sources.whisper_builtin import model_folder
+
+    config = WhisperConfig(
+        vocab_size=51864, num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=max_source_positions,
+        max_target_positions=16, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
+        init_std=init_std,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        WhisperForConditionalGeneration(config).save_pretrained(root)
+    PreTrainedTokenizerFast(tokenizer_file=str(model_folder() / "tokenizer.json")).save_pretrained(root)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(root)
+    return root

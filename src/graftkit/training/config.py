@@ -53,7 +53,7 @@ class TrainConfig:
     """Model id (`graft models` lists them): built-in, `timm:NAME`, `tv:NAME`, `hf:NAME_OR_PATH`, `file:PATH`, `scratch:ID`."""
     task: str = "classification"
     """A registered task (`graftkit.tasks.task_names()`): `classification`, `multilabel`, `regression`;
-    for text also `seq2seq` and `causal-lm`."""
+    for text also `seq2seq` and `causal-lm`; for audio also `ctc` and `asr` (Whisper: whisper_tiny_en or hf:)."""
     arch: str | None = None
     """Architecture id that a `file:` model's weights fit, e.g. `timm:resnet18`."""
     strategy: str = "linear-probe"

@@ -134,7 +134,7 @@ class AudioInputs(_FileInputs):
     unit = "clip"
     noun = "clips"
 
-    def _loader(self, paths: list, targets: Any, *, train: bool):
+    def _loader(self, paths: list, targets: Any, *, train: bool, teacher_forced: bool = False):
         from graftkit.data import make_loader
         from graftkit.data.audio import AudioFileDataset
         from graftkit.training._build import num_workers
@@ -142,6 +142,8 @@ class AudioInputs(_FileInputs):
         pre = self.backbone.preprocess
         augment = self._augment() if train else None
         dataset = AudioFileDataset(paths, targets, sample_rate=pre.sample_rate, num_samples=pre.num_samples, augment=augment)
+        if teacher_forced:
+            dataset = _WithLabels(dataset)
         drop_last = train and len(paths) % self.cfg.batch_size == 1  # a batch of 1 breaks BatchNorm in train mode
         return make_loader(dataset, batch_size=self.cfg.batch_size, shuffle=train, num_workers=num_workers(self.cfg), seed=self.cfg.seed, drop_last=drop_last)
 
@@ -161,8 +163,14 @@ class AudioInputs(_FileInputs):
         return task.encode([s.label for s in self.samples(split)])
 
     def labelled_loader(self, split: str, task: Any, *, train: bool):
+        from graftkit.tasks.base import task_member
+
         samples = self.samples(split)
-        return self._loader([s.path for s in samples], task.encode([s.label for s in samples]), train=train)
+        labels = [s.label for s in samples]
+        audio_targets = task_member(task, "audio_targets")  # asr: tokenized transcripts, which the decoder also reads
+        if audio_targets is not None:
+            return self._loader([s.path for s in samples], audio_targets(labels, self.backbone), train=train, teacher_forced=True)
+        return self._loader([s.path for s in samples], task.encode(labels), train=train)
 
     def batch_transform(self, task: Any) -> Callable | None:
         return None  # mixup/cutmix are image-only
@@ -180,6 +188,21 @@ class AudioInputs(_FileInputs):
                               "masks_on": site.name if site is not None else "the waveform (time masks only)"}  # fmt: skip
         return out
 
+
+
+class _WithLabels(torch.utils.data.Dataset):
+    """`({"waveform": w, "labels": y}, y)` from a dataset of `(w, y)`: for models that read their
+    targets (a decoder trained with teacher forcing)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        wave, target = self.dataset[i]
+        return {"waveform": wave, "labels": target}, target
 
 
 class DetectionInputs(ImageInputs):

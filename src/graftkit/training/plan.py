@@ -105,15 +105,20 @@ def plan_fit(
             "Resume with the data the run started on, or start a new run (another --out, or --overwrite)."
         )
     backbone = load_backbone_for(cfg, modality, task_cls.backbone_head)
+    problems: list[str] = []  # the clip-length check and the task's own check report together
     if modality == "audio":
-        fit_clip_length(backbone, dataset, cfg.max_seconds)
+        problems += _problems_of(fit_clip_length, backbone, dataset, cfg.max_seconds)
     if modality == "image":
         from graftkit.training.image_input import apply_image_settings
 
         apply_image_settings(backbone, cfg, dataset)  # channels, window, intensity: into backbone.preprocess
     task = task_cls.from_data(dataset.classes, [s.label for s in dataset.train], task_settings(cfg))
-    if hasattr(task, "check_data"):  # a task's own pre-flight check of data + backbone (CTC: frames per transcript)
-        task.check_data(dataset, backbone)
+    if hasattr(task, "check_data"):  # a task's own pre-flight check of data + backbone (CTC: frames per transcript; asr: tokens)
+        problems += _problems_of(task.check_data, dataset, backbone)
+    if problems:
+        from graftkit.errors import DataError
+
+        raise DataError(problems, str(getattr(dataset, "root", data)))
 
     auto, auto_key = None, "auto" if cfg.strategy == "auto" else "time_budget"
     _check_distributed(cfg)
@@ -145,6 +150,17 @@ def plan_fit(
     return FitPlan(
         cfg, Path(data), dataset, backbone, task, modality, precision, run_dir, resume, started, auto, auto_key, out=Path(out)
     )  # fmt: skip
+
+
+def _problems_of(check: Any, *args: Any) -> list[str]:
+    """The problems a check raises as a `DataError` (none: []), so several checks report at once."""
+    from graftkit.errors import DataError
+
+    try:
+        check(*args)
+    except DataError as e:
+        return e.problems
+    return []
 
 
 def resumable_spec(out: Path, data: str | Path, given: dict[str, Any]) -> rundir.RunSpec:
