@@ -21,6 +21,8 @@ asterisk-core-sounds-en` for the Asterisk prompts and their transcripts).
 6. `--augment none|light|strong` when fine-tuning on synthetic voices, tested on the real words
    (`augment [SEED]`).
 
+    (The revisited keyword transfer, 57 words per language, English and French: benchmarks/keywords.py.)
+
     OMP_NUM_THREADS=1 python benchmarks/audio.py [keywords|whisper|ctc-fr|speed|keywords-real|augment|all]
 """
 

@@ -17,6 +17,7 @@ real figure is printed too (not used for choosing). Paired bootstrap (10,000 res
 real clips) for the difference to MFCC; Wilson 95 % interval for each accuracy.
 
     OMP_NUM_THREADS=1 python benchmarks/keywords.py en|fr [MODEL ...]
+    python benchmarks/keywords.py tables   # markdown tables from the cached reports (/tmp/graftkit-kws)
 """
 
 from __future__ import annotations
@@ -210,5 +211,33 @@ def main(lang: str, models: list[str]) -> None:
     print(f"  written {out}")
 
 
+def tables() -> None:
+    """Markdown tables from the cached reports (`python benchmarks/keywords.py tables`)."""
+    def name(s: list) -> str:
+        return f"{s[0]}, {'own' if s[1] else 'all'} frames, {'-20 dBFS' if s[2] else 'as recorded'}{', telephone' if s[3] else ''}"
+
+    for lang in ("en", "fr"):
+        f = CACHE / f"report-{lang}.json"
+        if not f.is_file():
+            continue
+        rep = json.loads(f.read_text())
+        print(f"\n[{lang}] chosen on dev\n| features | setting chosen on dev | dev acc | real acc (57) [Wilson 95 %] | − MFCC [paired bootstrap 95 %] | digits 0–9, 10-way |")
+        print("|---|---|---|---|---|---|")
+        for m, r in rep.items():
+            row = r["rows"]["|".join(map(str, r["chosen"]))]
+            h = row["real_hits"]
+            print(f"| {m} | {name(r['chosen'])} | {row['dev']:.3f} | {r['acc']:.3f} ({sum(h)}/{len(h)}) [{r['wilson'][0]:.2f}, {r['wilson'][1]:.2f}] | "
+                  f"{100 * r['diff_mfcc']:+.1f} [{100 * r['diff_ci'][0]:+.1f}, {100 * r['diff_ci'][1]:+.1f}] | {sum(row['digits10_hits'])}/10 |")  # fmt: skip
+        keys = list(next(iter(rep.values()))["rows"])
+        print(f"\n[{lang}] every setting, real accuracy (dev in brackets) — not used for choosing")
+        print("| setting | " + " | ".join(rep) + " |\n|---|" + "---|" * len(rep))
+        for k in keys:
+            s = [x == "True" if x in ("True", "False") else x for x in k.split("|")]
+            print(f"| {name(s)} | " + " | ".join(f"{np.mean(r['rows'][k]['real_hits']):.3f} ({r['rows'][k]['dev']:.2f})" for r in rep.values()) + " |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "en", sys.argv[2:] or MODELS)
+    if sys.argv[1:2] == ["tables"]:
+        tables()
+    else:
+        main(sys.argv[1] if len(sys.argv) > 1 else "en", sys.argv[2:] or MODELS)
