@@ -118,3 +118,15 @@ def test_tiny_validation_falls_back_to_in_sample_and_says_so():
     result = calibrate(probs, y)
     assert result["half_temperatures"] is None and "in-sample" in result["cross_fit"] and "9 < 10" in result["cross_fit"]
     assert result["ece_calibrated"] == result["ece_calibrated_in_sample"]
+
+
+def test_report_states_how_the_calibration_figures_were_obtained(tmp_path):
+    from graftkit.evaluation.report import write_report
+
+    probs, y, _ = _overconfident(n=300)
+    record = calibrate(probs, y)
+    html = open(write_report(tmp_path / "new", title="t", metrics={"accuracy": 0.5}, calibration=record)).read()
+    assert f"{record['ece_calibrated']:.4f} after (fitted on all of validation; figures cross-fitted on halves)" in html
+    old = {k: record[k] for k in ("temperature", "ece", "ece_calibrated", "nll", "nll_calibrated")}  # a run from before cross-fitting
+    html = open(write_report(tmp_path / "old", title="t", metrics={"accuracy": 0.5}, calibration=old)).read()
+    assert "after (fitted on the validation split; figures in-sample)" in html
