@@ -124,7 +124,8 @@ class MultiLabelTask:
 
     def fit_thresholds(self, probs: np.ndarray, targets: np.ndarray) -> None:
         """Per class, the threshold in 0.05…0.95 that maximises that class's F1 on (validation)
-        data; 0.5 for a class without positives there."""
+        data (0.5 for a class without positives there); with `target_sensitivity`, each label's
+        operating point at that sensitivity instead."""
         self.thresholds = self._fitted(probs, targets)[0]
 
     def _fitted(self, probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, str]:
