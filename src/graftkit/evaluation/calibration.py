@@ -33,7 +33,18 @@ CROSS_FIT_SEED = 0
 
 
 def in_sample_note(reason: str) -> str:
-    """The record's line when the figures could not be cross-fitted."""
+    """The record's line when the figures could not be cross-fitted.
+
+    Args:
+        reason: Why not (from `halves`).
+
+    Returns:
+        The line for metrics.json, graft.json, the report and the model card.
+
+    Example:
+        >>> in_sample_note("validation has 8 < 10 samples")
+        'fitted on all of validation; figures in-sample (validation has 8 < 10 samples)'
+    """
     return f"fitted on all of validation; figures in-sample ({reason})"
 
 
