@@ -156,10 +156,14 @@ def _backend(args: argparse.Namespace) -> str:
     from graftkit.deploy.runtime import resolve_backend
 
     backend, why = resolve_backend(args.run, args.backend, torch_settings=args.precision != "auto" or args.channels_last is not None)
-    if args.backend == "auto":
+    if args.backend == "auto" and backend != "torch":
         from graftkit.engine.progress import info
 
         info(f"backend: {backend} ({why})")
+    elif args.backend == "auto" and "other weights" in why:
+        from graftkit.engine.progress import warn
+
+        warn(f"not using the ONNX export: {why}")
     return backend
 
 
