@@ -121,3 +121,10 @@ def test_help_does_not_import_torch():
     code = "import sys, graftkit.cli as c; c.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # `graft --help` answers instantly
+
+
+def test_python_dash_m_graftkit_is_the_graft_command():
+    """`python -m graftkit` (what `accelerate launch -m graftkit train ...` runs) is `graft`."""
+    out = subprocess.run([sys.executable, "-m", "graftkit", "models"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "efficientnet_lite0" in out.stdout

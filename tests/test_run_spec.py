@@ -56,7 +56,7 @@ def test_v1_run_reads_as_current_spec(name):
 
 def test_v1_image_run_predicts_what_the_v1_code_predicted():
     expected = EXPECTED["image"]
-    predictor = graftkit.load(V1 / "image", calibrated=False)  # the raw scores, as the v1 code predicted them
+    predictor = graftkit.load(V1 / "image", calibrated=False, precision="fp32")  # the raw fp32 scores, as the v1 code predicted them
     images = [str(V1 / "inputs" / n) for n in expected]
     preds = predictor.predict(images)
     probs = predictor.predict_proba(images)
@@ -67,7 +67,7 @@ def test_v1_image_run_predicts_what_the_v1_code_predicted():
 
 def test_v1_text_run_predicts_what_the_v1_code_predicted():
     expected = EXPECTED["text"]
-    predictor = graftkit.load(V1 / "text", calibrated=False)  # the raw scores, as the v1 code predicted them
+    predictor = graftkit.load(V1 / "text", calibrated=False, precision="fp32")  # the raw fp32 scores, as the v1 code predicted them
     texts = list(expected)
     preds = predictor.predict(texts)
     probs = predictor.predict_proba(texts)

@@ -156,10 +156,14 @@ def _backend(args: argparse.Namespace) -> str:
     from graftkit.deploy.runtime import resolve_backend
 
     backend, why = resolve_backend(args.run, args.backend, torch_settings=args.precision != "auto" or args.channels_last is not None)
-    if args.backend == "auto":
+    if args.backend == "auto" and backend != "torch":
         from graftkit.engine.progress import info
 
         info(f"backend: {backend} ({why})")
+    elif args.backend == "auto" and "other weights" in why:
+        from graftkit.engine.progress import warn
+
+        warn(f"not using the ONNX export: {why}")
     return backend
 
 
@@ -332,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out: the new run is built beside it and swapped in only when it has finished; if it fails, the old run stays as it was")
     # scale (issue 11): processes and tracking
     p.add_argument("--devices", type=_positive_int, default=1, help="train in N processes (DDP through Accelerate: one per GPU with "
-                   "--device cuda, else N CPU processes on gloo); --batch-size stays the global batch. Multi-node: accelerate launch -m graftkit.cli train ...")
+                   "--device cuda, else N CPU processes on gloo); --batch-size stays the global batch. Multi-node: accelerate launch -m graftkit train ...")
     p.add_argument("--track", choices=["mlflow", "tensorboard"], default=None, help="also log params, per-epoch metrics and the run's files to "
                    "MLflow (MLFLOW_TRACKING_URI, default sqlite:///<runs folder>/mlflow.db) or TensorBoard (<run>/tensorboard)")
     _train_flags(p)

@@ -1,7 +1,7 @@
 """Several processes through Hugging Face Accelerate: `AccelerateEngine` behind the loop's `Engine` seam.
 
 `graft train --devices N` starts N processes (`launch`, through `torch.distributed.run`, the
-launcher `accelerate launch` uses); `accelerate launch -m graftkit.cli train ...` does the same across
+launcher `accelerate launch` uses); `accelerate launch -m graftkit train ...` does the same across
 machines. Each process builds the same plan, then:
 
 - the model is wrapped in DDP by `Accelerator.prepare` (gradients all-reduced before each optimizer

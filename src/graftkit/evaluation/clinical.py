@@ -5,7 +5,10 @@
 - an **operating point chosen on validation**: Youden's J (max sensitivity + specificity - 1), or
   the highest threshold whose validation sensitivity reaches a target (`--target-sensitivity`);
 - sensitivity, specificity, PPV and NPV at that threshold on every split (on test, the threshold
-  is the one chosen on validation, never refitted);
+  is the one chosen on validation, never refitted). On validation itself the threshold the run
+  uses is chosen on all of it, but the figures are **cross-fitted** (`cross_fit_thresholds`):
+  each seeded, stratified half is scored at the threshold chosen on the other half, so the
+  reported validation sensitivity is not the in-sample one that the rule guarantees;
 - the ROC curve (at most 101 points), which the report plots.
 """
 
@@ -15,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["choose_operating_point", "clinical_metrics", "bootstrap_ci"]
+__all__ = ["choose_operating_point", "clinical_metrics", "bootstrap_ci", "cross_fit_thresholds"]
 
 _BOOTSTRAP = 500
 _CURVE_POINTS = 101
@@ -53,6 +56,36 @@ def choose_operating_point(scores: np.ndarray, positives: np.ndarray, target_sen
     return {"threshold": float(thresholds[i]), "rule": rule, "sensitivity": float(tpr[i]), "specificity": float(1 - fpr[i])}
 
 
+def cross_fit_thresholds(scores: np.ndarray, positives: np.ndarray, target_sensitivity: float | None = None) -> tuple[np.ndarray | None, str]:
+    """Per-sample held-out thresholds: each half of validation gets the operating point chosen on the other.
+
+    Halves are seeded and stratified by `positives` (`evaluation.calibration.halves`); with fewer
+    than `MIN_CROSS_FIT` samples, or fewer than 2 positives or negatives (a half would have one
+    class only), there are none and the figures stay in-sample.
+
+    Args:
+        scores: Probability of the finding, `[N]`.
+        positives: True where the finding is present, `[N]`.
+        target_sensitivity: As `choose_operating_point`.
+
+    Returns:
+        `(thresholds [N] or None, note)`: pass the thresholds to `clinical_metrics(row_thresholds=...)`.
+
+    Example:
+        >>> rows, note = cross_fit_thresholds(val_scores, val_positives, 0.95)  # doctest: +SKIP
+    """
+    from graftkit.evaluation.calibration import CROSS_FIT_NOTE, halves, in_sample_note
+
+    scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives).astype(bool)
+    split = halves(len(scores), labels=positives, every_class=True)
+    if isinstance(split, str):
+        return None, in_sample_note(split)
+    rows = np.empty(len(scores))
+    for fit_on, score_on in (split, split[::-1]):
+        rows[score_on] = choose_operating_point(scores[fit_on], positives[fit_on], target_sensitivity)["threshold"]
+    return rows, CROSS_FIT_NOTE
+
+
 def bootstrap_ci(scores: np.ndarray, positives: np.ndarray, metric, *, n: int = _BOOTSTRAP, seed: int = 0) -> list[float] | None:
     """Percentile 95 % interval of `metric(positives, scores)` over stratified bootstrap resamples."""
     rng = np.random.default_rng(seed)
@@ -67,7 +100,15 @@ def bootstrap_ci(scores: np.ndarray, positives: np.ndarray, metric, *, n: int = 
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def clinical_metrics(scores: np.ndarray, positives: np.ndarray, operating_point: dict[str, Any], *, seed: int = 0) -> dict[str, Any]:
+def clinical_metrics(
+    scores: np.ndarray,
+    positives: np.ndarray,
+    operating_point: dict[str, Any],
+    *,
+    seed: int = 0,
+    row_thresholds: np.ndarray | None = None,
+    cross_fit: str | None = None,
+) -> dict[str, Any]:
     """ROC-AUC, PR-AUC (with bootstrap CIs), and sensitivity / specificity / PPV / NPV at the threshold.
 
     Args:
@@ -75,6 +116,9 @@ def clinical_metrics(scores: np.ndarray, positives: np.ndarray, operating_point:
         positives: True where the finding is present, `[N]`.
         operating_point: From `choose_operating_point` on validation.
         seed: Seeds the bootstrap.
+        row_thresholds: Per-sample thresholds `[N]` (validation: `cross_fit_thresholds`) for
+            sensitivity / specificity / PPV / NPV; `threshold` still reports the operating point's.
+        cross_fit: The note stored as `cross_fit` (how the validation figures were obtained).
 
     Returns:
         A dict for metrics.json (`roc_auc`, `roc_auc_ci`, `pr_auc`, `pr_auc_ci`, `prevalence`,
@@ -86,7 +130,7 @@ def clinical_metrics(scores: np.ndarray, positives: np.ndarray, operating_point:
     scores = np.asarray(scores, dtype=np.float64)
     positives = np.asarray(positives).astype(bool)
     threshold = float(operating_point["threshold"])
-    predicted = scores >= threshold
+    predicted = scores >= (threshold if row_thresholds is None else np.asarray(row_thresholds, dtype=np.float64))
     tp, fn = int((predicted & positives).sum()), int((~predicted & positives).sum())
     tn, fp = int((~predicted & ~positives).sum()), int((predicted & ~positives).sum())
     out: dict[str, Any] = {
@@ -96,6 +140,8 @@ def clinical_metrics(scores: np.ndarray, positives: np.ndarray, operating_point:
         "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
         "roc_auc": None, "roc_auc_ci": None, "pr_auc": None, "pr_auc_ci": None, "roc_curve": None,
     }  # fmt: skip
+    if cross_fit is not None:
+        out["cross_fit"] = cross_fit
     if positives.any() and not positives.all():
         out["roc_auc"] = round(float(roc_auc_score(positives, scores)), 4)
         out["pr_auc"] = round(float(average_precision_score(positives, scores)), 4)

@@ -217,7 +217,8 @@ def multilabel_metrics(
         y_true: multi-hot targets, ``[N, C]``.
         probs: sigmoid probabilities, ``[N, C]``.
         class_names: the ``C`` label names.
-        thresholds: per-class decision thresholds, ``[C]``.
+        thresholds: per-class decision thresholds, ``[C]``, or per sample and class ``[N, C]``
+            (cross-fitted validation figures; then no ``thresholds`` entry is returned).
         loss: mean loss, copied into the result when given.
 
     Returns:
@@ -236,7 +237,8 @@ def multilabel_metrics(
     probs = np.asarray(probs, dtype=np.float64)
     if y_true.shape != probs.shape or y_true.ndim != 2 or y_true.shape[0] == 0:
         raise ValueError(f"targets and probs must both be [N, C] with N > 0; got {list(y_true.shape)} and {list(probs.shape)}")
-    pred = (probs >= np.asarray(thresholds)[None, :]).astype(np.int64)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    pred = (probs >= (thresholds if thresholds.ndim == 2 else thresholds[None, :])).astype(np.int64)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, pred, zero_division=0)
     seen = (support > 0) | (pred.sum(axis=0) > 0)
     tp = (pred & y_true).sum()
@@ -255,7 +257,8 @@ def multilabel_metrics(
     if loss is not None:
         out["loss"] = _r(loss)
     out["n"] = int(y_true.shape[0])
-    out["thresholds"] = {name: _r(t) for name, t in zip(class_names, thresholds)}
+    if thresholds.ndim == 1:  # per-sample thresholds (cross-fitting) have no single value to report
+        out["thresholds"] = {name: _r(t) for name, t in zip(class_names, thresholds)}
     out["per_class"] = {
         name: {"precision": _r(precision[i]), "recall": _r(recall[i]), "f1": _r(f1[i]), "support": int(support[i])}
         for i, name in enumerate(class_names)

@@ -168,7 +168,9 @@ def write_report(
         adaptation: Domain adaptation's record (`training/adapt.py`): per-epoch label-free target
             scores, the choice and why, proxy A-distance, embedding plots, seeds, agreement.
         calibration: Temperature scaling fitted on validation (``temperature``, ``ece``,
-            ``ece_calibrated``); shown with ``reliability.png`` when that file is in ``out_dir``.
+            ``ece_calibrated``, ``cross_fit``: how the "after" figure was obtained; runs from before
+            cross-fitting lack it and are shown as in-sample); shown with ``reliability.png`` when
+            that file is in ``out_dir``.
 
     Returns:
         The path of ``report.html``.
@@ -193,6 +195,8 @@ def write_report(
         f"<h2>Metrics ({split})</h2>",
         _headline_html(metrics),
     ]
+    if metrics.get("cross_fit") and metrics.get("thresholds"):  # multi-label: figures at thresholds tuned on validation
+        sections.append(f'<p class="meta">Decision thresholds: {escape(str(metrics["cross_fit"]))}.</p>')
     if isinstance(metrics.get("tasks"), dict):  # multitask: each task's own scalar metrics, on its labelled samples
         sections += [f"<h2>Per task ({split})</h2>", _per_task_html(metrics["tasks"])]
     if history:
@@ -231,9 +235,10 @@ def write_report(
     if calibration:
         sections += [
             "<h2>Calibration (val)</h2>",
-            f'<p class="meta">Temperature scaling fitted on the validation split: T = '
+            f'<p class="meta">Temperature scaling: T = '
             f"{calibration['temperature']:.3f}; expected calibration error (15 bins) "
-            f"{calibration['ece']:.4f} before, {calibration['ece_calibrated']:.4f} after. "
+            f"{calibration['ece']:.4f} before, {calibration['ece_calibrated']:.4f} after "
+            f"({escape(calibration.get('cross_fit') or 'fitted on the validation split; figures in-sample')}). "
             "Scaling never changes the predicted class.</p>",
         ]
         if (out / "reliability.png").is_file():
@@ -285,9 +290,10 @@ def _clinical_html(clinical: dict[str, Any], out: Path, split: str) -> list[str]
         + "".join(f"<td>{_fmt(m.get(k))}</td>" for k in ("sensitivity", "specificity", "ppv", "npv")) + "</tr>"
         for name, m in findings(clinical).items()
     )  # fmt: skip
-    rule = next(iter(findings(clinical).values()))["rule"]
+    first = next(iter(findings(clinical).values()))
+    rule, how = first["rule"], f"; thresholds {first['cross_fit']}" if first.get("cross_fit") else ""
     parts = [f"<h2>Clinical metrics ({split})</h2>",
-             f'<p class="meta">Operating point: {escape(rule)}; bootstrap 95% intervals (500 stratified resamples).</p>',
+             f'<p class="meta">Operating point: {escape(rule)}{escape(how)}; bootstrap 95% intervals (500 stratified resamples).</p>',
              f"<table>{head}{rows}</table>"]  # fmt: skip
     if any(m.get("roc_curve") for m in findings(clinical).values()):
         plot_roc(clinical, out / ROC_PNG)

@@ -156,13 +156,16 @@ class ClassificationTask:
         at an operating point chosen on validation, for the second class as the finding."""
         final = {split: self.full_metrics(*out) for split, out in outputs.items()}
         if self.num_classes == 2 and "val" in outputs:
-            from graftkit.evaluation.clinical import choose_operating_point, clinical_metrics
+            from graftkit.evaluation.clinical import choose_operating_point, clinical_metrics, cross_fit_thresholds
 
             val_probs, val_targets = np.asarray(outputs["val"][0]), np.asarray(outputs["val"][1])
             point = choose_operating_point(val_probs[:, 1], val_targets == 1, self.target_sensitivity)
-            self.operating_point = {"positive": self.classes[1], **point}
-            for split, out in outputs.items():
-                final[split]["clinical"] = clinical_metrics(np.asarray(out[0])[:, 1], np.asarray(out[1]) == 1, point)
+            rows, note = cross_fit_thresholds(val_probs[:, 1], val_targets == 1, self.target_sensitivity)
+            for split, out in outputs.items():  # validation: cross-fitted figures at the all-of-validation point
+                held = {"row_thresholds": rows, "cross_fit": note} if split == "val" else {}
+                final[split]["clinical"] = clinical_metrics(np.asarray(out[0])[:, 1], np.asarray(out[1]) == 1, point, **held)
+            val = final["val"]["clinical"]  # the card states the held-out figures, not the ones the rule guarantees
+            self.operating_point = {"positive": self.classes[1], **point, "sensitivity": val["sensitivity"], "specificity": val["specificity"], "cross_fit": note}
         return final
 
     def calibrate(self, outputs: dict[str, Any], final: dict[str, dict[str, Any]], out_dir: Any) -> dict[str, Any] | None:
@@ -214,7 +217,8 @@ def balanced_class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
 def operating_point_sentence(point: dict[str, Any]) -> str:
     """The model card's statement of a finding's operating point."""
     sens, spec = point.get("sensitivity"), point.get("specificity")
-    at = f": validation sensitivity {sens:.3f}, specificity {spec:.3f}" if sens is not None and spec is not None else ""
+    how = f" ({point['cross_fit']})" if point.get("cross_fit") else ""
+    at = f": validation sensitivity {sens:.3f}, specificity {spec:.3f}{how}" if sens is not None and spec is not None else ""
     return (f"Operating point for {point['positive']!r}: P({point['positive']}) >= {point['threshold']:.4f}, chosen by "
             f"{point['rule']}{at}. `graft predict` reports the most probable class; apply this threshold to its "
             "probability for screening decisions.")  # fmt: skip

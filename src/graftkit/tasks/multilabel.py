@@ -50,6 +50,8 @@ class MultiLabelTask:
         self.target_sensitivity = target_sensitivity
         """When set, each label's threshold is its validation operating point at this sensitivity."""
         self.thresholds = np.full(len(self.classes), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        self.threshold_note: str | None = None
+        """After `finish`: how the validation figures at the thresholds were obtained (cross-fitted or in-sample)."""
 
     @property
     def num_classes(self) -> int:
@@ -122,18 +124,46 @@ class MultiLabelTask:
 
     def fit_thresholds(self, probs: np.ndarray, targets: np.ndarray) -> None:
         """Per class, the threshold in 0.05…0.95 that maximises that class's F1 on (validation)
-        data; 0.5 for a class without positives there."""
+        data (0.5 for a class without positives there); with `target_sensitivity`, each label's
+        operating point at that sensitivity instead."""
+        self.thresholds = self._fitted(probs, targets)[0]
+
+    def _fitted(self, probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, str]:
+        """(per-class thresholds fitted on these predictions by the task's rule, the rule's words)."""
+        from graftkit.evaluation.clinical import choose_operating_point
+
+        probs, targets = np.asarray(probs), np.asarray(targets) > 0.5
+        thresholds, rule = np.full(self.num_classes, 0.5), "F1-best threshold on validation"
+        if self.target_sensitivity is not None:
+            for c in range(self.num_classes):
+                point = choose_operating_point(probs[:, c], targets[:, c], self.target_sensitivity)
+                thresholds[c], rule = point["threshold"], point["rule"]
+            return thresholds, rule
         grid = np.arange(0.05, 0.951, 0.05)
-        targets = np.asarray(targets) > 0.5
         for c in range(self.num_classes):
             pos = targets[:, c]
             if not pos.any():
-                self.thresholds[c] = 0.5
                 continue
             pred = probs[:, c][:, None] >= grid[None, :]  # (N, G)
             tp = (pred & pos[:, None]).sum(axis=0)
             f1 = 2 * tp / np.maximum(pred.sum(axis=0) + pos.sum(), 1)
-            self.thresholds[c] = float(grid[int(np.argmax(f1))])
+            thresholds[c] = float(grid[int(np.argmax(f1))])
+        return thresholds, rule
+
+    def cross_fit(self, probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """Held-out thresholds per sample `[N, C]`: each seeded half of validation (a permutation)
+        gets the thresholds fitted on the other half; None (and a note saying so) when validation
+        is too small (`evaluation.calibration.MIN_CROSS_FIT`)."""
+        from graftkit.evaluation.calibration import CROSS_FIT_NOTE, halves, in_sample_note
+
+        probs, targets = np.asarray(probs), np.asarray(targets)
+        split = halves(len(probs))
+        if isinstance(split, str):
+            return None, in_sample_note(split)
+        rows = np.empty(probs.shape, dtype=np.float64)
+        for fit_on, score_on in (split, split[::-1]):
+            rows[score_on] = self._fitted(probs[fit_on], targets[fit_on])[0][None, :]
+        return rows, CROSS_FIT_NOTE
 
     def full_metrics(self, probs: np.ndarray, targets: np.ndarray, loss: float | None = None) -> dict[str, Any]:
         from graftkit.evaluation.metrics import multilabel_metrics
@@ -141,25 +171,33 @@ class MultiLabelTask:
         return multilabel_metrics(targets, probs, self.classes, self.thresholds, loss=loss)
 
     def finish(self, outputs: dict[str, tuple], backbone: nn.Module, samples: dict[str, list[Any]], batch_size: int) -> dict[str, dict[str, Any]]:
-        """Thresholds fitted on validation first, then every split's metrics at them."""
-        from graftkit.evaluation.clinical import choose_operating_point, clinical_metrics
+        """Thresholds fitted on all of validation, then every split's metrics at them; validation's
+        own figures (F1s, per-label P/R, clinical sensitivity / specificity) are cross-fitted on
+        halves (`cross_fit`), so none is scored on the data that chose its threshold."""
+        from graftkit.evaluation.clinical import clinical_metrics
+        from graftkit.evaluation.metrics import multilabel_metrics
 
-        rule = "F1-best threshold on validation"
+        rule, rows, note = "F1-best threshold on validation", None, None
         if "val" in outputs:
             probs, y, _ = outputs["val"]
-            if self.target_sensitivity is None:
-                self.fit_thresholds(probs, y)
-            else:
-                for c in range(self.num_classes):
-                    point = choose_operating_point(np.asarray(probs)[:, c], np.asarray(y)[:, c] > 0.5, self.target_sensitivity)
-                    self.thresholds[c], rule = point["threshold"], point["rule"]
+            self.thresholds, rule = self._fitted(probs, y)
+            rows, note = self.cross_fit(probs, y)
         final = {split: self.full_metrics(*out) for split, out in outputs.items()}
+        if rows is not None:
+            probs, y, loss = outputs["val"]
+            kept = final["val"]["thresholds"]
+            final["val"] = {**multilabel_metrics(y, probs, self.classes, rows, loss=loss), "thresholds": kept}
+        if note is not None:
+            final["val"]["cross_fit"] = note
+        self.threshold_note = note
         for split, (probs, y, _) in outputs.items():  # per label, at the thresholds the model uses
             probs, y = np.asarray(probs), np.asarray(y) > 0.5
+            held = split == "val" and rows is not None
             final[split]["clinical"] = {
-                name: clinical_metrics(probs[:, c], y[:, c], {"threshold": float(self.thresholds[c]), "rule": rule})
+                name: clinical_metrics(probs[:, c], y[:, c], {"threshold": float(self.thresholds[c]), "rule": rule},
+                                       row_thresholds=rows[:, c] if held else None, cross_fit=note if split == "val" else None)
                 for c, name in enumerate(self.classes)
-            }
+            }  # fmt: skip
         return final
 
     def calibrate(self, outputs: dict[str, Any], final: dict[str, dict[str, Any]], out_dir: Any) -> dict[str, Any] | None:
@@ -186,7 +224,8 @@ class MultiLabelTask:
         points = ", ".join(f"{c} >= {t:.3f}" for c, t in zip(self.classes, self.thresholds))
         return {"does": "assigns every label whose probability passes its threshold (possibly none)",
                 "caveats": ["Thresholds were tuned on the validation split; a different label balance needs them tuned again.",
-                            f"Operating points (per label, {rule}): {points}."]}  # fmt: skip
+                            f"Operating points (per label, {rule}): {points}."]
+                           + ([f"Validation metrics at the thresholds: {self.threshold_note}."] if self.threshold_note else [])}  # fmt: skip
 
     def export_spec(self) -> dict[str, Any]:
         return {"activation": "sigmoid", "thresholds": [round(float(t), 6) for t in self.thresholds]}
