@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("selection",),
     ("deploy",),  # includes `graft evaluate` (deploy/evaluate.py)
     ("demo", "cli"),
+    ("__main__",),  # `python -m graftkit`: the cli, run
 ]
 """Units from the lowest layer to the highest; units in one tuple share a layer."""
 
