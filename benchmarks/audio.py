@@ -133,14 +133,29 @@ LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
 WORDS = DIGITS + LETTERS  # 36 classes: spoken digits and letter names
 
 
-def _espeak_words(root: Path) -> list[tuple[Path, int, str]]:
-    """The 36 words said by the demo's 20 espeak-ng voices (as scripts/make_audio_demo_data.py),
-    cached under `root`: (wav, class, voice)."""
-    import itertools
+def speak(path: Path, voice: str, pitch: int, speed: int, text: str) -> Path:
+    """`text` said by espeak-ng `voice` into `path` (16 kHz, silence trimmed to 50 ms), once: cached."""
     import subprocess
 
     import soundfile as sf
     import soxr
+
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = path.with_suffix(".raw.wav")
+        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(raw), text], check=True)
+        wave, rate = sf.read(raw, dtype="float32")
+        raw.unlink()
+        wave = soxr.resample(wave, rate, 16000)
+        loud = np.flatnonzero(np.abs(wave) > 0.02)
+        sf.write(path, wave[max(0, loud[0] - 800) : loud[-1] + 800] if loud.size else wave, 16000)
+    return path
+
+
+def _espeak_words(root: Path) -> list[tuple[Path, int, str]]:
+    """The 36 words said by the demo's 20 espeak-ng voices (as scripts/make_audio_demo_data.py),
+    cached under `root`: (wav, class, voice)."""
+    import itertools
 
     accents = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp"]
     out = []
@@ -148,20 +163,12 @@ def _espeak_words(root: Path) -> list[tuple[Path, int, str]]:
         pitch, speed, voice = 30 + (i * 7) % 45, 140 + (i * 11) % 60, f"{accent}_{variant}"
         for k, word in enumerate(WORDS):
             path = root / voice / f"{k:02d}.wav"
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                raw = path.with_suffix(".raw.wav")
-                subprocess.run(["espeak-ng", "-v", f"{accent}+{variant}", "-p", str(pitch), "-s", str(speed), "-w", str(raw), word], check=True)
-                wave, rate = sf.read(raw, dtype="float32")
-                raw.unlink()
-                wave = soxr.resample(wave, rate, 16000)
-                loud = np.flatnonzero(np.abs(wave) > 0.02)
-                sf.write(path, wave[max(0, loud[0] - 800) : loud[-1] + 800] if loud.size else wave, 16000)
+            speak(path, f"{accent}+{variant}", pitch, speed, word)
             out.append((path, k, voice))
     return out
 
 
-def _clips(paths: list[Path], loudness: bool, telephone: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def clips(paths: list[Path], loudness: bool, telephone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """`[N, 1.5 s]` waveforms (cut / zero-padded at the end) and each clip's length in seconds;
     `loudness`: each clip scaled to an RMS of -20 dBFS over its own samples (before padding);
     `telephone`: resampled to 8 kHz and back (the band of the real recordings, 0-4 kHz)."""
@@ -226,7 +233,7 @@ def keywords_real(dev_voices: int = 5, telephone: bool = False) -> None:
           f"dev: {dev_voices} held-out voices; test: {len(real)} real Asterisk clips")  # fmt: skip
     data = {}
     for loud in (False, True):
-        data[loud] = (_clips([p for p, _, _ in syn], loud, telephone), _clips([p for p, _ in real], loud))
+        data[loud] = (clips([p for p, _, _ in syn], loud, telephone), clips([p for p, _ in real], loud))
     results = []
     for model_id in ("mfcc", "speech_embedding", "scratch:speech_embedding", "wakehubert_tiny", "scratch:wakehubert_tiny"):
         t0 = time.perf_counter()
@@ -381,8 +388,8 @@ def speed(rounds: int = 3) -> None:
     from graftkit.sources import load_backbone
     from graftkit.sources.whisper_builtin import load_whisper_tiny_en
 
-    clips = sorted(audio_demo_data_dir().glob("*/*.ogg"))
-    waves = torch.from_numpy(_waves(clips[:32]))  # (32, 1.5 s)
+    files = sorted(audio_demo_data_dir().glob("*/*.ogg"))
+    waves = torch.from_numpy(_waves(files[:32]))  # (32, 1.5 s)
     encoders = ["speech_embedding", "wakehubert_tiny", "resemblyzer"]
     models = {name: load_backbone(name).eval() for name in encoders}
     whisper = load_whisper_tiny_en()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audio import clips, speak  # [N, 1.5 s] waveforms, loudness and telephone options: one implementation for both scripts
+
 SOUNDS = {"en": Path("/usr/share/asterisk/sounds/en_US_f_Allison"), "fr": Path("/usr/share/asterisk/sounds/fr")}
 NUMBERS = [str(i) for i in range(21)] + [str(i) for i in range(30, 100, 10)]
 BIG = {"en": {"hundred": "hundred", "thousand": "thousand", "million": "million"}, "fr": {"hundred": "cent", "thousand": "mille", "million": "million"}}
 LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-SECONDS = 1.5
 CACHE = Path(tempfile.gettempdir()) / "graftkit-kws"
 MODELS = ["mfcc", "speech_embedding", "scratch:speech_embedding", "wakehubert_tiny", "scratch:wakehubert_tiny", "resemblyzer", "scratch:resemblyzer"]
 
@@ -58,43 +58,12 @@ def voices(lang: str) -> list[tuple[str, int, int]]:
 
 def synthesise(lang: str) -> list[tuple[Path, int, int]]:
     """The vocabulary said by every voice: (wav, class, voice index), cached."""
-    import soundfile as sf
-    import soxr
-
     out = []
     for vi, (voice, pitch, speed) in enumerate(voices(lang)):
         for k, (_, text) in enumerate(vocabulary(lang)):
-            path = CACHE / "synth" / lang / voice.replace("+", "_") / f"{k:02d}.wav"
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                raw = path.with_suffix(".raw.wav")
-                subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(raw), text], check=True)
-                wave, rate = sf.read(raw, dtype="float32")
-                raw.unlink()
-                wave = soxr.resample(wave, rate, 16000)
-                loud = np.flatnonzero(np.abs(wave) > 0.02)
-                sf.write(path, wave[max(0, loud[0] - 800) : loud[-1] + 800] if loud.size else wave, 16000)
+            path = speak(CACHE / "synth" / lang / voice.replace("+", "_") / f"{k:02d}.wav", voice, pitch, speed, text)
             out.append((path, k, vi))
     return out
-
-
-def clips(paths: list[Path], loudness: bool, telephone: bool) -> tuple[np.ndarray, np.ndarray]:
-    """`[N, 1.5 s]` waveforms (cut / zero-padded at the end) and each clip's own length in s."""
-    import soxr
-
-    from graftkit.data.audio import decode_audio, fit_length
-
-    n = int(16000 * SECONDS)
-    waves, seconds = [], []
-    for p in paths:
-        w = decode_audio(p, 16000)
-        if telephone:
-            w = soxr.resample(soxr.resample(w, 16000, 8000, quality="HQ"), 8000, 16000, quality="HQ").astype(np.float32)
-        if loudness:
-            w = w * (0.1 / max(float(np.sqrt(np.mean(w**2))), 1e-6))
-        waves.append(fit_length(w, n))
-        seconds.append(min(len(w), n) / 16000)
-    return np.stack(waves).astype(np.float32), np.array(seconds)
 
 
 def _mfcc_one(w: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ onnxruntime is imported only when a session is built, so `import graftkit.deploy
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +54,16 @@ def resolve_backend(run_dir: str | Path, backend: str, *, torch_settings: bool =
 
 
 def weights_digest(run_dir: Path) -> str:
-    """SHA-256 of `model.safetensors`: an export records it, so a retrained run's stale export is caught."""
-    return sha256_file(Path(run_dir) / "model.safetensors")
+    """SHA-256 of `model.safetensors`: an export records it, so a retrained run's stale export is caught.
+    Hashed once per file version (`--backend auto` checks staleness, then the ONNX model checks it again)."""
+    path = (Path(run_dir) / "model.safetensors").resolve()
+    stat = path.stat()
+    return _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def make_session(path: Path, threads: int | None = None) -> Any:
