@@ -1,4 +1,6 @@
-"""Shared pieces of the benchmarks: real data sets written as image folders, timing, machine facts."""
+"""Shared pieces of the benchmarks: real data sets written as image folders, timing, machine facts,
+and the bookkeeping of timed comparisons (sides alternated, rounds, median and spread, a verdict
+that says when a target sits inside the noise)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "_work"
@@ -42,6 +46,99 @@ def timer(results: dict, key: str):
     t0 = time.perf_counter()
     yield
     results[key] = time.perf_counter() - t0
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages and the core count, for the line that goes beside a figure.
+
+    >>> load_average().startswith("load average ")
+    True
+    """
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} (1 / 5 / 15 min) on {os.cpu_count()} cores"
+
+
+# --- Timed comparisons: alternate the sides, repeat the rounds, quote median and spread ---------
+
+T = TypeVar("T")
+
+
+def alternating(sides: Sequence[T], rounds: int) -> Iterator[tuple[int, T]]:
+    """`(round, side)` pairs for `rounds` rounds, the order of the sides reversed every other round.
+
+    A B, B A, A B, ...: no side always runs first (straight after the other's warm-up, or in the
+    same minute of a machine whose speed drifts), so drift falls on both sides alike.
+
+    Args:
+        sides: what is compared, in the order of the first round.
+        rounds: how many times each side runs; the benchmarks' rule is at least 3.
+
+    Raises:
+        ValueError: `rounds` below 1 or no sides.
+
+    Example:
+        >>> [f"{r}{side}" for r, side in alternating("AB", 3)]
+        ['0A', '0B', '1B', '1A', '2A', '2B']
+        >>> [side for _, side in alternating(["x", "y", "z"], 2)]
+        ['x', 'y', 'z', 'z', 'y', 'x']
+    """
+    sides = list(sides)
+    if rounds < 1 or not sides:
+        raise ValueError(f"alternating needs at least one side and one round, got {len(sides)} sides and {rounds} rounds")
+    for r in range(rounds):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            yield r, side
+
+
+def median_spread(values: Sequence[float], fmt: str = ".2f", unit: str = "") -> str:
+    """`"median [min, max]"` of per-round figures: the median to quote, the range to judge it by.
+
+    Example:
+        >>> median_spread([3.0, 1.0, 2.0])
+        '2.00 [1.00, 3.00]'
+        >>> median_spread([0.9, 1.1], fmt=".3f", unit="×")
+        '1.000× [0.900×, 1.100×]'
+    """
+    import statistics
+
+    if not values:
+        raise ValueError("median_spread of no values")
+    return f"{statistics.median(values):{fmt}}{unit} [{min(values):{fmt}}{unit}, {max(values):{fmt}}{unit}]"
+
+
+def within_noise(values: Sequence[float], target: float, *, higher_is_better: bool = True, fmt: str = ".3f") -> str:
+    """Whether per-round figures (best: paired ratios, one per round) confirm a target, reject it, or cannot tell.
+
+    `met` only when every round is on the target's good side, `not met` only when every round is
+    on its bad side; otherwise the target sits inside the round-to-round spread and this many
+    rounds on this machine cannot say (make the rounds longer or more, or use a quieter machine).
+
+    Args:
+        values: one figure per round, e.g. graftkit's img/s over the baseline's in the same round.
+        target: the bound, e.g. 0.97 for "at most 3 % slower".
+        higher_is_better: False for bounds like "latency ratio ≤ 0.6".
+
+    Example:
+        >>> within_noise([1.01, 0.99, 1.02], 0.97)
+        'met: every round ≥ 0.970 (median 1.010 [0.990, 1.020], 3 rounds)'
+        >>> within_noise([0.90, 1.10, 1.00], 0.97)
+        'inside the noise: the rounds span 0.900–1.100 around the 0.970 target (median 1.000, 3 rounds): neither confirmed nor rejected'
+        >>> within_noise([0.7, 0.8, 0.75], 0.6, higher_is_better=False)
+        'not met: every round > 0.600 (median 0.750 [0.700, 0.800], 3 rounds)'
+    """
+    import statistics
+
+    if not values:
+        raise ValueError("within_noise of no values")
+    n, med, lo, hi = len(values), statistics.median(values), min(values), max(values)
+    good, bad = ("≥", "<") if higher_is_better else ("≤", ">")
+    ok = [v >= target if higher_is_better else v <= target for v in values]
+    if all(ok):
+        return f"met: every round {good} {target:{fmt}} (median {med:{fmt}} [{lo:{fmt}}, {hi:{fmt}}], {n} rounds)"
+    if not any(ok):
+        return f"not met: every round {bad} {target:{fmt}} (median {med:{fmt}} [{lo:{fmt}}, {hi:{fmt}}], {n} rounds)"
+    return (f"inside the noise: the rounds span {lo:{fmt}}–{hi:{fmt}} around the {target:{fmt}} target "
+            f"(median {med:{fmt}}, {n} rounds): neither confirmed nor rejected")  # fmt: skip
 
 
 def fresh_cache(name: str) -> Path:

@@ -73,19 +73,20 @@ def uncached_greedy(bb, waves: list[torch.Tensor], max_new_tokens: int = 96) -> 
 def speed(bb, waves: list[torch.Tensor], rounds: int) -> dict[str, object]:
     from graftkit.backbones.whisper import transcribe_waveforms
 
+    from _common import alternating, median_spread
+
     times: dict[str, list[float]] = {"cached": [], "uncached": []}
-    same = True
-    for r in range(rounds):
-        order = ["cached", "uncached"] if r % 2 == 0 else ["uncached", "cached"]
-        got = {}
-        for side in order:
-            t0 = time.perf_counter()
-            got[side] = transcribe_waveforms(bb, waves, num_beams=1, max_new_tokens=96, batch_size=1) if side == "cached" else uncached_greedy(bb, waves)
-            times[side].append((time.perf_counter() - t0) / len(waves))
-        same &= got["cached"] == got["uncached"]
+    got: dict[str, list[list[str]]] = {"cached": [], "uncached": []}
+    for _, side in alternating(["cached", "uncached"], rounds):
+        t0 = time.perf_counter()
+        got[side].append(transcribe_waveforms(bb, waves, num_beams=1, max_new_tokens=96, batch_size=1) if side == "cached" else uncached_greedy(bb, waves))
+        times[side].append((time.perf_counter() - t0) / len(waves))
+    same = all(a == b for a, b in zip(got["cached"], got["uncached"]))
     med = {k: statistics.median(v) for k, v in times.items()}
+    paired = [u / c for c, u in zip(times["cached"], times["uncached"])]  # the speed-up in each round
     return {"seconds_per_prompt": {k: [round(x, 2) for x in v] for k, v in times.items()}, "median": {k: round(v, 2) for k, v in med.items()},
-            "speedup": round(med["uncached"] / med["cached"], 2), "same_transcripts": same, "clips": len(waves)}  # fmt: skip
+            "median_spread": {k: median_spread(v) for k, v in times.items()}, "speedup": round(med["uncached"] / med["cached"], 2),
+            "speedup_paired": median_spread(paired, ".2f", "×"), "same_transcripts": same, "clips": len(waves)}  # fmt: skip
 
 
 def main() -> None:

@@ -7,20 +7,27 @@ The floor is measured in the same run: decoding + resizing the 1,000 JPEGs alone
 backbone's forward pass alone over already-preprocessed batches (graftkit's precision and memory
 format). graftkit's time is a cold-cache `graft train --strategy linear-probe` (validation,
 hashing, 10 head epochs, report and run directory included), with imports done beforehand.
+`--rounds` rounds (default 3), the floor and graftkit's run alternating which goes first; each
+stage quoted as median [min, max], graftkit / floor paired by round.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
 
 import torch
 
-from _common import WORK, fashion_mnist_folder, fresh_cache, machine, report
+from _common import WORK, alternating, fashion_mnist_folder, fresh_cache, load_average, machine, median_spread, report
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3, help="runs of each side, the order alternating (at least 3)")
+    args = p.parse_args()
+
     import graftkit
     from graftkit.data import ImageFileDataset, Sample, build_transform, read_image_data
     from graftkit.sources import load_backbone
@@ -36,41 +43,55 @@ def main() -> None:
     backbone = engine.setup(backbone).eval()
     ds = ImageFileDataset([Sample(p, "") for p in paths], None, build_transform(backbone.preprocess, "none"))
 
-    t0 = time.perf_counter()
-    batch = [ds[i][0] for i in range(len(ds))]
-    t_decode = time.perf_counter() - t0
-
-    x = torch.stack(batch)
-    with torch.inference_mode(), engine.autocast():
-        backbone.forward_features(engine.to_device(x[:64]))  # warm-up
+    def floor() -> tuple[float, float]:
         t0 = time.perf_counter()
-        for i in range(0, len(x), 64):
-            backbone.forward_features(engine.to_device(x[i : i + 64]))
-        t_forward = time.perf_counter() - t0
+        batch = [ds[i][0] for i in range(len(ds))]
+        t_decode = time.perf_counter() - t0
+        x = torch.stack(batch)
+        with torch.inference_mode(), engine.autocast():
+            backbone.forward_features(engine.to_device(x[:64]))  # warm-up
+            t0 = time.perf_counter()
+            for i in range(0, len(x), 64):
+                backbone.forward_features(engine.to_device(x[i : i + 64]))
+            return t_decode, time.perf_counter() - t0
 
     import matplotlib.figure  # noqa: F401  (imports paid before timing, as for the floor)
     import sklearn.metrics  # noqa: F401
 
-    fresh_cache("end-to-end")
-    out = WORK / "runs" / "end-to-end"
-    shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
-    run = graftkit.fit(data, model="efficientnet_lite0", strategy="linear-probe", out=out)
-    t_graft = time.perf_counter() - t0
-    floor = t_decode + t_forward
+    def graftkit_run(r: int) -> tuple[float, dict]:
+        fresh_cache(f"end-to-end-{r}")  # cold cache every round
+        out = WORK / "runs" / "end-to-end"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        run = graftkit.fit(data, model="efficientnet_lite0", strategy="linear-probe", out=out)
+        return time.perf_counter() - t0, run.metrics
+
+    decode, forward, graft, metrics = [], [], [], {}
+    for r, side in alternating(["floor", "graftkit"], args.rounds):
+        if side == "floor":
+            t_decode, t_forward = floor()
+            decode.append(t_decode)
+            forward.append(t_forward)
+        else:
+            t_graft, metrics = graftkit_run(r)
+            graft.append(t_graft)
+        print(f"round {r + 1} {side}: {t_decode + t_forward if side == 'floor' else t_graft:.1f} s", flush=True)
+    floors = [a + b for a, b in zip(decode, forward)]
+    ratios = [g / f for g, f in zip(graft, floors)]  # paired by round
     alloc = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc, tuned by graftkit"
+    n = len(ds)
     report(
         f"End to end: 1,000 JPEGs (256 px) → features → head, EfficientNet-Lite0 224 px, {engine.precision}"
-        f"{' channels_last' if engine.channels_last else ''}, {alloc} ({machine()})",
+        f"{' channels_last' if engine.channels_last else ''}, {alloc}, {args.rounds} alternating rounds ({machine()}; {load_average()})",
         [
-            ("decode + resize alone (1 core)", f"{t_decode:.1f}", f"{len(ds) / t_decode:.0f}"),
-            ("backbone forward alone", f"{t_forward:.1f}", f"{len(ds) / t_forward:.0f}"),
-            ("floor (sum)", f"{floor:.1f}", ""),
-            ("graftkit linear-probe, cold cache, end to end", f"{t_graft:.1f}", f"{len(ds) / t_graft:.0f}"),
-            ("graftkit / floor", f"{t_graft / floor:.2f}×", ""),
+            ("decode + resize alone (1 core)", median_spread(decode, ".1f"), median_spread([n / t for t in decode], ".0f")),
+            ("backbone forward alone", median_spread(forward, ".1f"), median_spread([n / t for t in forward], ".0f")),
+            ("floor (sum)", median_spread(floors, ".1f"), ""),
+            ("graftkit linear-probe, cold cache, end to end", median_spread(graft, ".1f"), median_spread([n / t for t in graft], ".0f")),
+            ("graftkit / floor (paired by round)", median_spread(ratios, ".2f", "×"), ""),
         ],
         ("stage", "seconds", "img/s"),
-        {"val_accuracy": run.metrics["val"]["accuracy"], "features": run.metrics["features"]},
+        {"val_accuracy": metrics["val"]["accuracy"], "features": metrics["features"]},
     )
 
 

@@ -55,6 +55,8 @@ def main() -> None:
     from graftkit.deploy.export import export
     from tests.conftest import TINY_MODEL, make_image_folder
 
+    from _common import alternating, load_average
+
     graft = str(Path(sys.executable).with_name("graft"))
     with tempfile.TemporaryDirectory() as tmp:
         data = make_image_folder(Path(tmp) / "images")
@@ -70,11 +72,9 @@ def main() -> None:
         for fn in sides.values():  # warm the page cache
             fn()
         times: dict[str, list[float]] = {k: [] for k in sides}
-        names = list(sides)
-        for r in range(args.rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                times[name].append(sides[name]())
-    print(f"{'command':32} {'median s':>9} {'min':>7} {'max':>7}   ({args.rounds} rounds, order alternated)")
+        for _, name in alternating(list(sides), args.rounds):
+            times[name].append(sides[name]())
+    print(f"{'command':32} {'median s':>9} {'min':>7} {'max':>7}   ({args.rounds} rounds, order alternated; {load_average()})")
     for name, ts in times.items():
         print(f"{name:32} {statistics.median(ts):9.2f} {min(ts):7.2f} {max(ts):7.2f}")
 

@@ -5,9 +5,11 @@ random tiny model of the tests (scratch:timm:test_efficientnet, 32 px input), a 
 cache, `extract_features` as the probe calls it (`--mode stream`: features streamed into a
 cache shard and read back memory-mapped; `--mode memory`: `--no-feature-cache`'s in-RAM path,
 for contrast). Reported: peak RSS of the process (ru_maxrss), RSS before the pass (after imports
-and the model), and features/s of the pass.
+and the model), and features/s of the pass. `--rounds` rounds (default 3), the order of the sizes
+reversed every other round; one JSON line per measurement, then per size and mode the median
+[min, max] of peak RSS and features/s over the rounds.
 
-    python benchmarks/streaming.py --sizes 10000 100000 --rounds 1
+    python benchmarks/streaming.py --sizes 10000 100000 --rounds 3
 
 `benchmarks/streaming_stages.py N [fake]` breaks one such pass down by stage (RSS and seconds).
 """
@@ -80,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--modes", nargs="+", default=["stream"], choices=["stream", "memory"])
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per size and mode, the order of the sizes alternating (at least 3)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--root", type=Path, default=Path("/tmp/graftkit-streaming-images"))
     parser.add_argument("--one", nargs=2, metavar=("N", "MODE"), help=argparse.SUPPRESS)
@@ -90,17 +92,24 @@ def main() -> None:
         return
     for n in args.sizes:
         make_images(args.root, n)  # outside the measured processes
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import alternating, load_average, median_spread
+
     rows = []
-    for r in range(args.rounds):
-        order = args.sizes if r % 2 == 0 else list(reversed(args.sizes))  # alternate which size runs first
-        for n in order:
-            for mode in args.modes:
-                out = subprocess.run([sys.executable, __file__, "--one", str(n), mode, "--root", str(args.root), "--batch-size", str(args.batch_size)],
-                                     capture_output=True, text=True, check=True)  # fmt: skip
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-                row["round"] = r + 1
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+    for r, n in alternating(args.sizes, args.rounds):
+        for mode in args.modes:
+            out = subprocess.run([sys.executable, __file__, "--one", str(n), mode, "--root", str(args.root), "--batch-size", str(args.batch_size)],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["round"] = r + 1
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{args.rounds} rounds, sizes alternating; {load_average()} at the end; median [min, max]:")
+    for n in args.sizes:
+        for mode in args.modes:
+            mine = [row for row in rows if row["images"] == n and row["mode"] == mode]
+            print(f"  {n} images, {mode}: peak RSS {median_spread([row['peak_rss_mb'] for row in mine], '.1f')} MB, "
+                  f"features/s {median_spread([row['features_per_s'] for row in mine], '.0f')}")  # fmt: skip
 
 
 if __name__ == "__main__":
