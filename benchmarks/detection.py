@@ -9,6 +9,8 @@ fits both sides with the same detector, strategy, image size, batch size and epo
 the same compute (the measured seconds are reported next to the mAP); the order of the sides
 alternates each round. One torch thread per run (detectors run many tiny convolutions; on the
 shared 2-core machine one thread is much faster than two); `--jobs 2` runs two rounds at once.
+The speed part measures each detector `--speed-rounds` times (default 3), the order of the
+detectors reversed every other round, and prints median [min, max] of the rounds' img/s.
 
     nice -n 10 python benchmarks/detection.py --out /tmp/detection-bench --rounds 3 --jobs 2
 """
@@ -155,6 +157,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1, help="rounds run at once (each one torch thread)")
     ap.add_argument("--speed-steps", type=int, default=3)
+    ap.add_argument("--speed-rounds", type=int, default=3, help="speed measurements per detector, the order alternating (at least 3)")
     ap.add_argument("--skip-compare", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
@@ -171,9 +174,21 @@ def main() -> None:
     if not args.skip_speed:
         from graftkit.tasks.detection import DETECTORS
 
-        result["speed"] = [speed(d, root, args) for d in DETECTORS]
-        for r in result["speed"]:
-            print(json.dumps(r), flush=True)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _common import alternating, median_spread
+
+        per_round: dict[str, list[dict]] = {d: [] for d in DETECTORS}
+        for r, d in alternating(list(DETECTORS), args.speed_rounds):  # the order of the detectors alternates
+            per_round[d].append(speed(d, root, args))
+            print(f"speed round {r + 1}: {json.dumps(per_round[d][-1])}", flush=True)
+        result["speed"] = []
+        for d, rs in per_round.items():
+            row = {"detector": d, "params": rs[0]["params"], "rounds": len(rs)}
+            for k in ("train_img_s", "predict_img_s"):
+                row[k] = statistics.median(x[k] for x in rs)
+                row[f"{k}_spread"] = median_spread([x[k] for x in rs])
+            result["speed"].append(row)
+            print(json.dumps(row), flush=True)
     result["loadavg_end"] = os.getloadavg()
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     (args.out / "detection.json").write_text(json.dumps(result, indent=1))
