@@ -112,6 +112,10 @@ def within_noise(values: Sequence[float], target: float, *, higher_is_better: bo
     `met` only when every round is on the target's good side, `not met` only when every round is
     on its bad side; otherwise the target sits inside the round-to-round spread and this many
     rounds on this machine cannot say (make the rounds longer or more, or use a quieter machine).
+    Fewer than 3 rounds get no verdict at all. Read `met` / `not met` as a sign test: if the true
+    figure sat exactly at the target and the noise were symmetric, all n rounds would land on one
+    side by chance with probability 2^-n (3 rounds 1/8, 5 rounds 1/32, 7 rounds 1/128), so a claim
+    wants 5 or more rounds.
 
     Args:
         values: one figure per round, e.g. graftkit's img/s over the baseline's in the same round.
@@ -125,12 +129,16 @@ def within_noise(values: Sequence[float], target: float, *, higher_is_better: bo
         'inside the noise: the rounds span 0.900–1.100 around the 0.970 target (median 1.000, 3 rounds): neither confirmed nor rejected'
         >>> within_noise([0.7, 0.8, 0.75], 0.6, higher_is_better=False)
         'not met: every round > 0.600 (median 0.750 [0.700, 0.800], 3 rounds)'
+        >>> within_noise([1.2, 1.3], 0.97)
+        'too few rounds to judge (2 < 3): median 1.250 [1.200, 1.300]'
     """
     import statistics
 
     if not values:
         raise ValueError("within_noise of no values")
     n, med, lo, hi = len(values), statistics.median(values), min(values), max(values)
+    if n < 3:
+        return f"too few rounds to judge ({n} < 3): median {med:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
     good, bad = ("≥", "<") if higher_is_better else ("≤", ">")
     ok = [v >= target if higher_is_better else v <= target for v in values]
     if all(ok):

@@ -45,6 +45,10 @@ def test_within_noise_confirms_only_what_every_round_confirms():
     assert within_noise([0.55, 0.65, 0.70], 0.6, higher_is_better=False).startswith("inside the noise:")
 
 
+def test_within_noise_gives_no_verdict_on_fewer_than_three_rounds():
+    assert within_noise([1.5, 1.4], 0.97).startswith("too few rounds to judge (2 < 3)")
+
+
 def test_the_helpers_doctests_hold():
     result = doctest.testmod(_common)
-    assert result.attempted >= 8 and result.failed == 0
+    assert result.attempted >= 9 and result.failed == 0
