@@ -1,4 +1,4 @@
-"""One shared multitask model against separate single-task models, and the three loss weightings.
+"""One shared multitask model against separate single-task models, and the four loss weightings.
 
     .venv/bin/python benchmarks/multitask.py                       # 150 rows per source, 3 rounds
     .venv/bin/python benchmarks/multitask.py --per-source 300 --rounds 1
@@ -22,7 +22,7 @@ seed = the round's number (graftkit's split, initialisation and data order chang
 round; the rows drawn stay those of seed 0), no feature cache (every run extracts its own features,
 so the times compare whole runs). Sides per round, after one untimed warm-up run that pays the
 one-off imports: the three separate models (`--task classification|regression --label-col ...`)
-and the shared model with `equal`, `uncertainty` and `pcgrad` weighting; the order reverses every
+and the shared model with `equal`, `uncertainty`, `pcgrad` and `pcgrad-rep` weighting; the order reverses every
 round.
 Criterion (issue 14): shared (equal) within 1 point of separate on every task (accuracy points;
 R² points for the score) at <= 0.6x the separate models' total training time.
@@ -130,7 +130,7 @@ def main() -> None:
     p.add_argument("--test-per-source", type=int, default=100)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--sides", default="topic,sentiment,score,shared-equal,shared-uncertainty,shared-pcgrad")
+    p.add_argument("--sides", default="topic,sentiment,score,shared-equal,shared-uncertainty,shared-pcgrad,shared-pcgrad-rep")
     args = p.parse_args()
     folders = write_data(args.per_source, args.test_per_source)
     sides = args.sides.split(",")
