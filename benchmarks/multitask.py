@@ -1,4 +1,4 @@
-"""One shared multitask model against separate single-task models, and the three loss weightings.
+"""One shared multitask model against separate single-task models, and the four loss weightings.
 
     .venv/bin/python benchmarks/multitask.py                       # 150 rows per source, 3 rounds
     .venv/bin/python benchmarks/multitask.py --per-source 300 --rounds 1
@@ -22,7 +22,7 @@ seed = the round's number (graftkit's split, initialisation and data order chang
 round; the rows drawn stay those of seed 0), no feature cache (every run extracts its own features,
 so the times compare whole runs). Sides per round, after one untimed warm-up run that pays the
 one-off imports: the three separate models (`--task classification|regression --label-col ...`)
-and the shared model with `equal`, `uncertainty` and `pcgrad` weighting; the order reverses every
+and the shared model with `equal`, `uncertainty`, `pcgrad` and `pcgrad-rep` weighting; the order reverses every
 round.
 Criterion (issue 14): shared (equal) within 1 point of separate on every task (accuracy points;
 R² points for the score) at <= 0.6x the separate models' total training time.
@@ -124,14 +124,65 @@ def run_side(side: str, folders: dict[str, Path], epochs: int, round_: int) -> d
     return row
 
 
+def step_costs(per_source: int, repeats: int, batch_size: int = 32) -> None:
+    """Seconds per fine-tuning step (forward, objective, backward, AdamW) of the shared model under each
+    weighting, the weightings interleaved step by step (ABC CBA ...), so a change of load hits all alike."""
+    import torch
+
+    import graftkit  # noqa: F401  (the allocator and thread settings graftkit uses)
+    from graftkit.sources import resolve
+    from graftkit.tasks import TaskSettings
+    from graftkit.tasks.model import GraftModel
+    from graftkit.tasks.multitask import MultiTask
+    from graftkit.training.config import TrainConfig
+    from graftkit.training.multitask import weighting_terms
+    from graftkit.training.objective import Objective
+    from graftkit.training.plan import load_backbone_for
+
+    rows = list(csv.DictReader(open(write_data(per_source, 1)["shared"] / "train.csv")))[:batch_size]
+    cfg = TrainConfig(model="minilm", offline=True)
+    backbone = load_backbone_for(cfg, resolve("minilm").modality)
+    task = MultiTask.from_data([], rows, TaskSettings(task=SPEC))
+    model = GraftModel(backbone, task.build_head(backbone.num_features)).train()
+    inputs = dict(backbone.tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=48, return_tensors="pt"))
+    targets = task.encode(rows)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    sides = {}
+    for name in ("equal", "pcgrad", "pcgrad-rep"):
+        terms = weighting_terms(TrainConfig(model="minilm", task=SPEC, strategy="finetune", task_weighting=name), model, None, task, None)
+        sides[name] = Objective(task, terms)
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    order = list(sides)
+    for r in range(repeats + 1):
+        for name in order if r % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            loss, _ = sides[name](model, inputs, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if r > 0:  # the first pass warms up
+                times[name].append(time.perf_counter() - t0)
+    equal = times["equal"]
+    rows_out = []
+    for name, values in times.items():
+        ratios = [v / e for v, e in zip(values, equal)]
+        rows_out.append((name, f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]",
+                         f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"))  # fmt: skip
+    report(f"Seconds per shared fine-tuning step, minilm, batch {batch_size}, {repeats} interleaved repeats ({machine()})",
+           rows_out, ("weighting", "s / step, median [min, max]", "/ equal's step, paired"))  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--step-costs", type=int, default=0, metavar="N", help="only time N interleaved steps per weighting")
     p.add_argument("--per-source", type=int, default=150)
     p.add_argument("--test-per-source", type=int, default=100)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--sides", default="topic,sentiment,score,shared-equal,shared-uncertainty,shared-pcgrad")
+    p.add_argument("--sides", default="topic,sentiment,score,shared-equal,shared-uncertainty,shared-pcgrad,shared-pcgrad-rep")
     args = p.parse_args()
+    if args.step_costs:
+        return step_costs(args.per_source, args.step_costs)
     folders = write_data(args.per_source, args.test_per_source)
     sides = args.sides.split(",")
     run_side(sides[0], folders, 1, -1)  # untimed warm-up: the first run in the process pays ~10 s of imports

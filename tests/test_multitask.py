@@ -207,7 +207,35 @@ def test_pcgrad_surrogate_gives_the_backbone_exactly_the_projected_gradient():
     assert torch.allclose(model.head.heads["animal"][0].weight.grad, head_expected, atol=1e-6)  # the heads keep their own gradients
 
 
-@pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad"])
+def test_pcgrad_rep_projects_the_feature_gradients_and_carries_them_into_the_backbone():
+    from graftkit.training.multitask import PCGradRep, project_conflicting
+    from graftkit.training.objective import Objective
+
+    labels = _labels()
+    task = MultiTask.from_data([], labels, _settings("animal:classification,size:regression"))
+    for seed in range(50):  # the first draw whose two tasks' feature gradients conflict
+        torch.manual_seed(seed)
+        model = _tiny_model(task)
+        x, y = torch.randn(len(labels), 4), task.encode(labels)
+        z = model.backbone.forward_features(x)
+        losses = task.task_losses(model.head(z), y)
+        rep = [torch.autograd.grad(l, z, retain_graph=True)[0].reshape(-1) for l in losses]
+        if torch.dot(rep[0], rep[1]) < 0:
+            break
+    shared = list(model.backbone.parameters())
+    corrected = project_conflicting(rep, torch.Generator()).view_as(z)
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(z, shared, grad_outputs=corrected, retain_graph=True)])
+    head_expected = torch.autograd.grad(sum(losses), [model.head.heads["animal"][0].weight], retain_graph=True)[0]
+    loss, _ = Objective(task, [PCGradRep(task)])(model, x, y)
+    loss.backward()
+    got = torch.cat([p.grad.reshape(-1) for p in shared])
+    assert torch.allclose(got, expected, atol=1e-6)  # the backbone sees J^T of the projected feature gradient
+    equal = torch.cat([g.reshape(-1) for g in torch.autograd.grad(z, shared, grad_outputs=sum(r.view_as(z) for r in rep))])
+    assert torch.dot(rep[0], rep[1]) < 0 and not torch.allclose(got, equal, atol=1e-4)  # these tasks conflict: not the plain sum
+    assert torch.allclose(model.head.heads["animal"][0].weight.grad, head_expected, atol=1e-6)  # the heads keep their own gradients
+
+
+@pytest.mark.parametrize("weighting", ["uncertainty", "pcgrad", "pcgrad-rep"])
 def test_weighted_multitask_runs_train_and_save_their_weights(weighting, tmp_path):
     from safetensors.torch import load_file
 

@@ -35,7 +35,7 @@ from graftkit.errors import ConfigError, DataError
 from graftkit.tasks.base import Metric, Prediction, TaskSettings, get_task, label_text_loader, register_task
 from graftkit.tasks.model import GraftModel
 
-WEIGHTINGS = ("equal", "uncertainty", "pcgrad")
+WEIGHTINGS = ("equal", "uncertainty", "pcgrad", "pcgrad-rep")
 """`--task-weighting` choices (the terms are in `training/multitask.py`)."""
 
 PART_KINDS = ("classification", "multilabel", "regression")

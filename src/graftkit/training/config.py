@@ -218,7 +218,8 @@ class TrainConfig:
     task_weighting: str = "equal"
     """Multitask (`--task NAME:KIND,...`): how the tasks' losses add up: `equal` (their sum),
     `uncertainty` (learned per-task log-variances, Kendall et al. 2018) or `pcgrad` (conflicting
-    gradients projected on the shared backbone, Yu et al. 2020; needs fine-tuning)."""
+    gradients projected on the shared backbone, Yu et al. 2020; needs fine-tuning) or `pcgrad-rep`
+    (the same on the gradients of the shared features: one backward pass, about equal's cost)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -430,8 +431,8 @@ def _weighting_problems(cfg: TrainConfig) -> list[str]:
         kind = parse_strategy(cfg.strategy).kind
     except ConfigError:
         return []
-    if cfg.task_weighting == "pcgrad" and kind == "linear-probe":
-        return ["--task-weighting pcgrad projects the tasks' gradients on the shared backbone, and --strategy linear-probe trains "
+    if cfg.task_weighting in ("pcgrad", "pcgrad-rep") and kind == "linear-probe":
+        return [f"--task-weighting {cfg.task_weighting} projects the tasks' gradients on the shared backbone, and --strategy linear-probe trains "
                 "no shared weight (each task's head is its own): use --strategy finetune, or --task-weighting uncertainty"]  # fmt: skip
     return []
 

@@ -192,7 +192,7 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
         # The warm-up trains only the heads on frozen features, and a linear-probe config refuses what needs a
         # trained backbone: PCGrad (on separate heads it is equal weighting) and --regularize (nothing to pull);
         # both act in the fine-tuning that follows.
-        weighting = "equal" if cfg.task_weighting == "pcgrad" else cfg.task_weighting
+        weighting = "equal" if cfg.task_weighting.startswith("pcgrad") else cfg.task_weighting
         probe_cfg = dataclasses.replace(cfg, strategy="linear-probe", epochs=WARMUP_EPOCHS, lr=None, patience=None, probe_solver="sgd",
                                         task_weighting=weighting, regularize=None, regularize_strength=None)  # fmt: skip
         warm, _, feature_stats, _ = train_probe(inputs, backbone, head, task, probe_cfg, infer_engine, [], None, splits=("train", "val"),

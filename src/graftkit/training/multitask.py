@@ -13,7 +13,14 @@ other weightings are terms that turn that sum into their own loss:
   seeded by the step), and the projected gradients are summed. It is a surrogate term
   `sum_p <p, (g_pcgrad - g_sum)_p>` with the correction held constant, whose gradient added to the
   equal sum's is exactly the projected gradient on the backbone; the heads keep their own tasks'
-  gradients. It costs one extra backward pass per task.
+  gradients. It costs one extra backward pass through the backbone per task.
+- `pcgrad-rep`: the same projection on the gradients with respect to the shared representation
+  (the backbone's pooled features of the batch, flattened `[B * D]`) instead of the backbone's
+  weights: LibMTL's `rep_grad=True` form, as in MGDA-UB (Sener & Koltun, NeurIPS 2018). The
+  surrogate term is `<z, g_pcgrad - g_sum>` with the correction held constant, so one ordinary
+  backward carries `J^T g_pcgrad` into the backbone. The per-task gradients only run back through
+  the heads, so it costs about what `equal` costs; it is an approximation of `pcgrad` (conflicts are
+  judged on the features, not on the weights).
 """
 
 from __future__ import annotations
@@ -69,6 +76,27 @@ class PCGrad:
         return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)])
 
 
+class PCGradRep:
+    """PCGrad on the shared representation: the surrogate `<z, (g_pcgrad - g_sum)>` on the pooled
+    features `z`, whose gradient through the backbone is `J^T (g_pcgrad - g_sum)`."""
+
+    name = "pcgrad-rep"
+
+    def __init__(self, task: MultiTask, seed: int = 0) -> None:
+        self.task = task
+        self.seed = seed
+
+    def __call__(self, batch: Any) -> torch.Tensor:
+        z = batch.features
+        losses = self.task.task_losses(batch.logits.float(), batch.targets)
+        if not z.requires_grad or len(losses) < 2:  # a frozen backbone: nothing shared trains
+            return batch.logits.sum() * 0.0
+        grads = [g.reshape(-1).float() for g in (torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses)]
+        corrected = project_conflicting(grads, torch.Generator().manual_seed(self.seed + batch.step))
+        delta = (corrected - torch.stack(grads).sum(0)).view_as(z).to(z.dtype)  # held constant
+        return (z * delta).sum()
+
+
 def project_conflicting(grads: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
     """PCGrad (Yu et al. 2020, Algorithm 1): each gradient minus its projections on the others it
     conflicts with, taken in a random order; the sum of the projected gradients.
@@ -98,4 +126,6 @@ def weighting_terms(cfg: Any, model: nn.Module, inputs: Any, task: Any, engine: 
     weighting = getattr(cfg, "task_weighting", "equal")
     if weighting == "equal" or not isinstance(task, MultiTask):
         return []
-    return [UncertaintyWeighting(task) if weighting == "uncertainty" else PCGrad(task, seed=cfg.seed)]
+    if weighting == "uncertainty":
+        return [UncertaintyWeighting(task)]
+    return [PCGradRep(task, seed=cfg.seed) if weighting == "pcgrad-rep" else PCGrad(task, seed=cfg.seed)]
