@@ -32,10 +32,11 @@ from _common import WORK, fashion_mnist_folder, fresh_cache, machine, report
 
 
 def _groups(model: str) -> int:
-    from graftkit.selection._data import load_backbone_for, modality_of
+    from graftkit.sources import resolve
     from graftkit.training.config import TrainConfig
+    from graftkit.training.plan import load_backbone_for
 
-    return len(load_backbone_for(TrainConfig(model=model, offline=True), modality_of(model)).layer_groups())
+    return len(load_backbone_for(TrainConfig(model=model, offline=True), resolve(model).modality).layer_groups())
 
 
 def run_one(name: str, data, test, model: str, strategy: str, budget: float, extra: dict) -> dict:
