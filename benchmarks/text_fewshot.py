@@ -82,6 +82,27 @@ def run_setfit(train: list[tuple[str, str]], test: list[tuple[str, str]], *, see
     return {"accuracy": acc, "train_s": round(seconds, 1), "pairs": 2 * iterations * len(train)}
 
 
+def run_setfit_worker(python: str, train_csv: Path, test_csv: Path, *, seed: int, iterations: int, max_length: int, threads: int) -> dict:
+    """SetFit's recipe in its own virtual environment (`setfit_worker.py`), timed from outside too."""
+    import subprocess
+    import sys
+
+    out = WORK / "fewshot" / f"setfit-row-{os.getpid()}.json"
+    cmd = [python, str(Path(__file__).with_name("setfit_worker.py")), "--train", str(train_csv), "--test", str(test_csv), "--model-dir", minilm_path(),
+           "--seed", str(seed), "--iterations", str(iterations), "--max-length", str(max_length), "--threads", str(threads),
+           "--work", str(WORK / "runs" / "fewshot-setfit"), "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise RuntimeError(f"setfit_worker failed ({done.returncode})")
+    row = json.loads(out.read_text())
+    row["wall_s"] = round(wall, 1)
+    return row
+
+
 def run_graftkit(train_csv: Path, test_csv: Path, *, strategy: str, seed: int, settings: dict) -> dict:
     """`graftkit.fit` on the few examples (also its `val`); accuracy on `test_csv`."""
     import graftkit
@@ -89,9 +110,16 @@ def run_graftkit(train_csv: Path, test_csv: Path, *, strategy: str, seed: int, s
 
     out = WORK / "runs" / f"fewshot-{strategy}"
     shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
     run = graftkit.fit(train_csv, model=f"hf:{MODEL_DIR}" if MODEL_DIR else "minilm", strategy=strategy, out=out, val=train_csv, overwrite=True, offline=True, seed=seed, **settings)
+    t1 = time.perf_counter()
     acc = evaluate(out, test_csv)["test"]["accuracy"]
-    return {"accuracy": acc, "train_s": round(run.metrics["train_seconds"], 1), "best_epoch": run.metrics.get("best_epoch")}
+    row = {"accuracy": acc, "train_s": round(run.metrics["train_seconds"], 1), "fit_s": round(t1 - t0, 1), "predict_s": round(time.perf_counter() - t1, 1),
+           "wall_s": round(time.perf_counter() - t0, 1), "best_epoch": run.metrics.get("best_epoch")}  # fmt: skip
+    pairs = (run.metrics.get("probe") or {}).get("contrastive")
+    if pairs:
+        row.update(pairs=pairs["pairs"], pair_seconds=pairs["seconds"], probe_strength=run.metrics["probe"].get("strength"))
+    return row
 
 
 def _per_shot(text: str) -> dict[int, int]:
@@ -112,16 +140,27 @@ def main() -> None:
     p.add_argument("--probe-setting", type=_setting, action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--finetune-setting", type=_setting, action="append", default=[], metavar="KEY=VALUE", help="also used for lora")
     p.add_argument("--model-dir", default=None, help="a sentence-transformers folder used by both sides instead of the minilm package")
-    p.add_argument("--test-limit", type=int, default=None, help="score on the first N test texts only (smoke runs)")
+    p.add_argument("--test-limit", type=int, default=None, help="score on the first N test texts only (CPU runs, smoke runs)")
+    p.add_argument("--setfit-python", default=None, help="run SetFit in this interpreter's environment (setfit_worker.py), e.g. /work/venvs/setfit/bin/python")
+    p.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
+    p.add_argument("--contrastive-iterations", type=_per_shot, default=_per_shot("8:20,64:20"), help="graftkit contrastive pairs per text and kind, per shot")
+    p.add_argument("--contrastive-setting", type=_setting, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--dev", action="store_true", help="DEV split: draw from training snippets 0..5999, score on training snippets from 6000")
     p.add_argument("--json", type=Path, default=WORK / "results" / "text_fewshot.json")
     args = p.parse_args()
     global MODEL_DIR
     MODEL_DIR = args.model_dir
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     pool, test = vader_split(0)
+    if args.dev:  # the test snippets are never read: draws and scores both come from the training pool
+        pool, test = pool[:6000], pool[6000:]
     if args.test_limit:
         test = test[: args.test_limit]
-    test_csv = write_text_csv(test, WORK / "fewshot" / f"test-{len(test)}.csv")
+    split = "dev" if args.dev else "test"
+    test_csv = write_text_csv(test, WORK / "fewshot" / f"{split}-{len(test)}.csv")
     shots = [int(s) for s in args.shots.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
@@ -130,9 +169,19 @@ def main() -> None:
     for k in shots:
         for seed in seeds:
             train = few_shot(pool, k, seed)
-            train_csv = write_text_csv(train, WORK / "fewshot" / f"train-{k}pc-s{seed}.csv")
-            for method in methods:
-                if method == "setfit":
+            train_csv = write_text_csv(train, WORK / "fewshot" / f"{split}-train-{k}pc-s{seed}.csv")
+            order = methods if seed % 2 == 0 else methods[::-1]  # alternate which side runs first
+            for method in order:
+                if method == "setfit" and args.setfit_python:
+                    r = run_setfit_worker(args.setfit_python, train_csv, test_csv, seed=seed, iterations=args.setfit_iterations[k],
+                                          max_length=args.max_length, threads=args.threads)  # fmt: skip
+                    r["settings"] = {"num_iterations": args.setfit_iterations[k], "max_length": args.max_length, "batch_size": 16, "num_epochs": 1}
+                elif method == "contrastive":
+                    settings = {"batch_size": 16, "max_length": args.max_length, "precision": "fp32", "contrastive_iterations": args.contrastive_iterations[k],
+                                **dict(args.contrastive_setting)}  # fmt: skip
+                    r = run_graftkit(train_csv, test_csv, strategy=method, seed=seed, settings=settings)
+                    r["settings"] = settings
+                elif method == "setfit":
                     r = run_setfit(train, test, seed=seed, iterations=args.setfit_iterations[k], max_length=args.max_length)
                     r["settings"] = {"num_iterations": args.setfit_iterations[k], "max_length": args.max_length, "batch_size": 16, "num_epochs": 1}
                 else:
@@ -146,9 +195,11 @@ def main() -> None:
                     }
                     r = run_graftkit(train_csv, test_csv, strategy=method, seed=seed, settings=settings)
                     r["settings"] = settings
-                r.update(shots=k, seed=seed, method=method)
+                r.update(shots=k, seed=seed, method=method, split=split, first=order[0], load=os.getloadavg()[0])
                 runs.append(r)
-                print(f"{k} per class, seed {seed}, {method}: accuracy {r['accuracy']:.4f} in {r['train_s']:.0f} s", flush=True)
+                print(f"{k} per class, seed {seed}, {method}: accuracy {r['accuracy']:.4f} in {r['train_s']:.0f} s (load {r['load']:.1f})", flush=True)
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps({"machine": machine(), "split": split, "test": len(test), "runs": runs}, indent=1))  # partial rows survive
 
     rows, summary = [], {}
     for k in shots:
@@ -159,12 +210,12 @@ def main() -> None:
             summary[f"{k}/{method}"] = {"mean": statistics.mean(accs), "std": std, "n_seeds": len(accs), "mean_train_s": statistics.mean(secs)}
             rows.append((k, method, f"{statistics.mean(accs):.3f} ± {std:.3f}", len(accs), f"{statistics.mean(secs):.0f}"))
     report(
-        f"Few-shot sentiment, minilm body, VADER movie snippets, test on {len(test)} texts ({machine()})",
+        f"Few-shot sentiment, minilm body, VADER movie snippets, {split} on {len(test)} texts ({machine()})",
         rows,
         ("per class", "method", "test accuracy (mean ± std)", "seeds", "train s (mean)"),
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine(), "test": len(test), "summary": summary, "runs": runs}, indent=1))
+    args.json.write_text(json.dumps({"machine": machine(), "split": split, "test": len(test), "summary": summary, "runs": runs}, indent=1))
     print(f"\nwrote {args.json}")
 
 

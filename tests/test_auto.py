@@ -17,6 +17,9 @@ from tests.conftest import TINY_MODEL
     "facts, expected, why",
     [
         (dict(n_train=80, n_classes=10, probe_accuracy=0.6), "linear-probe", "Fewer than 20"),
+        (dict(n_train=16, n_classes=2, modality="text", probe_accuracy=0.6, contrastive_available=True), "contrastive", "contrastive pair"),
+        (dict(n_train=16, n_classes=2, modality="text", contrastive_available=False), "linear-probe", "Fewer than 20"),
+        (dict(n_train=500, n_classes=10, modality="text", probe_accuracy=0.85, n_groups=8, contrastive_available=True), "partial:4", "top 4"),
         (dict(n_train=5000, n_classes=10, probe_accuracy=0.99), "linear-probe", "already at 0.990"),
         (dict(n_train=5000, n_classes=10, probe_accuracy=0.8, time_budget_s=100, seconds_per_epoch_estimate=60), "linear-probe", "budget"),
         (dict(n_train=5000, n_classes=2, modality="text", param_count=300_000_000, lora_available=True), "lora", "LoRA"),

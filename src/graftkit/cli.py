@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "WebDataset tar shards (a folder of .tar, or 'data-{000..009}.tar': KEY.jpg|png + KEY.cls|txt|json); "
                    "for text models a CSV/TSV/JSONL/TXT file (or a folder of train.*/val.*/test.* files)")
     p.add_argument("--model", default=None, help="model id (`graft models` lists them; default efficientnet_lite0); hf:NAME_OR_PATH and minilm are text models")
-    p.add_argument("--strategy", default=None, help="linear-probe (default) | finetune | partial:N | gradual | lora (default for seq2seq/causal-lm: finetune)")
+    p.add_argument("--strategy", default=None, help="linear-probe (default) | finetune | partial:N | gradual | lora | contrastive (text, few labels: SetFit-style pairs, then the probe) | auto; default for seq2seq/causal-lm: finetune")
     p.add_argument("--out", help="run directory (default runs/<data>-<strategy>)")
     p.add_argument("--val", help="separate validation folder or manifest")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (same data; flags that differ are refused)")

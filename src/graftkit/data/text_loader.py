@@ -112,14 +112,16 @@ class TextLoader:
 
     def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         for indices in self.batches():
-            inputs = self._collate(indices)
+            inputs = self.collate(indices)
             if self.targets is not None:
                 targets = self.targets[torch.tensor(indices, dtype=torch.long)]
             else:
                 targets = inputs["labels"]
             yield inputs, targets
 
-    def _collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The padded `[B, T]` inputs of the examples at `indices` (in that order); contrastive
+        pair batches (`training/contrastive.py`) draw both sides of each pair through it."""
         out: dict[str, torch.Tensor] = {}
         for key, pad in self.pad_values.items():
             rows = [self.items[i][key] for i in indices]

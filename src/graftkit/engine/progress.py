@@ -59,9 +59,9 @@ class EpochProgress:
             keys = [k for k in row if k.startswith(prefix) and k != f"{prefix}loss" and k != "val_balanced_accuracy"]
             return " ".join(f"{short.get(k[len(prefix):], k[len(prefix):])} {row[k]:.3f}" for k in keys if row[k] is not None)
 
+        val = f"  │ val loss {row['val_loss']:.4f} {scores('val_')}" if "val_loss" in row else ""  # a loop without validation
         console.print(
-            f"{phase} {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} {scores('train_')}"
-            f"  │ val loss {row['val_loss']:.4f} {scores('val_')}"
+            f"{phase} {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} {scores('train_')}{val}"
             f"  │ {row['throughput']:.0f} {unit}/s {row['seconds']:.1f}s{star}"
         )
 

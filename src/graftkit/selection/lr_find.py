@@ -301,7 +301,7 @@ def lr_find(
 
     strat = parse_strategy(strategy)
     problems = []
-    if strat.kind in ("lora", "auto"):
+    if strat.kind in ("lora", "contrastive", "auto"):
         problems.append(f"--strategy {strategy}: lr-find sweeps linear-probe, finetune, partial:N or gradual")
     if not 0 < start_lr < end_lr:
         problems.append(f"--start-lr must be positive and below --end-lr; got {start_lr} and {end_lr}")

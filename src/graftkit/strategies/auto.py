@@ -7,9 +7,12 @@ fine-tuning step) and `fit()` applies the choice, writing it and its reasons to 
 The rule, first match wins (thresholds are the module constants below; chosen on the
 Fashion-MNIST benchmark `benchmarks/auto_strategy.py`, see `benchmarks/RESULTS.md`):
 
-1. **Few labels** — fewer than `FEW_PER_CLASS` examples per class: `linear-probe`. With a handful
-   of labels a linear head on frozen features is as good as it gets; updating millions of
-   weights from them overfits and costs far more time.
+1. **Few labels** — fewer than `FEW_PER_CLASS` examples per class: `contrastive` for text
+   single-label classification (the body trained on pairs of the labelled texts, SetFit-style,
+   then the probe: the pairs multiply the labels, so the body adapts without overfitting a new
+   head), else `linear-probe`. With a handful of labels a linear head on frozen features is as
+   good as it gets for the rest; updating millions of weights through a new head overfits and
+   costs far more time.
 2. **Probe saturated** — the quick probe already reaches `SATURATED_PROBE` validation accuracy:
    `linear-probe` (fine-tuning has almost nothing left to gain).
 3. **Budget too small** — with `--time-budget`, fewer than `MIN_FINETUNE_EPOCHS` fine-tuning epochs
@@ -60,6 +63,7 @@ def choose_strategy(
     seconds_per_epoch_estimate: float | None = None,
     n_groups: int | None = None,
     lora_available: bool = False,
+    contrastive_available: bool = False,
 ) -> tuple[Strategy, list[str]]:
     """Pick a strategy from the data size, a quick probe, the model size and the time budget.
 
@@ -73,6 +77,8 @@ def choose_strategy(
         seconds_per_epoch_estimate: Measured seconds of one fine-tuning epoch (training + validation).
         n_groups: The backbone's layer groups; `partial:N` trains the top `ceil(n_groups / 2)`.
         lora_available: Whether `lora` works for this backbone.
+        contrastive_available: Whether `contrastive` fits the run (a text model and single-label
+            classes: `training/contrastive.py: check_contrastive`).
 
     Returns:
         `(strategy, reasons)`: the reasons are full sentences, the deciding one last.
@@ -97,6 +103,12 @@ def choose_strategy(
             f"{epochs} fit in the {time_budget_s:.0f} s left of the time budget."
         )
     probe = Strategy("linear-probe")
+    if per_class < FEW_PER_CLASS and contrastive_available:
+        return Strategy("contrastive"), reasons + [
+            f"Fewer than {FEW_PER_CLASS} examples per class of text: contrastive pair training (each text paired with texts of its own "
+            "and of other classes, the body trained on their cosine similarity, then the linear probe) adapts the sentence encoder "
+            "from many pairs where fine-tuning through a new head overfits the few labels."
+        ]
     if per_class < FEW_PER_CLASS:
         return probe, reasons + [
             f"Fewer than {FEW_PER_CLASS} examples per class: a linear probe on frozen features is hard to beat, "

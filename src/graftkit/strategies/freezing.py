@@ -16,7 +16,7 @@ def trainable_group_count(strategy: Strategy, n_groups: int, epoch: int) -> int:
     """
     if strategy.kind == "linear-probe":
         return 0
-    if strategy.kind == "finetune":
+    if strategy.kind in ("finetune", "contrastive"):  # contrastive: its pair stage trains the whole body
         return n_groups
     if strategy.kind == "partial":
         return min(strategy.n or 0, n_groups)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from graftkit.errors import ConfigError
 
-STRATEGY_NAMES = ("linear-probe", "finetune", "partial:N", "gradual", "lora", "auto")
+STRATEGY_NAMES = ("linear-probe", "finetune", "partial:N", "gradual", "lora", "contrastive", "auto")
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,9 @@ class Strategy:
     """A parsed `--strategy` value."""
 
     kind: str
-    """`linear-probe`, `finetune`, `partial`, `gradual`, `lora`, or `auto` (resolved by `fit()` into one
+    """`linear-probe`, `finetune`, `partial`, `gradual`, `lora`, `contrastive` (SetFit-style: the body
+    trained on pairs of labelled texts with a cosine-similarity loss, then the probe; see
+    `training/contrastive.py`), or `auto` (resolved by `fit()` into one
     of the others before training; see `strategies/auto.py`)."""
     n: int | None = None
     """For `partial`: how many of the last layer groups train."""
@@ -34,13 +36,13 @@ def parse_strategy(text: str) -> Strategy:
         >>> parse_strategy("partial:2")
         Strategy(kind='partial', n=2)
     """
-    if text in ("linear-probe", "finetune", "gradual", "lora", "auto"):
+    if text in ("linear-probe", "finetune", "gradual", "lora", "contrastive", "auto"):
         return Strategy(text)
     if text.startswith("partial:"):
         n = text.split(":", 1)[1]
         if not n.isdigit() or int(n) < 1:
             raise ConfigError(f"--strategy {text!r}: N in partial:N must be a positive integer, e.g. partial:2")
         return Strategy("partial", int(n))
-    close = difflib.get_close_matches(text, ["linear-probe", "finetune", "partial:2", "gradual", "lora", "auto"], n=1)
+    close = difflib.get_close_matches(text, ["linear-probe", "finetune", "partial:2", "gradual", "lora", "contrastive", "auto"], n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"--strategy {text!r} is not one of {', '.join(STRATEGY_NAMES)}{hint}")

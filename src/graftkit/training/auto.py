@@ -231,6 +231,18 @@ class _StepTimer:
         return Decision(stop=True, reason="timed") if len(self.per_item) >= self.n else None
 
 
+def contrastive_fits(task: Any, modality: str, n_classes: int) -> bool:
+    """Whether `--strategy contrastive` can train this run (what `check_contrastive` accepts)."""
+    from graftkit.errors import ConfigError
+    from graftkit.training.contrastive import check_contrastive
+
+    try:
+        check_contrastive(task, modality, n_classes)
+    except ConfigError:
+        return False
+    return True
+
+
 def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: float = 0.0) -> AutoChoice:
     """Resolve `--strategy auto` and fit the epochs into `--time-budget`.
 
@@ -295,6 +307,7 @@ def plan_run(data: Any, backbone: nn.Module, task: Any, cfg: Any, *, elapsed_s: 
             seconds_per_epoch_estimate=epoch_seconds,
             n_groups=n_groups,
             lora_available="lora" in STRATEGY_NAMES and getattr(backbone, "modality", "image") == "text",
+            contrastive_available=contrastive_fits(task, getattr(backbone, "modality", "image"), n_classes),
         )
         chosen = str(strategy)
     else:

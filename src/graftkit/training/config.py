@@ -57,8 +57,10 @@ class TrainConfig:
     arch: str | None = None
     """Architecture id that a `file:` model's weights fit, e.g. `timm:resnet18`."""
     strategy: str = "linear-probe"
-    """`linear-probe`, `finetune`, `partial:N`, `gradual`, `lora` (PEFT adapters + the new head) or
-    `auto` (chosen from the data size, a quick probe, the model size and `--time-budget`)."""
+    """`linear-probe`, `finetune`, `partial:N`, `gradual`, `lora` (PEFT adapters + the new head),
+    `contrastive` (text classification with few labels: the body trained on pairs of labelled texts
+    with a cosine-similarity loss, SetFit-style, then the probe) or `auto` (chosen from the data
+    size, a quick probe, the model size and `--time-budget`)."""
     epochs: int = 10
     """Passes over the training data."""
     batch_size: int = 32
@@ -184,6 +186,14 @@ class TrainConfig:
     """seq2seq / causal-lm: beam width when generating (1 = greedy)."""
     max_new_tokens: int = 64
     """seq2seq / causal-lm: most tokens generated per input."""
+    # Contrastive pair training (training/contrastive.py).
+    contrastive_iterations: int = 20
+    """`contrastive`: pairs per training text and kind: each text gets this many same-class and this
+    many other-class partners (SetFit's `num_iterations`; 2 × iterations × texts pairs in all)."""
+    contrastive_epochs: int = 1
+    """`contrastive`: passes over the pairs (batches of `--batch-size` pairs)."""
+    contrastive_lr: float = 2e-5
+    """`contrastive`: peak learning rate of the body on the pairs (AdamW, `--schedule`, `--warmup-fraction`)."""
     # Detection (tasks/detection.py).
     detector: str | None = None
     """detection: `fcos`, `retinanet`, `faster_rcnn` or `ssdlite` (None: fcos)."""
@@ -316,6 +326,7 @@ class TrainConfig:
             elif self.detector not in DETECTORS:
                 problems.append(_choice_problem("detector", self.detector, DETECTORS))
         problems += _adaptation_problems(self)
+        problems += _contrastive_problems(self)
         problems += _regularize_problems(self)
         problems += _weighting_problems(self)
         if problems:
@@ -329,7 +340,7 @@ class TrainConfig:
     def peak_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return 3e-3 if self.parsed_strategy.kind == "linear-probe" else 1e-3
+        return 3e-3 if self.parsed_strategy.kind in PROBE_HEADS else 1e-3
 
     def resolved(self, modality: str, default_monitor: str) -> "TrainConfig":
         """The config with every `None`-means-default setting filled in for this modality and task
@@ -340,7 +351,7 @@ class TrainConfig:
         kind = self.parsed_strategy.kind
         lr = self.lr
         if lr is None:
-            lr = 3e-3 if kind == "linear-probe" else 1e-3
+            lr = 3e-3 if kind in PROBE_HEADS else 1e-3
         return replace(
             self,
             lr=lr,
@@ -348,7 +359,7 @@ class TrainConfig:
             backbone_lr_scale=self.backbone_lr_scale if self.backbone_lr_scale is not None else (0.05 if text else 1.0),
             head_init=self.head_init or ("probe" if text and kind != "lora" else "random"),
             monitor=self.monitor or default_monitor,
-            patience=self.patience if self.patience is not None else (PROBE_PATIENCE if kind == "linear-probe" else None),
+            patience=self.patience if self.patience is not None else (PROBE_PATIENCE if kind in PROBE_HEADS else None),
             regularize_strength=_regularize_strength(self),
         )
 
@@ -367,6 +378,30 @@ class TrainConfig:
                 hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ConfigError(f"unknown training setting(s): {', '.join(hints)}; valid settings: {', '.join(sorted(known))}")
         return cls(**settings)
+
+
+PROBE_HEADS = ("linear-probe", "contrastive")
+"""Strategies whose head is the probe on cached features (contrastive: after its pair stage)."""
+
+
+def _contrastive_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with the `contrastive` settings, and what it cannot be combined with."""
+    problems = []
+    for name in ("contrastive_iterations", "contrastive_epochs"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"--{_flag(name)} must be at least 1, got {getattr(cfg, name)}")
+    if not cfg.contrastive_lr > 0:
+        problems.append(f"--contrastive-lr must be positive, got {cfg.contrastive_lr}")
+    try:
+        kind = parse_strategy(cfg.strategy).kind
+    except ConfigError:
+        return problems
+    if kind == "contrastive":
+        for name, value in (("target_unlabeled", cfg.target_unlabeled), ("regularize", cfg.regularize), ("mix", cfg.mix)):
+            if value is not None:
+                problems.append(f"--{_flag(name)} does not apply to --strategy contrastive (its body trains on pairs, not through the "
+                                "fine-tuning objective): drop it, or use --strategy finetune")  # fmt: skip
+    return problems
 
 
 ADAPT_METHODS = ("none", "adabn", "coral", "dann", "cdan", "selftrain", "auto")

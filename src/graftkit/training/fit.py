@@ -87,7 +87,8 @@ def fit(
             CSV/TSV/JSONL/TXT file (or a folder of `train.*`/`val.*`/`test.*` files).
         model: model id (None: efficientnet_lite0, or on `resume` the run's own); `graft models`
             lists them. `hf:` ids and `minilm` are text models.
-        strategy: `linear-probe`, `finetune`, `partial:N`, `gradual`, `lora` or `auto` (None: the
+        strategy: `linear-probe`, `finetune`, `partial:N`, `gradual`, `lora`, `contrastive` (text
+            classification: the body on pairs of labelled texts, then the probe) or `auto` (None: the
             task's default — linear-probe, or finetune for seq2seq / causal-lm).
         out: run directory; default `runs/<data name>-<strategy>`.
         val: a separate validation folder or file (else a seeded, stratified split is made).
@@ -182,6 +183,11 @@ def train_run(plan: FitPlan, callbacks: Iterable[Callback] = ()) -> Trained:
     all_callbacks.extend(callbacks)
     resume_point = load_resume_point(run_dir, rewrite_history=main) if plan.resume else None
 
+    if strat.kind == "contrastive":  # the body on pairs of labelled texts, then the probe (training/contrastive.py)
+        from graftkit.training.contrastive import train_contrastive
+
+        result, outputs, feature_stats, probe = train_contrastive(inputs, backbone, head, task, cfg, train_engine, infer_engine, all_callbacks)
+        return Trained(model, result, outputs, feature_stats, meta, probe)
     if strat.kind == "linear-probe" and task.backbone_head == "features":
         result, outputs, feature_stats, probe = train_probe(inputs, backbone, head, task, cfg, infer_engine, all_callbacks, resume_point)
         return Trained(model, result, outputs, feature_stats, meta, probe)

@@ -132,6 +132,10 @@ def plan_fit(
     if cfg.monitor not in task.metrics:
         raise ConfigError(f"--monitor {cfg.monitor!r} is not a {task.name} metric; choose one of {', '.join(task.metrics)}")
     task.check_strategy(cfg.parsed_strategy.kind)
+    if cfg.parsed_strategy.kind == "contrastive":
+        from graftkit.training.contrastive import check_contrastive
+
+        check_contrastive(task, modality, len(getattr(dataset, "classes", None) or []))
     _check_partial_depth(cfg, backbone)
     if cfg.target_unlabeled is not None:
         from graftkit.training.adapt import check_adaptation
