@@ -52,7 +52,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ev = graftkit.evaluate(out, im["test"], batch_size=im["batch_size"])
         result["evaluate_s"] = time.perf_counter() - t0
-        result["accuracy"] = ev["accuracy"] if "accuracy" in ev else ev["metrics"]["accuracy"]
+        result["accuracy"] = ev["test"]["accuracy"]
         result["train_s"] = run.metrics["train_seconds"]
     elif side == "graftkit-text":
         tx = cfg["text"]
