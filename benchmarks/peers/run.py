@@ -174,7 +174,11 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per side run")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "peers.json")
     p.add_argument("--prepare-only", action="store_true")
+    p.add_argument("--table", type=Path, nargs="+", metavar="JSON", help="only print the table of these result files' rows (a cut-short run too)")
     args = p.parse_args()
+    if args.table:
+        print(plan.table([row for f in args.table for row in json.loads(f.read_text())["rows"]]))
+        return
 
     sides = [s for s in args.sides.split(",") if s]
     order = plan.schedule(sides, args.rounds)
