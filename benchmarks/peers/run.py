@@ -127,7 +127,7 @@ def run_side(side: plan.Side, python: Path, config: Path, work: Path, threads: i
     else:
         env.update(dict(plan.VENVS[side.venv].env))
         env.pop("PYTHONPATH", None)
-    load_before = os.getloadavg()
+    load_before, started = os.getloadavg(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     env["PEERS_T0"] = repr(time.time())
     t0 = time.perf_counter()
     log = work / "logs" / f"{side.name}-r{round_index}.log"
@@ -142,7 +142,7 @@ def run_side(side: plan.Side, python: Path, config: Path, work: Path, threads: i
     wall = time.perf_counter() - t0
     row = {"side": side.name, "round": round_index, "wall_s": round(wall, 2), "rc": rc, "ok": rc == 0 and result_path.is_file(),
            "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-           "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "log": str(log)}
+           "started": started, "log": str(log)}
     if row["ok"]:
         row.update(json.loads(result_path.read_text()))
     else:
