@@ -122,15 +122,6 @@ def test_hf_waveform_model_from_a_folder(tiny_wav2vec2_dir):
     assert scratch.weights.sha256 is None
 
 
-def test_spectrogram_hf_models_are_refused_with_a_message(tmp_path):
-    """AST takes spectrograms and is not an audio encoder graftkit loads yet (Whisper is: `--task asr`, tests/test_asr.py)."""
-    from transformers import ASTConfig
-
-    ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32).save_pretrained(tmp_path / "a")
-    with pytest.raises(ConfigError, match="is a audio-spectrogram-transformer model \\(spectrogram input\\)"):
-        load_backbone(f"scratch:hf:{tmp_path / 'a'}")
-
-
 # --- data --------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""`hf:` audio models: waveform encoders (wav2vec2, HuBERT, WavLM, data2vec-audio, ...) through
+"""`hf:` audio models: waveform encoders (wav2vec2, HuBERT, WavLM, data2vec-audio, ...) and the
+Audio Spectrogram Transformer (AST, behind its fbank ported to torch: `backbones/ast.py`) through
 transformers' `AutoModel`, from a `save_pretrained` folder or the hub cache, as an `AudioBackbone`.
 
 An `hf:` id is an audio model when its `config.json` names one of `AUDIO_MODEL_TYPES`; the
@@ -23,8 +24,12 @@ AUDIO_MODEL_TYPES = frozenset({
     "wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew", "sew-d",
 })  # fmt: skip
 """transformers `model_type`s read as waveform encoders (raw 16 kHz samples in, frames out)."""
-SPECTROGRAM_MODEL_TYPES = frozenset({"whisper", "audio-spectrogram-transformer", "speech_to_text"})
-"""Audio models that need a spectrogram feature extractor: recognised, refused with a message."""
+AST_MODEL_TYPE = "audio-spectrogram-transformer"
+"""Loaded with its fbank front end in torch (`HFSpectrogramEncoder`)."""
+SPECTROGRAM_MODEL_TYPES = frozenset({"whisper", AST_MODEL_TYPE, "speech_to_text"})
+"""Audio models that need a spectrogram front end: Whisper (`sources/whisper_builtin.py`) and AST
+load; the others are recognised and refused with a message (`REFUSED_MODEL_TYPES`)."""
+REFUSED_MODEL_TYPES = SPECTROGRAM_MODEL_TYPES - {"whisper", AST_MODEL_TYPE}
 
 
 def config_model_type(folder: Path | None) -> str | None:
@@ -112,22 +117,14 @@ def load_hf_audio(folder: Path, *, model_id: str, pretrained: bool = True, arch:
         >>> bb.forward_frames(torch.zeros(1, 16000)).shape[-1] == bb.num_features
         True
     """
-    from transformers import AutoConfig, AutoModel
-
     kind = config_model_type(folder)
-    if kind in SPECTROGRAM_MODEL_TYPES:
+    if kind in REFUSED_MODEL_TYPES or kind == "whisper":  # Whisper is routed to whisper_builtin before this
         raise ConfigError(f"'{model_id}' is a {kind} model (spectrogram input): as an audio encoder only waveform models "
-                          f"({', '.join(sorted(AUDIO_MODEL_TYPES))}) load through hf: for now")  # fmt: skip
-    config = AutoConfig.from_pretrained(str(folder))
-    weights = _weights_file(folder)
-    if pretrained and weights is not None:
-        model, info = AutoModel.from_pretrained(str(folder), output_loading_info=True)
-        bad = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
-        if bad or info.get("mismatched_keys"):
-            raise WeightsMismatchError(f"{weights} does not fit {config.model_type}: missing {bad[:5]}, mismatched {info.get('mismatched_keys')[:5]}")
-        digest: str | None = sha256_file(weights)
-    else:
-        model, digest = AutoModel.from_config(config), None
+                          f"({', '.join(sorted(AUDIO_MODEL_TYPES))}) and {AST_MODEL_TYPE} load through hf: for now")  # fmt: skip
+    if kind == AST_MODEL_TYPE:
+        return _load_ast(folder, model_id=model_id, pretrained=pretrained, arch=arch)
+    model, digest = _load_model(folder, pretrained)
+    config = model.config
     model.config.apply_spec_augment = False  # masking belongs to augmentation, not to the encoder's forward
     if isinstance(getattr(model, "masked_spec_embed", None), nn.Parameter):
         model.masked_spec_embed.requires_grad_(False)  # used only by SpecAugment inside the model, which is off
@@ -139,6 +136,74 @@ def load_hf_audio(folder: Path, *, model_id: str, pretrained: bool = True, arch:
     backbone = AudioBackbone(HFAudioEncoder(model), int(config.hidden_size), preprocess, info_, _groups, _frame_rate(config, preprocess.sample_rate))
     backbone.save_architecture = lambda out: _save_architecture(model, folder, Path(out))  # type: ignore[attr-defined]
     return backbone
+
+
+def _load_model(folder: Path, pretrained: bool) -> tuple[nn.Module, str | None]:
+    """`AutoModel` from `folder`: its weights, strictly (missing or mismatched keys fail), or random
+    from the config (no weights file, or `pretrained=False`); and the weights' sha256 (None when random)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(str(folder))
+    weights = _weights_file(folder)
+    if not (pretrained and weights is not None):
+        return AutoModel.from_config(config), None
+    model, info = AutoModel.from_pretrained(str(folder), output_loading_info=True)
+    bad = [k for k in info.get("missing_keys", []) if "masked_spec_embed" not in k]
+    if bad or info.get("mismatched_keys"):
+        raise WeightsMismatchError(f"{weights} does not fit {config.model_type}: missing {bad[:5]}, mismatched {list(info.get('mismatched_keys') or [])[:5]}")
+    return model, sha256_file(weights)
+
+
+def _ast_groups(encoder: nn.Module) -> list[list[nn.Module]]:
+    """Input → output: patch and position embeddings, each encoder layer, the final layernorm."""
+    model = encoder.model
+    layers = model.layers if hasattr(model, "layers") else model.encoder.layer  # transformers 5 / 4
+    return [[model.embeddings], *[[layer] for layer in layers], [model.layernorm]]
+
+
+def _load_ast(folder: Path, *, model_id: str, pretrained: bool, arch: str | None) -> AudioBackbone:
+    """An AST (`ASTModel`) behind `ASTFbank`: 16 kHz waveforms in, the model's tokens out.
+
+    The fbank settings come from `preprocessor_config.json` (`ASTFeatureExtractor`'s defaults
+    without one); the clip length is the model's window, `max_length` frames of 10 ms.
+    """
+    from graftkit.backbones.ast import HOP, SAMPLE_RATE, HFSpectrogramEncoder, ast_fbank
+
+    model, digest = _load_model(folder, pretrained)
+    config = model.config
+    fe = folder / "preprocessor_config.json"
+    settings = json.loads(fe.read_text(encoding="utf-8")) if fe.is_file() else {}
+    rate = int(settings.get("sampling_rate", SAMPLE_RATE))
+    if rate != SAMPLE_RATE:
+        raise ConfigError(f"{fe}: sampling_rate {rate}: the AST fbank is ported for {SAMPLE_RATE} Hz audio only")
+    fbank = ast_fbank(settings, config_max_length=int(config.max_length))
+    if fbank.max_length != int(config.max_length) or fbank.mel_filters.shape[1] != int(config.num_mel_bins):
+        raise ConfigError(f"{fe}: max_length {fbank.max_length} / num_mel_bins {fbank.mel_filters.shape[1]} do not fit the model's "
+                          f"config ({config.max_length} / {config.num_mel_bins}): use the preprocessor config saved with the model")  # fmt: skip
+    seconds = fbank.max_length * HOP / rate
+    encoder = HFSpectrogramEncoder(fbank, model)
+    preprocess = AudioPreprocess(sample_rate=rate, max_seconds=seconds, normalize=False)  # the fbank normalises
+    f_dim, t_dim = model.embeddings.get_shape(config)
+    tokens = 2 + f_dim * t_dim  # CLS + distillation + patches, whatever the clip's length
+    info_ = WeightsInfo(
+        model_id=model_id, arch=arch or f"hf:{folder}", source="hf" if digest else "scratch", sha256=digest,
+        extra={"folder": str(folder), "model_type": config.model_type},
+    )  # fmt: skip
+    backbone = AudioBackbone(encoder, int(config.hidden_size), preprocess, info_, _ast_groups, tokens / seconds)
+    backbone.save_architecture = lambda out: _save_ast_architecture(model, fbank, settings, Path(out))  # type: ignore[attr-defined]
+    return backbone
+
+
+def _save_ast_architecture(model: nn.Module, fbank: Any, settings: dict, out: Path) -> None:
+    """config.json and preprocessor_config.json (the fbank's settings, written out in full)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(str(out))
+    full = {
+        "feature_extractor_type": "ASTFeatureExtractor", "feature_size": 1, "padding_value": 0.0, "return_attention_mask": False,
+        **settings, "sampling_rate": 16000, "num_mel_bins": int(fbank.mel_filters.shape[1]), "max_length": fbank.max_length,
+        "mean": fbank.mean, "std": fbank.std, "do_normalize": fbank.do_normalize,
+    }  # fmt: skip
+    (out / "preprocessor_config.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
 
 
 def _save_architecture(model: nn.Module, folder: Path, out: Path) -> None:
