@@ -98,8 +98,8 @@ def _weights_file(folder: Path) -> Path | None:
 
 
 def load_hf_audio(folder: Path, *, model_id: str, pretrained: bool = True, arch: str | None = None) -> AudioBackbone:
-    """A transformers waveform encoder from a `save_pretrained` folder (config, optional
-    feature-extractor config, weights) as an `AudioBackbone`.
+    """A transformers waveform encoder, or an AST behind its torch fbank, from a `save_pretrained`
+    folder (config, optional feature-extractor config, weights) as an `AudioBackbone`.
 
     Args:
         folder: The folder (a hub-cache snapshot or a local one).
@@ -109,7 +109,8 @@ def load_hf_audio(folder: Path, *, model_id: str, pretrained: bool = True, arch:
         arch: The architecture id to record (default `hf:<folder>`).
 
     Raises:
-        ConfigError: The config is not a waveform model transformers knows.
+        ConfigError: The config is not a waveform model or AST transformers knows (speech_to_text is
+            refused by name), or an AST's preprocessor config does not fit its model config.
         WeightsMismatchError: The weights do not fit the config.
 
     Example:
