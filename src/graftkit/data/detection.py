@@ -10,7 +10,6 @@ category id, a missing image file, a duplicate id) is collected and raised in on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -21,7 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from graftkit.data._problems import Problems
-from graftkit.data.core import val_count
+from graftkit.data.core import split_key, val_count
 from graftkit.errors import ConfigError, DataError
 
 FORMATS = ("coco", "yolo", "voc")
@@ -163,7 +162,8 @@ def read_detection_data(
         train = splits.get("train", [])
         if len(train) < 2:
             raise DataError([f"{path} holds {len(train)} image(s); a detector needs at least 2 (one to train on, one to validate)"], str(path))
-        splits["train"], splits["val"] = seeded_image_split(train, val_fraction, seed)
+        root = Path(path).parent if Path(path).is_file() else Path(path)
+        splits["train"], splits["val"] = seeded_image_split(train, val_fraction, seed, root=root)
         split_note = f"seeded {round(val_fraction * 100)}% of images (seed {seed})"
     return DetectionData(
         train=splits.get("train", []), val=splits.get("val", []), test=splits.get("test", []), classes=classes,
@@ -192,9 +192,17 @@ def read_detection_source(path: str | os.PathLike[str]) -> tuple[dict[str, list[
     return splits, classes, fmt
 
 
-def seeded_image_split(samples: Sequence[BoxSample], fraction: float, seed: int) -> tuple[list[BoxSample], list[BoxSample]]:
-    """(train, val): images ordered by a hash of seed and path, the first `val_count` held out."""
-    order = sorted(range(len(samples)), key=lambda i: hashlib.sha256(f"{seed}:{samples[i].path}".encode()).digest())
+def seeded_image_split(
+    samples: Sequence[BoxSample], fraction: float, seed: int, *, root: Path
+) -> tuple[list[BoxSample], list[BoxSample]]:
+    """(train, val): images ordered by `split_key(seed, path relative to root)`, the first
+    `val_count` held out; so the split does not change when the data set moves."""
+
+    def key(s: BoxSample) -> str:
+        path = Path(s.path)
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+
+    order = sorted(range(len(samples)), key=lambda i: split_key(seed, key(samples[i])))
     held = set(order[: val_count(len(samples), fraction)])
     return [s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held]
 
