@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from graftkit.backbones.audio import AudioPreprocess
+from graftkit.backbones.audio import AudioPreprocess, LayerPooling
 from graftkit.backbones.base import WeightsInfo
 
 HOP = 160
@@ -72,7 +72,7 @@ def whisper_groups(model: nn.Module) -> list[list[nn.Module]]:
     ]
 
 
-class WhisperBackbone(nn.Module):
+class WhisperBackbone(LayerPooling, nn.Module):
     """A transformers `WhisperForConditionalGeneration` as an audio backbone that keeps its decoder.
 
     Args:
@@ -113,6 +113,7 @@ class WhisperBackbone(nn.Module):
         self.num_features = int(model.config.d_model)
         self.preprocess = AudioPreprocess(sample_rate=16000, max_seconds=window / 16000, normalize=False)
         self._save = save_architecture
+        self.layer_mix = None
 
     @property
     def window_seconds(self) -> float:
@@ -135,11 +136,27 @@ class WhisperBackbone(nn.Module):
         return self.mel(x)
 
     def forward_frames(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        """Encoder frames `[B, T, D]`, cut to the clip's length (T = ceil(S / 320), 50 per second)."""
+        """Encoder frames `[B, T, D]`, cut to the clip's length (T = ceil(S / 320), 50 per second);
+        under `--layer-pooling weighted` the learned mix of every encoder layer's frames."""
+        if self.layer_mix is not None:
+            return self.mixed_frames(x)
         wave = x["waveform"] if isinstance(x, dict) else x
         frames = self.model.model.encoder(self.input_features(wave)).last_hidden_state  # (B, 1500, D) for 30 s
-        keep = max(1, min(frames.shape[1], math.ceil(wave.shape[-1] / (2 * HOP))))
-        return frames[:, :keep]
+        return frames[:, : self._keep(wave, frames)]
+
+    def _keep(self, wave: torch.Tensor, frames: torch.Tensor) -> int:
+        return max(1, min(frames.shape[1], math.ceil(wave.shape[-1] / (2 * HOP))))
+
+    def has_layers(self) -> bool:
+        return True
+
+    def layer_frames(self, x: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Every encoder hidden state `[B, T, D]` (the embeddings, then each layer; the last is
+        after the final layer norm, `forward_frames`' frames), cut to the clip's length."""
+        wave = x["waveform"] if isinstance(x, dict) else x
+        out = self.model.model.encoder(self.input_features(wave), output_hidden_states=True)
+        keep = self._keep(wave, out.last_hidden_state)
+        return [h[:, :keep] for h in (*out.hidden_states[:-1], out.last_hidden_state)]
 
     def forward_features(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled features `[B, D]`: the mean of the clip's encoder frames."""
@@ -149,7 +166,7 @@ class WhisperBackbone(nn.Module):
         return self.forward_features(x)
 
     def layer_groups(self) -> list[list[nn.Module]]:
-        return whisper_groups(self.model)
+        return self.mix_groups(whisper_groups(self.model))
 
     def frames_for(self, seconds: float) -> int:
         """Encoder frames for a clip of `seconds` (50 per second, at most the window's)."""

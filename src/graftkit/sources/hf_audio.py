@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from graftkit.backbones.audio import AudioBackbone, AudioPreprocess
@@ -65,6 +66,11 @@ class HFAudioEncoder(nn.Module):
 
     def forward(self, x):
         return self.model(input_values=x).last_hidden_state
+
+    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden state `[B, T, D]`, input → output; the last is `forward`'s frames."""
+        out = self.model(input_values=x, output_hidden_states=True)
+        return [*out.hidden_states[:-1], out.last_hidden_state]
 
 
 def _groups(encoder: nn.Module) -> list[list[nn.Module]]:
