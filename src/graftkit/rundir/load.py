@@ -70,6 +70,8 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
 
         backbone = build_audio_architecture(spec.model.arch, path / "hf")
         backbone.preprocess = AudioPreprocess.from_dict(spec.preprocess)
+        if backbone.preprocess.layer_pooling != "last":  # the learned layer mix is in model.safetensors
+            backbone.use_layer_pooling(backbone.preprocess.layer_pooling)
     else:
         from graftkit.backbones.base import ImagePreprocess
         from graftkit.sources import build_architecture

@@ -278,8 +278,14 @@ def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "fea
             cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed, head_kind=backbone_head,
             trust_remote_code=cfg.trust_remote_code, max_length=cfg.max_length, pooling=cfg.pooling,
         )  # fmt: skip
+    if cfg.layer_pooling != "last" and (modality != "audio" or backbone_head != "features"):
+        what = f"--task reads {backbone_head}" if modality == "audio" else f"{cfg.model} is a {modality} model"
+        raise ConfigError(f"--layer-pooling {cfg.layer_pooling} mixes an audio encoder's layers for a head on pooled features "
+                          f"(classification, multi-label, regression); {what}: drop --layer-pooling")  # fmt: skip
     backbone = load_backbone(cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed)
     if modality == "audio":
+        if cfg.layer_pooling != "last":
+            backbone.use_layer_pooling(cfg.layer_pooling)
         return backbone
     if cfg.image_size is not None:
         _check_image_size(backbone, cfg.image_size)

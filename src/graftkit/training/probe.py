@@ -22,6 +22,8 @@ from graftkit.engine.progress import info
 def probe_features(inputs, backbone, cfg, engine, splits=("train", "val", "test")) -> tuple[dict[str, torch.Tensor], FeatureStats]:
     """Frozen-backbone features `[N, D]` per split, through the on-disk feature cache."""
     freeze_layer_groups(backbone.layer_groups(), 0)
+    if getattr(backbone, "layer_mix", None) is not None:  # --layer-pooling weighted: every layer's features, flat
+        backbone = LayerFeatures(backbone)
     backbone = engine.setup(backbone)
     cache = None
     if cfg.feature_cache:
@@ -54,6 +56,9 @@ def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_poi
     feats, stats = probe_features(inputs, backbone, cfg, engine, splits)
     head_engine = LocalEngine()
     labels = {split: inputs.targets(split, task) for split in feats}
+    mix = getattr(backbone, "layer_mix", None)
+    if mix is not None:
+        return train_mixed_probe(feats, labels, backbone, mix, head, task, cfg, head_engine, callbacks, resume_point, stats, phase)
     linear = probe_solver_head(task, head, cfg.probe_solver)
     if linear is not None:
         result, outputs, record = solve_linear_probe(task, head, linear, feats, labels, cfg, head_engine)
@@ -140,3 +145,69 @@ class PrecomputedFeatures(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return x  # (B, D) features pass straight to the head
+
+
+class LayerFeatures(nn.Module):
+    """A backbone under `--layer-pooling weighted` as the probe's feature extractor: every layer's
+    pooled features, flattened to `[B, L * D]` (the feature cache stores rows)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.weights, self.preprocess = backbone.weights, backbone.preprocess  # the cache key: weights, preprocess (layer_pooling)
+        self.num_layers = backbone.layer_mix.logits.numel()
+        self.num_features = self.num_layers * backbone.num_features
+
+    def forward_features(self, x):
+        return self.backbone.forward_layer_features(x).flatten(1)
+
+
+class PrecomputedLayers(nn.Module):
+    """Cached per-layer features `[B, L * D]` mixed by the backbone's `LayerMix` into `[B, D]`; as
+    `backbone.layer_mix` here, the state-dict keys are the full model's."""
+
+    def __init__(self, layer_mix: nn.Module, width: int) -> None:
+        super().__init__()
+        self.layer_mix, self.width = layer_mix, width
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer_mix(x.view(x.shape[0], -1, self.width))
+
+
+def train_mixed_probe(feats, labels, backbone, mix, head, task, cfg, engine, callbacks, resume_point, stats, phase):
+    """`--layer-pooling weighted` probe: the layer mix and the head train together on cached
+    per-layer features (SGD in the loop); then, where the task has a convex solver, the head is
+    solved again on the learned mix's features. Returns what `train_probe` does."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    width = backbone.num_features
+    mix.logits.requires_grad_(True)  # frozen with the backbone's groups; here it trains
+    probe_model = GraftModel(PrecomputedLayers(mix, width), head)
+    if resume_point is not None:
+        probe_model.load_state_dict({k.replace("backbone.layer_mix.", "backbone.layer_mix.", 1): v for k, v in resume_point.model.items()})
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
+    val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
+    info(f"parameters: {sum(p.numel() for p in head.parameters()):,} trainable (head) + {mix.logits.numel()} layer weights")
+    groups = [{"params": [p for p in head.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in head.parameters() if p.ndim <= 1] + [mix.logits], "weight_decay": 0.0}]  # fmt: skip
+    optimizer, scheduler = build_optimizer(groups, cfg, cfg.epochs * len(train_loader), resume_point)
+    objective = build_objective(cfg, probe_model, None, task, engine, [weighting_terms])
+    result = train_loop(probe_model, train_loader, val_loader, task=task, optimizer=optimizer, scheduler=scheduler, engine=engine,
+                        options=loop_options(cfg, resume_point, unit="feat", phase=phase, objective=objective), callbacks=callbacks)  # fmt: skip
+    if result.best_state is not None:
+        probe_model.load_state_dict(result.best_state)
+    mix.logits.requires_grad_(False)
+    info(f"layer weights (input → output): {', '.join(f'{w:.3f}' for w in mix.weights())}")
+    with torch.no_grad():
+        mixed = {split: probe_model.backbone.forward_features(f) for split, f in feats.items()}
+    record = {"layer_weights": mix.weights()}
+    linear = probe_solver_head(task, head, cfg.probe_solver)
+    if linear is not None:  # the convex head on the learned mix
+        solved, outputs, solver_record = solve_linear_probe(task, head, linear, mixed, labels, cfg, engine)
+        return LoopResult(result.history, *solved[1:]) if False else result, outputs, stats, {**solver_record, **record}
+    outputs = {}
+    for split in ("val", "test"):
+        if split in mixed:
+            outputs[split] = predict_probs(head, DataLoader(TensorDataset(mixed[split], labels[split]), batch_size=1024), engine, task)
+    return result, outputs, stats, record
