@@ -68,8 +68,15 @@ class HFAudioEncoder(nn.Module):
         return self.model(input_values=x).last_hidden_state
 
     def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every hidden state `[B, T, D]`, input → output; the last is `forward`'s frames."""
-        out = self.model(input_values=x, output_hidden_states=True)
+        """Every hidden state `[B, T, D]`, input → output; the last is `forward`'s frames. LayerDrop
+        is off here: a skipped layer would leave no hidden state, and the mix weighs each by place."""
+        config = self.model.config
+        drop = getattr(config, "layerdrop", 0.0)
+        config.layerdrop = 0.0
+        try:
+            out = self.model(input_values=x, output_hidden_states=True)
+        finally:
+            config.layerdrop = drop
         return [*out.hidden_states[:-1], out.last_hidden_state]
 
 

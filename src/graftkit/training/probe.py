@@ -184,7 +184,7 @@ def train_mixed_probe(feats, labels, backbone, mix, head, task, cfg, engine, cal
     mix.logits.requires_grad_(True)  # frozen with the backbone's groups; here it trains
     probe_model = GraftModel(PrecomputedLayers(mix, width), head)
     if resume_point is not None:
-        probe_model.load_state_dict({k.replace("backbone.layer_mix.", "backbone.layer_mix.", 1): v for k, v in resume_point.model.items()})
+        probe_model.load_state_dict(resume_point.model)  # keys `backbone.layer_mix.logits`, `head.*`
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
     val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
@@ -204,8 +204,8 @@ def train_mixed_probe(feats, labels, backbone, mix, head, task, cfg, engine, cal
     record = {"layer_weights": mix.weights()}
     linear = probe_solver_head(task, head, cfg.probe_solver)
     if linear is not None:  # the convex head on the learned mix
-        solved, outputs, solver_record = solve_linear_probe(task, head, linear, mixed, labels, cfg, engine)
-        return LoopResult(result.history, *solved[1:]) if False else result, outputs, stats, {**solver_record, **record}
+        _, outputs, solver_record = solve_linear_probe(task, head, linear, mixed, labels, cfg, engine)
+        return result, outputs, stats, {**solver_record, **record}
     outputs = {}
     for split in ("val", "test"):
         if split in mixed:

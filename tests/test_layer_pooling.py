@@ -1,0 +1,54 @@
+"""`--layer-pooling weighted` (SUPERB): a learned softmax-weighted sum of an audio encoder's layers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import graftkit
+from graftkit.errors import ConfigError
+from tests.audio_data import PITCHES, make_audio_folder
+
+
+@pytest.fixture
+def tones(tmp_path):
+    return make_audio_folder(tmp_path / "tones", per_class=8)
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "finetune"])
+def test_weighted_layers_train_save_and_reload_to_equal_logits(tmp_path, tones, tiny_wav2vec2_dir, strategy):
+    run = graftkit.fit(tones, model=f"hf:{tiny_wav2vec2_dir}", strategy=strategy, layer_pooling="weighted", out=tmp_path / "run",
+                       epochs=3, batch_size=8, offline=True, precision="fp32")  # fmt: skip
+    logits = load_file(str(run.dir / "model.safetensors"))["backbone.layer_mix.logits"]
+    assert logits.numel() == 3  # the embeddings + 2 transformer layers
+    assert not torch.equal(logits, torch.zeros(3))  # the mix trained (it starts equal)
+    meta = json.loads((run.dir / "graft.json").read_text())
+    assert meta["preprocess"]["layer_pooling"] == "weighted"
+    model, _, _ = graftkit.rundir.load_model(run.dir)
+    assert torch.equal(model.backbone.layer_mix.logits.detach(), logits)
+    wave = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        frames = model.backbone.forward_frames(wave)
+        layers = torch.stack(model.backbone.layer_frames(wave), dim=1)
+        w = torch.softmax(logits, dim=0)
+        assert torch.allclose(frames, (layers * w.view(1, -1, 1, 1)).sum(1), atol=1e-5)
+    assert graftkit.load(run.dir).predict([str(tones / "low" / "low_0.wav")])[0].label in PITCHES
+
+
+def test_probe_caches_per_layer_features_apart_from_last_layer_features(tmp_path, tones, tiny_wav2vec2_dir):
+    common = dict(model=f"hf:{tiny_wav2vec2_dir}", strategy="linear-probe", epochs=1, batch_size=8, offline=True, precision="fp32")
+    graftkit.fit(tones, out=tmp_path / "a", **common)
+    weighted = graftkit.fit(tones, out=tmp_path / "b", layer_pooling="weighted", **common)
+    assert weighted.metrics["features"]["cached"] == 0  # another key: the last-layer features do not stand in
+    again = graftkit.fit(tones, out=tmp_path / "c", layer_pooling="weighted", **common)
+    assert again.metrics["features"]["computed"] == 0
+
+
+def test_encoders_without_layers_and_frame_tasks_are_refused(tmp_path, tones, tiny_wav2vec2_dir):
+    with pytest.raises(ConfigError, match="--layer-pooling weighted needs an encoder with per-layer frames"):
+        graftkit.fit(tones, model="wakehubert_tiny", layer_pooling="weighted", out=tmp_path / "r1", epochs=1, offline=True)
+    with pytest.raises(ConfigError, match="--layer-pooling 'mean' is not one of last, weighted"):
+        graftkit.fit(tones, model=f"hf:{tiny_wav2vec2_dir}", layer_pooling="mean", out=tmp_path / "r2", epochs=1, offline=True)
