@@ -52,3 +52,24 @@ def test_encoders_without_layers_and_frame_tasks_are_refused(tmp_path, tones, ti
         graftkit.fit(tones, model="wakehubert_tiny", layer_pooling="weighted", out=tmp_path / "r1", epochs=1, offline=True)
     with pytest.raises(ConfigError, match="--layer-pooling 'mean' is not one of last, weighted"):
         graftkit.fit(tones, model=f"hf:{tiny_wav2vec2_dir}", layer_pooling="mean", out=tmp_path / "r2", epochs=1, offline=True)
+
+
+@pytest.mark.parametrize("kind", ["whisper", "ast"])
+def test_whisper_and_ast_layers_end_in_their_frames_and_mix_by_the_weights(tmp_path, kind):
+    from graftkit.sources import load_backbone
+    from tests.audio_data import make_tiny_whisper
+    from tests.test_hf_ast import make_tiny_ast
+
+    folder = make_tiny_whisper(tmp_path / "w") if kind == "whisper" else make_tiny_ast(tmp_path / "a")
+    bb = load_backbone(f"hf:{folder}", offline=True).eval()
+    wave = torch.randn(2, 8000) * 0.1
+    with torch.no_grad():
+        last = bb.forward_frames(wave)
+        layers = bb.layer_frames(wave)
+        assert torch.allclose(layers[-1], last, atol=1e-6) and all(h.shape == last.shape for h in layers)
+        bb.use_layer_pooling("weighted")
+        assert bb.layer_mix.logits.numel() == len(layers) and bb.preprocess.layer_pooling == "weighted"
+        bb.layer_mix.logits.copy_(torch.arange(len(layers), dtype=torch.float32))
+        w = torch.softmax(bb.layer_mix.logits, dim=0)
+        assert torch.allclose(bb.forward_frames(wave), sum(wi * h for wi, h in zip(w, layers)), atol=1e-5)
+    assert bb.layer_mix in bb.layer_groups()[-1]  # the mix trains with the top group
