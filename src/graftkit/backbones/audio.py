@@ -94,8 +94,6 @@ class LayerPooling:
         """
         import dataclasses as dc
 
-        if kind not in LAYER_POOLINGS:
-            raise ConfigError(f"--layer-pooling must be one of {', '.join(LAYER_POOLINGS)}, got {kind!r}")
         self.layer_mix = None
         if kind == "weighted":
             if not self.has_layers():
@@ -103,7 +101,7 @@ class LayerPooling:
                                   f"{self.weights.model_id} has none: use an hf: wav2vec2 / HuBERT / WavLM / AST model or "
                                   "whisper_tiny_en, or --layer-pooling last")  # fmt: skip
             self.layer_mix = LayerMix(self.num_layers())
-        self.preprocess = dc.replace(self.preprocess, layer_pooling=kind)
+        self.preprocess = dc.replace(self.preprocess, layer_pooling=kind)  # AudioPreprocess refuses an unknown `kind`
 
     def num_layers(self) -> int:
         """How many layers `layer_frames` gives (one forward pass on a short silence)."""
@@ -116,8 +114,6 @@ class LayerPooling:
     def forward_layer_features(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """Every layer's pooled features `[B, L, D]` (the mean of its frames over time): what the
         probe caches under `--layer-pooling weighted`, so that only the mix and the head train."""
-        if isinstance(x, dict):
-            x = x["waveform"]
         return torch.stack([f.mean(dim=1) for f in self.layer_frames(x)], dim=1)
 
     def mixed_frames(self, x: torch.Tensor) -> torch.Tensor:

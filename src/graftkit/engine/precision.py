@@ -33,13 +33,14 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def choose_precision(arch: str, *, training: bool, requested: str = "auto", device: str = "cpu") -> tuple[str, str]:
+def choose_precision(arch: str, *, training: bool, requested: str = "auto", device: str = "cpu", detector: bool = False) -> tuple[str, str]:
     """Pick `fp32`, `bf16` or `fp16` for a model, and say why.
 
     Rule (measured, benchmarks/RESULTS.md): bf16 only where the hardware has native bf16; on CPU,
     not for training depthwise-convolution nets, which train slower in bf16. CUDA GPUs without bf16
     (before Ampere: T4, V100) get fp16, trained with loss scaling (Accelerate's); fp16 is for
-    CUDA only.
+    CUDA only. Detectors train in fp32 on CPU: bf16 autocast gave NaN gradients in torchvision's
+    FCOS head on an AVX512-BF16 CPU at any learning rate (5 of 8 split seeds; fp32 none).
 
     Returns:
         (precision, reason)
@@ -60,6 +61,8 @@ def choose_precision(arch: str, *, training: bool, requested: str = "auto", devi
     if not cpu_has_native_bf16():
         return "fp32", "this CPU has no native bf16 (no AVX512-BF16/AMX): bf16 would be emulated and slower"
     name = arch.lower()
+    if training and detector:
+        return "fp32", "detector training on CPU: bf16 backward gave NaN gradients in the detection head"
     if training and any(f in name for f in _DEPTHWISE_FAMILIES):
         return "fp32", "depthwise-convolution net: trains slower in bf16 than fp32 on CPU"
     return "bf16", "CPU with native bf16: about 2x faster than fp32 for this model"
@@ -91,7 +94,8 @@ class EngineSettings:
 
 
 def training_settings(
-    arch: str, *, device: str = "auto", precision: str = "auto", channels_last: bool | None = None, modality: str = "image"
+    arch: str, *, device: str = "auto", precision: str = "auto", channels_last: bool | None = None, modality: str = "image",
+    detector: bool = False,
 ) -> EngineSettings:
     """How a model that trains end to end (fine-tuning, lr-find's sweep, auto's timing) runs.
 
@@ -101,11 +105,12 @@ def training_settings(
         precision: `auto` (`choose_precision`'s rule for training), `fp32` or `bf16`.
         channels_last: None decides per model (`choose_channels_last`); only image models use it.
         modality: `image` or `text`.
+        detector: The model is a detector (its head and neck train even over a frozen backbone).
 
     Example:
         >>> training_settings("timm:resnet18", device="cpu").engine()
     """
-    return _settings(arch, training=True, device=device, precision=precision, channels_last=channels_last, modality=modality)
+    return _settings(arch, training=True, device=device, precision=precision, channels_last=channels_last, modality=modality, detector=detector)
 
 
 def inference_settings(
@@ -169,11 +174,13 @@ def run_inference_settings(run: TrainedRun, *, device: str = "cpu", precision: s
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def _settings(arch: str, *, training: bool, device: str, precision: str, channels_last: bool | None, modality: str) -> EngineSettings:
+def _settings(
+    arch: str, *, training: bool, device: str, precision: str, channels_last: bool | None, modality: str, detector: bool = False
+) -> EngineSettings:
     if precision not in PRECISIONS:
         from graftkit.errors import ConfigError
 
         raise ConfigError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     device = resolve_device(device)
-    chosen, reason = choose_precision(arch, training=training, requested=precision, device=device)
+    chosen, reason = choose_precision(arch, training=training, requested=precision, device=device, detector=detector)
     return EngineSettings(device, chosen, modality == "image" and choose_channels_last(arch, channels_last), reason)

@@ -148,11 +148,7 @@ def plan_fit(
     layout = {"device": cfg.device, "precision": cfg.precision, "channels_last": cfg.channels_last, "modality": modality}
     infer = inference_settings(arch, **layout)  # the one rule for forward passes (features, validation)
     detector = task.name == "detection"  # a detector's head and neck train end to end, even over a frozen backbone
-    train = training_settings(arch, **layout) if cfg.parsed_strategy.kind != "linear-probe" or detector else infer
-    if detector and cfg.precision == "auto" and train.device == "cpu" and train.precision == "bf16":
-        # bf16 autocast gave NaN gradients in torchvision's FCOS head on an AVX512-BF16 CPU at any
-        # learning rate (the 1x1 pyramid level's centerness conv; seeds 2, 4, 5, 7 of 8 failed, fp32 none)
-        train = dataclasses.replace(train, precision="fp32", reason="detector training on CPU: bf16 backward gave NaN gradients in the detection head")
+    train = training_settings(arch, **layout, detector=detector) if cfg.parsed_strategy.kind != "linear-probe" or detector else infer
     precision = Precision(train.precision, train.reason, infer.precision, infer.reason, infer.channels_last, infer.device)
 
     run_dir = _prepare_run_dir(out, resume=resume, overwrite=overwrite)  # last: input was valid; an old run is kept
