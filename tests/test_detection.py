@@ -85,7 +85,7 @@ def meta_strategy(run_dir: Path) -> str:
 
 @pytest.mark.parametrize("strategy", ["finetune", "linear-probe"])
 def test_detectors_train_in_fp32_on_a_bf16_cpu(tmp_path, scenes, monkeypatch, strategy):
-    """bf16 autocast gave NaN gradients in FCOS's head on an AVX512-BF16 CPU (4 of 8 split seeds):
+    """bf16 autocast gave NaN gradients in FCOS's head on an AVX512-BF16 CPU (4-7 of 8 split seeds):
     auto picks fp32 for detector training there, also over a frozen backbone; bf16 stays for inference."""
     from graftkit.engine import precision
 

@@ -40,7 +40,8 @@ def choose_precision(arch: str, *, training: bool, requested: str = "auto", devi
     not for training depthwise-convolution nets, which train slower in bf16. CUDA GPUs without bf16
     (before Ampere: T4, V100) get fp16, trained with loss scaling (Accelerate's); fp16 is for
     CUDA only. Detectors train in fp32 on CPU: bf16 autocast gave NaN gradients in torchvision's
-    FCOS head on an AVX512-BF16 CPU at any learning rate (5 of 8 split seeds; fp32 none).
+    FCOS head on an AVX512-BF16 CPU at any learning rate (4-7 of 8 split seeds; fp32 none;
+    benchmarks/detection_bf16_nan.py).
 
     Returns:
         (precision, reason)
