@@ -109,6 +109,19 @@ def test_scratch_audio_ids_re_initialise_the_same_architecture():
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in scratch.state_dict().items())
 
 
+@pytest.mark.parametrize("model_id", BUILTIN_IDS)
+def test_scratch_encoders_give_features_that_differ_between_clips(model_id):
+    """A from-scratch baseline must be trainable: its pooled features have to tell clips apart.
+    With PyTorch's default init, speech_embedding's 20 unnormalised convolutions shrank the
+    signal until every clip gave the same features to 1e-6 (the probe then learnt nothing)."""
+    bb = load_backbone(f"scratch:{model_id}", seed=0).eval()
+    clips = torch.from_numpy(np.stack([tone(f, seconds=1.0) for f in PITCHES.values()] + [np.random.default_rng(0).normal(0, 0.1, 16000)]))
+    with torch.no_grad():
+        feats = bb.forward_features(clips.float())
+    spread = (feats.std(0) / (feats.abs().mean(0) + 1e-12)).median()
+    assert torch.isfinite(feats).all() and spread > 1e-2, f"features barely differ between clips (relative spread {spread:.2g})"
+
+
 def test_hf_waveform_model_from_a_folder(tiny_wav2vec2_dir):
     model_id = f"hf:{tiny_wav2vec2_dir}"
     assert resolve(model_id).modality == "audio"
