@@ -51,8 +51,6 @@ def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_poi
     Returns:
         (loop result, outputs per evaluated split, feature stats, the solver's record or None).
     """
-    from torch.utils.data import DataLoader, TensorDataset
-
     feats, stats = probe_features(inputs, backbone, cfg, engine, splits)
     head_engine = LocalEngine()
     labels = {split: inputs.targets(split, task) for split in feats}
@@ -63,39 +61,44 @@ def train_probe(inputs, backbone, head, task, cfg, engine, callbacks, resume_poi
     if linear is not None:
         result, outputs, record = solve_linear_probe(task, head, linear, feats, labels, cfg, head_engine)
         return result, outputs, stats, record
+    trainable, frozen = count_parameters(nn.ModuleList([backbone, head]))
+    info(f"parameters: {trainable:,} trainable (head), {frozen:,} frozen (backbone)")
+    # The loop trains the head on cached features; state-dict keys stay `head.*` as in the full model.
+    probe_model = GraftModel(PrecomputedFeatures(), head)
+    result = train_head_in_loop(probe_model, [], feats, labels, task, cfg, head_engine, callbacks, resume_point, phase)
+    return result, held_out_outputs(head, feats, labels, head_engine, task), stats, None
+
+
+def train_head_in_loop(probe_model: GraftModel, extra: list[nn.Parameter], feats, labels, task, cfg, engine, callbacks,
+                       resume_point, phase) -> LoopResult:  # fmt: skip
+    """SGD in the loop for `probe_model` (cached features in, its head out) on the train split,
+    validated on val; the head's weight matrices decay, its biases and `extra` (e.g. layer-mix
+    logits) do not. Loads the best state back into `probe_model` (keys as in the full model)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if resume_point is not None:
+        probe_model.load_state_dict(resume_point.model)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
     val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
-    trainable, frozen = count_parameters(nn.ModuleList([backbone, head]))
-    info(f"parameters: {trainable:,} trainable (head), {frozen:,} frozen (backbone)")
-
-    if resume_point is not None:
-        head.load_state_dict({k.removeprefix("head."): v for k, v in resume_point.model.items()})
+    head = probe_model.head
     groups = [{"params": [p for p in head.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in head.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+              {"params": [p for p in head.parameters() if p.ndim <= 1] + extra, "weight_decay": 0.0}]  # fmt: skip
     optimizer, scheduler = build_optimizer(groups, cfg, cfg.epochs * len(train_loader), resume_point)
-    # The loop trains the head on cached features; state-dict keys stay `head.*` as in the full model.
-    probe_model = GraftModel(PrecomputedFeatures(), head)
-    objective = build_objective(cfg, probe_model, None, task, head_engine, [weighting_terms])  # multitask --task-weighting uncertainty
-    result = train_loop(
-        probe_model,
-        train_loader,
-        val_loader,
-        task=task,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        engine=head_engine,
-        options=loop_options(cfg, resume_point, unit="feat", phase=phase, objective=objective),
-        callbacks=callbacks,
-    )
+    objective = build_objective(cfg, probe_model, None, task, engine, [weighting_terms])  # multitask --task-weighting uncertainty
+    result = train_loop(probe_model, train_loader, val_loader, task=task, optimizer=optimizer, scheduler=scheduler, engine=engine,
+                        options=loop_options(cfg, resume_point, unit="feat", phase=phase, objective=objective), callbacks=callbacks)  # fmt: skip
     if result.best_state is not None:
-        head.load_state_dict({k.removeprefix("head."): v for k, v in result.best_state.items()})
-    outputs = {}
-    for split in ("val", "test"):
-        if split in feats:
-            loader = DataLoader(TensorDataset(feats[split], labels[split]), batch_size=1024)
-            outputs[split] = predict_probs(head, loader, head_engine, task)
-    return result, outputs, stats, None
+        probe_model.load_state_dict(result.best_state)
+    return result
+
+
+def held_out_outputs(head: nn.Module, feats, labels, engine, task) -> dict:
+    """The head's outputs on the val and test features there are."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return {split: predict_probs(head, DataLoader(TensorDataset(feats[split], labels[split]), batch_size=1024), engine, task)
+            for split in ("val", "test") if split in feats}  # fmt: skip
 
 
 def probe_solver_head(task, head: nn.Module, solver: str) -> nn.Linear | None:
@@ -178,25 +181,10 @@ def train_mixed_probe(feats, labels, backbone, mix, head, task, cfg, engine, cal
     """`--layer-pooling weighted` probe: the layer mix and the head train together on cached
     per-layer features (SGD in the loop); then, where the task has a convex solver, the head is
     solved again on the learned mix's features. Returns what `train_probe` does."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    width = backbone.num_features
     mix.logits.requires_grad_(True)  # frozen with the backbone's groups; here it trains
-    probe_model = GraftModel(PrecomputedLayers(mix, width), head)
-    if resume_point is not None:
-        probe_model.load_state_dict(resume_point.model)  # keys `backbone.layer_mix.logits`, `head.*`
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(TensorDataset(feats["train"], labels["train"]), batch_size=cfg.batch_size, shuffle=True, generator=gen)
-    val_loader = DataLoader(TensorDataset(feats["val"], labels["val"]), batch_size=1024)
+    probe_model = GraftModel(PrecomputedLayers(mix, backbone.num_features), head)
     info(f"parameters: {sum(p.numel() for p in head.parameters()):,} trainable (head) + {mix.logits.numel()} layer weights")
-    groups = [{"params": [p for p in head.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in head.parameters() if p.ndim <= 1] + [mix.logits], "weight_decay": 0.0}]  # fmt: skip
-    optimizer, scheduler = build_optimizer(groups, cfg, cfg.epochs * len(train_loader), resume_point)
-    objective = build_objective(cfg, probe_model, None, task, engine, [weighting_terms])
-    result = train_loop(probe_model, train_loader, val_loader, task=task, optimizer=optimizer, scheduler=scheduler, engine=engine,
-                        options=loop_options(cfg, resume_point, unit="feat", phase=phase, objective=objective), callbacks=callbacks)  # fmt: skip
-    if result.best_state is not None:
-        probe_model.load_state_dict(result.best_state)
+    result = train_head_in_loop(probe_model, [mix.logits], feats, labels, task, cfg, engine, callbacks, resume_point, phase)
     mix.logits.requires_grad_(False)
     info(f"layer weights (input → output): {', '.join(f'{w:.3f}' for w in mix.weights())}")
     with torch.no_grad():
@@ -206,8 +194,4 @@ def train_mixed_probe(feats, labels, backbone, mix, head, task, cfg, engine, cal
     if linear is not None:  # the convex head on the learned mix
         _, outputs, solver_record = solve_linear_probe(task, head, linear, mixed, labels, cfg, engine)
         return result, outputs, stats, {**solver_record, **record}
-    outputs = {}
-    for split in ("val", "test"):
-        if split in mixed:
-            outputs[split] = predict_probs(head, DataLoader(TensorDataset(mixed[split], labels[split]), batch_size=1024), engine, task)
-    return result, outputs, stats, record
+    return result, held_out_outputs(head, mixed, labels, engine, task), stats, record
