@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch.nn import functional as F
 from safetensors.torch import load_file
 
 import graftkit
@@ -32,9 +33,12 @@ def test_weighted_layers_train_save_and_reload_to_equal_logits(tmp_path, tones, 
     wave = torch.randn(2, 16000) * 0.1
     with torch.no_grad():
         frames = model.backbone.forward_frames(wave)
-        layers = torch.stack(model.backbone.layer_frames(wave), dim=1)
+        layers = torch.stack([F.layer_norm(h, h.shape[-1:]) for h in model.backbone.layer_frames(wave)], dim=1)
         w = torch.softmax(logits, dim=0)
         assert torch.allclose(frames, (layers * w.view(1, -1, 1, 1)).sum(1), atol=1e-5)
+        # what the probe caches (each layer's pooled, normalised frames), mixed, is the model's pooled mix
+        mixed = model.backbone.layer_mix(model.backbone.forward_layer_features(wave))
+        assert torch.allclose(mixed, model.backbone.forward_features(wave), atol=1e-5)
     assert graftkit.load(run.dir).predict([str(tones / "low" / "low_0.wav")])[0].label in PITCHES
 
 
@@ -71,5 +75,6 @@ def test_whisper_and_ast_layers_end_in_their_frames_and_mix_by_the_weights(tmp_p
         assert bb.layer_mix.logits.numel() == len(layers) and bb.preprocess.layer_pooling == "weighted"
         bb.layer_mix.logits.copy_(torch.arange(len(layers), dtype=torch.float32))
         w = torch.softmax(bb.layer_mix.logits, dim=0)
-        assert torch.allclose(bb.forward_frames(wave), sum(wi * h for wi, h in zip(w, layers)), atol=1e-5)
+        normed = [F.layer_norm(h, h.shape[-1:]) for h in layers]  # s3prl's default: each layer normalised, then mixed
+        assert torch.allclose(bb.forward_frames(wave), sum(wi * h for wi, h in zip(w, normed)), atol=1e-5)
     assert bb.layer_mix in bb.layer_groups()[-1]  # the mix trains with the top group

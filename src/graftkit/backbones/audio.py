@@ -6,7 +6,7 @@ Every audio backbone takes a batch of mono waveforms `[B, S]` (float32 in [-1, 1
 - `forward_features(x) -> [B, D]`: the frames pooled (mean over time);
 - `layer_groups()`: input → output, for partial / gradual unfreezing and layer-wise learning rates;
 - with `--layer-pooling weighted` (`use_layer_pooling`), the frames are a learned softmax-weighted
-  sum of every layer's frames (the SUPERB protocol, `LayerMix`), and `forward_layer_features(x)`
+  sum of every layer's layer-normalised frames (the SUPERB protocol, `LayerMix`), and `forward_layer_features(x)`
   gives each layer's pooled features `[B, L, D]`, what the probe caches.
 The network inside is any `nn.Module` mapping `[B, S]` to `[B, T, D]` (an `onnx2torch` graph, a
 transformers model, a small module of our own); `sources/` builds it and loads its weights.
@@ -111,14 +111,21 @@ class LayerPooling:
         self.train(was_training)
         return n
 
+    def normed_layer_frames(self, x: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """`layer_frames`, each frame layer-normalised over D (no affine), as s3prl's weighted-sum
+        featurizer does by default: one encoder's layers differ in scale (Whisper's inner residual
+        stream vs its final layer norm), and an unnormalised mix is ruled by the largest."""
+        return [nn.functional.layer_norm(f, f.shape[-1:]) for f in self.layer_frames(x)]
+
     def forward_layer_features(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        """Every layer's pooled features `[B, L, D]` (the mean of its frames over time): what the
-        probe caches under `--layer-pooling weighted`, so that only the mix and the head train."""
-        return torch.stack([f.mean(dim=1) for f in self.layer_frames(x)], dim=1)
+        """Every layer's pooled features `[B, L, D]` (the mean of its normalised frames over time):
+        what the probe caches under `--layer-pooling weighted`, so that only the mix and the head
+        train. The mix is linear, so mixing these equals pooling `mixed_frames`."""
+        return torch.stack([f.mean(dim=1) for f in self.normed_layer_frames(x)], dim=1)
 
     def mixed_frames(self, x: torch.Tensor) -> torch.Tensor:
         assert self.layer_mix is not None
-        return self.layer_mix(torch.stack(self.layer_frames(x), dim=1))
+        return self.layer_mix(torch.stack(self.normed_layer_frames(x), dim=1))
 
     def mix_groups(self, groups: list[list[nn.Module]]) -> list[list[nn.Module]]:
         """`groups` with the mix in the last one (it trains with the top of the encoder)."""

@@ -39,7 +39,9 @@ def feature_cache_key(backbone: nn.Module, precision: str, channels_last: bool) 
         "preprocess": backbone.preprocess.to_dict(),
         "precision": precision,
         "channels_last": channels_last,
-        "version": 2,  # 2: 16-bit and DICOM images decode at full depth (float), no longer through uint8
+        # 2: 16-bit and DICOM images decode at full depth (float), no longer through uint8;
+        # 3: `--layer-pooling weighted` layer-normalises each layer's frames before pooling
+        "version": 3,
     }
 
 
