@@ -7,10 +7,13 @@ those held-out synthetic voices (the dev split: the probe's L2 strength and the 
 chosen or trained there, then refitted on train + val), and test once on the 57 real Asterisk
 clips of one human speaker. Every clip is cut / padded to 1.5 s (`--max-seconds 1.5`). Features
 are deterministic (frozen encoder), so the noise is the 57 real clips' sampling noise: Wilson 95 %
-intervals, and a paired bootstrap of weighted - last over the real clips (`graft evaluate`'s
-per-clip predictions).
+intervals, and paired bootstraps over the real clips (`graft predict`'s per-clip labels) of
+weighted - last and, when `keywords.py LANG mfcc` has written its report, of each row - MFCC's
+setting chosen on the same dev split (the keyword-transfer target of requirement 7).
 
+    OMP_NUM_THREADS=1 python benchmarks/keywords.py en mfcc     # optional: the MFCC column
     OMP_NUM_THREADS=2 python benchmarks/layer_pooling.py en fr [--model whisper_tiny_en]
+    python benchmarks/layer_pooling.py --table [JSON]           # the table of a saved run
 """
 
 from __future__ import annotations
@@ -78,30 +81,56 @@ def one(lang: str, model: str, pooling: str, data: dict[str, Path]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("langs", nargs="+", choices=sorted(SOUNDS))
+    p.add_argument("langs", nargs="*", choices=sorted(SOUNDS))
     p.add_argument("--model", default="whisper_tiny_en")
     p.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "layer_pooling.json")
+    p.add_argument("--poolings", default="last,weighted", help="comma-separated --layer-pooling values to run")
+    p.add_argument("--table", action="store_true", help="print the table of --json only")
     args = p.parse_args()
+    if args.table:
+        table(json.loads(args.json.read_text())["rows"])
+        return
     rows = []
     for lang in args.langs:
         data = folders(lang)
-        for pooling in ("last", "weighted"):
+        for pooling in args.poolings.split(","):
             row = one(lang, args.model, pooling, data)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "real_hits"}), flush=True)
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"cache": str(CACHE), "rows": rows}, indent=1))
-    print("\n| language | pooling | val (held-out synthetic voices) | real acc (57) [Wilson 95 %] | weighted − last, points [paired bootstrap 95 %] | layer weights (input → output) | train s |")
-    print("|---|---|---|---|---|---|---|")
-    for lang in args.langs:
-        last, weighted = (next(r for r in rows if r["lang"] == lang and r["pooling"] == q) for q in ("last", "weighted"))
-        d = bootstrap_diff(np.array(weighted["real_hits"]), np.array(last["real_hits"]))
-        for r in (last, weighted):
+    table(rows)
+
+
+def mfcc_hits(lang: str) -> np.ndarray | None:
+    """MFCC's per-clip real hits at its dev-chosen setting (`keywords.py LANG mfcc`), if run."""
+    f = CACHE / f"report-{lang}.json"
+    if not f.is_file() or "mfcc" not in (rep := json.loads(f.read_text())):
+        return None
+    return np.array(rep["mfcc"]["rows"]["|".join(map(str, rep["mfcc"]["chosen"]))]["real_hits"])
+
+
+def table(rows: list[dict]) -> None:
+    print("\n| language | pooling | val (held-out synthetic voices) | real acc (57) [Wilson 95 %] | − MFCC, points [paired bootstrap 95 %] "
+          "| weighted − last, points [paired bootstrap 95 %] | layer weights (input → output) | train s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for lang in dict.fromkeys(r["lang"] for r in rows):
+        mine = {r["pooling"]: r for r in rows if r["lang"] == lang}
+        mfcc = mfcc_hits(lang)
+        for pooling, r in mine.items():
             h = np.array(r["real_hits"])
             lo, hi = wilson(int(h.sum()), len(h))
-            diff = f"{100 * (weighted['real_acc'] - last['real_acc']):+.1f} [{100 * d[0]:+.1f}, {100 * d[1]:+.1f}]" if r is weighted else "—"
+            vs_mfcc = "—"
+            if mfcc is not None:
+                d = bootstrap_diff(h, mfcc)
+                vs_mfcc = f"{100 * (h.mean() - mfcc.mean()):+.1f} [{100 * d[0]:+.1f}, {100 * d[1]:+.1f}] (MFCC {mfcc.sum()}/{len(mfcc)})"
+            vs_last = "—"
+            if pooling == "weighted" and "last" in mine:
+                last = np.array(mine["last"]["real_hits"])
+                d = bootstrap_diff(h, last)
+                vs_last = f"{100 * (h.mean() - last.mean()):+.1f} [{100 * d[0]:+.1f}, {100 * d[1]:+.1f}]"
             lw = ", ".join(f"{w:.2f}" for w in r["layer_weights"]) if r["layer_weights"] else "—"
-            print(f"| {lang} | {r['pooling']} | {r['val']:.3f} | {h.mean():.3f} ({h.sum()}/{len(h)}) [{lo:.2f}, {hi:.2f}] | {diff} | {lw} | {r['train_s']:.0f} |")
+            print(f"| {lang} | {pooling} | {r['val']:.3f} | {h.mean():.3f} ({h.sum()}/{len(h)}) [{lo:.2f}, {hi:.2f}] | {vs_mfcc} | {vs_last} | {lw} | {r['train_s']:.0f} |")
 
 
 if __name__ == "__main__":
