@@ -81,7 +81,7 @@ def one(lang: str, model: str, pooling: str, data: dict[str, Path]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("langs", nargs="*", choices=sorted(SOUNDS))
+    p.add_argument("langs", nargs="*", help=f"of {', '.join(sorted(SOUNDS))}")
     p.add_argument("--model", default="whisper_tiny_en")
     p.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "layer_pooling.json")
     p.add_argument("--poolings", default="last,weighted", help="comma-separated --layer-pooling values to run")
@@ -90,6 +90,8 @@ def main() -> None:
     if args.table:
         table(json.loads(args.json.read_text())["rows"])
         return
+    if not args.langs or set(args.langs) - set(SOUNDS):
+        p.error(f"give languages of {', '.join(sorted(SOUNDS))}, or --table")
     rows = []
     for lang in args.langs:
         data = folders(lang)

@@ -113,8 +113,9 @@ class LayerPooling:
 
     def normed_layer_frames(self, x: torch.Tensor | dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """`layer_frames`, each frame layer-normalised over D (no affine), as s3prl's weighted-sum
-        featurizer does by default: one encoder's layers differ in scale (Whisper's inner residual
-        stream vs its final layer norm), and an unnormalised mix is ruled by the largest."""
+        featurizer does by default: one encoder's layers can differ in scale (the inner residual
+        stream vs the output after a final layer norm), and an unnormalised mix is then ruled by
+        the largest. (Whisper tiny.en's differ little: frame RMS 0.7-1.2 across its 5 states.)"""
         return [nn.functional.layer_norm(f, f.shape[-1:]) for f in self.layer_frames(x)]
 
     def forward_layer_features(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
