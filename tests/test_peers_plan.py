@@ -49,7 +49,10 @@ def test_table_reports_medians_ranges_and_the_frozen_phase_against_the_probe():
         {"side": "graftkit-probe", "accuracy": 0.0, "wall_s": 1.0, "ok": False},  # a failed run is left out
     ]
     lines = plan.table(rows).splitlines()
-    assert len(lines) == 4  # header, rule, and the two fastai rows: no Keras or text rows without data
+    assert len(lines) == 5  # header, rule, and the three fastai rows: no Keras or text rows without data
     assert "| 0.810 (0.800–0.820) | 0.835 (0.830–0.840) | 110 (100–120) | 75 (70–80) | **1.47×** |" in lines[2]
     assert lines[2].endswith("| met |")
     assert "| 55 (50–60) | 10 (10–10) | **5.50×** |" in lines[3] and lines[3].endswith("| met |")
+    # the whole fastai recipe against the probe: 11× faster, but 2 points less accurate
+    assert "fastai `fine_tune` vs graftkit `linear-probe`" in lines[4] and "**11.00×**" in lines[4]
+    assert lines[4].endswith("| not met (accuracy -2.0 pt) |")

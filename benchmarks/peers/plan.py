@@ -75,6 +75,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("Keras 3 frozen → unfrozen vs graftkit `finetune`", "keras", "full", "graftkit-finetune", 1.3),
     Comparison("Keras 3 frozen phase vs graftkit `linear-probe`", "keras", "frozen", "graftkit-probe", 5.0),
     Comparison("HF `Trainer` (group_by_length) vs graftkit `finetune` (text)", "hf-trainer", "full", "graftkit-text", 1.3),
+    # What a user picking a tool asks: the best accuracy soonest, whatever the strategy.
+    Comparison("fastai `fine_tune` vs graftkit `linear-probe`", "fastai", "full", "graftkit-probe", 1.3),
+    Comparison("Keras 3 frozen → unfrozen vs graftkit `linear-probe`", "keras", "full", "graftkit-probe", 1.3),
 )
 
 
