@@ -6,8 +6,8 @@ Every audio backbone takes a batch of mono waveforms `[B, S]` (float32 in [-1, 1
 - `forward_features(x) -> [B, D]`: the frames pooled (mean over time);
 - `layer_groups()`: input → output, for partial / gradual unfreezing and layer-wise learning rates;
 - with `--layer-pooling weighted` (`use_layer_pooling`), the frames are a learned softmax-weighted
-  sum of every layer's layer-normalised frames (the SUPERB protocol, `LayerMix`), and `forward_layer_features(x)`
-  gives each layer's pooled features `[B, L, D]`, what the probe caches.
+  sum of every layer's layer-normalised frames (the SUPERB protocol, `LayerMix`), and
+  `forward_layer_features(x)` gives each layer's pooled features `[B, L, D]`, what the probe caches.
 The network inside is any `nn.Module` mapping `[B, S]` to `[B, T, D]` (an `onnx2torch` graph, a
 transformers model, a small module of our own); `sources/` builds it and loads its weights.
 """
