@@ -158,8 +158,7 @@ class LayerFeatures(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.weights, self.preprocess = backbone.weights, backbone.preprocess  # the cache key: weights, preprocess (layer_pooling)
-        self.num_layers = backbone.layer_mix.logits.numel()
-        self.num_features = self.num_layers * backbone.num_features
+        self.num_features = backbone.layer_mix.logits.numel() * backbone.num_features
 
     def forward_features(self, x):
         return self.backbone.forward_layer_features(x).flatten(1)
