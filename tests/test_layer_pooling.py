@@ -54,7 +54,7 @@ def test_probe_caches_per_layer_features_apart_from_last_layer_features(tmp_path
 def test_encoders_without_layers_and_frame_tasks_are_refused(tmp_path, tones, tiny_wav2vec2_dir):
     with pytest.raises(ConfigError, match="--layer-pooling weighted needs an encoder with per-layer frames"):
         graftkit.fit(tones, model="wakehubert_tiny", layer_pooling="weighted", out=tmp_path / "r1", epochs=1, offline=True)
-    with pytest.raises(ConfigError, match="--layer-pooling 'mean' is not one of last, weighted"):
+    with pytest.raises(ConfigError, match="--layer-pooling 'mean' is not one of last, weighted, concat"):
         graftkit.fit(tones, model=f"hf:{tiny_wav2vec2_dir}", layer_pooling="mean", out=tmp_path / "r2", epochs=1, offline=True)
 
 
@@ -78,3 +78,69 @@ def test_whisper_and_ast_layers_end_in_their_frames_and_mix_by_the_weights(tmp_p
         normed = [F.layer_norm(h, h.shape[-1:]) for h in layers]  # s3prl's default: each layer normalised, then mixed
         assert torch.allclose(bb.forward_frames(wave), sum(wi * h for wi, h in zip(w, normed)), atol=1e-5)
     assert bb.layer_mix in bb.layer_groups()[-1]  # the mix trains with the top group
+
+
+# --- images: `--layer-pooling concat` (every block's pooled output beside the network's) ---
+
+
+def test_concat_features_are_the_pooled_output_then_every_block_mean_and_max():
+    from graftkit.sources import load_backbone
+    from tests.conftest import TINY_MODEL
+
+    bb = load_backbone(TINY_MODEL, offline=True).eval()
+    outputs = []  # the blocks' outputs, read by hooks: a path apart from forward_intermediates
+    for block in bb.model.blocks:
+        block.register_forward_hook(lambda mod, inp, out: outputs.append(out))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        last = bb.forward_features(x)
+        bb.use_layer_pooling("concat")
+        outputs.clear()  # (use_layer_pooling measured the width with one pass)
+        concat = bb.forward_features(x)
+    assert len(outputs) == len(bb.model.blocks) >= 3
+    expected = torch.cat([last] + [p for o in outputs for p in (o.mean(dim=(2, 3)), o.amax(dim=(2, 3)))], dim=1)
+    assert torch.allclose(concat, expected, atol=1e-6)
+    assert bb.num_features == concat.shape[1] == last.shape[1] + 2 * sum(o.shape[1] for o in outputs)
+    assert bb.preprocess.layer_pooling == "concat" and bb.preprocess.to_dict()["layer_pooling"] == "concat"
+    bb.use_layer_pooling("last")
+    assert bb.num_features == last.shape[1] and "layer_pooling" not in bb.preprocess.to_dict()  # older runs keep their keys
+
+
+def test_concat_probe_saves_reloads_exports_and_caches_apart(tiny_images, tmp_path):
+    from graftkit.deploy.export import export
+    from tests.conftest import TINY_MODEL
+
+    common = dict(model=TINY_MODEL, strategy="linear-probe", epochs=2, batch_size=8, num_workers=0, precision="fp32")
+    graftkit.fit(tiny_images, out=tmp_path / "last", **common)
+    run = graftkit.fit(tiny_images, out=tmp_path / "concat", layer_pooling="concat", **common)
+    assert run.metrics["features"]["cached"] == 0  # another cache key: the last-layer features do not stand in
+    meta = json.loads((run.dir / "graft.json").read_text())
+    assert meta["preprocess"]["layer_pooling"] == "concat"
+    weight = load_file(str(run.dir / "model.safetensors"))["head.0.weight"]
+    model, _, _ = graftkit.rundir.load_model(run.dir)
+    assert weight.shape[1] == model.backbone.num_features > 256  # the head reads the wider features
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.head(model.backbone.forward_features(x)), atol=1e-6)
+    image = next(tiny_images.glob("cat/*.png"))
+    assert graftkit.load(run.dir).predict([image])[0].label in ("cat", "dog", "fox")
+    result = export(run.dir)  # fails loudly unless ONNX Runtime's logits match PyTorch's
+    assert result.model.is_file() and result.parity["onnx"]["max_abs_logit_diff"] < 1e-3
+
+
+def test_image_layer_pooling_refusals_name_the_fix(tiny_images, tmp_path):
+    from tests.conftest import TINY_MODEL
+
+    common = dict(model=TINY_MODEL, epochs=1, batch_size=8, num_workers=0)
+    with pytest.raises(ConfigError, match="an image model's blocks differ in width: use --layer-pooling concat"):
+        graftkit.fit(tiny_images, layer_pooling="weighted", out=tmp_path / "a", **common)
+    with pytest.raises(ConfigError, match="--layer-pooling 'sum' is not one of last, weighted, concat"):
+        graftkit.fit(tiny_images, layer_pooling="sum", out=tmp_path / "b", **common)
+    with pytest.raises(ConfigError, match="needs a timm image model or an audio encoder with layers"):
+        graftkit.fit(tiny_images, model="scratch:tv:mobilenet_v2", layer_pooling="concat", out=tmp_path / "c", epochs=1, num_workers=0)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()  # refused before anything is written
+
+
+def test_audio_refuses_concat(tmp_path, tones, tiny_wav2vec2_dir):
+    with pytest.raises(ConfigError, match="--layer-pooling must be one of last, weighted, got 'concat'"):
+        graftkit.fit(tones, model=f"hf:{tiny_wav2vec2_dir}", layer_pooling="concat", out=tmp_path / "r", epochs=1, offline=True)

@@ -38,6 +38,14 @@ class ImagePreprocess:
     intensity: str = "backbone"
     """Where `mean` / `std` come from: `backbone` (the pretrained weights') or `dataset` (measured
     on the training images, `--intensity dataset`)."""
+    layer_pooling: str = "last"
+    """`last`: the network's pooled output; `concat`: that, followed by the mean- and max-pooled
+    output of every block (`--layer-pooling concat`, `TimmBackbone.use_layer_pooling`)."""
+
+    def __post_init__(self) -> None:
+        if self.layer_pooling not in IMAGE_LAYER_POOLINGS:
+            raise ConfigError(f"--layer-pooling for an image model must be one of {', '.join(IMAGE_LAYER_POOLINGS)}, "
+                              f"got {self.layer_pooling!r}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": "image", **asdict(self)}
@@ -57,7 +65,9 @@ class ImagePreprocess:
         return cls(**d)
 
 
-_IMAGE_DEFAULTS = {"in_chans": 3, "window": None, "intensity": "backbone"}
+_IMAGE_DEFAULTS = {"in_chans": 3, "window": None, "intensity": "backbone", "layer_pooling": "last"}
+
+IMAGE_LAYER_POOLINGS = ("last", "concat")
 
 
 _POOLINGS = ("mean", "cls", "last")

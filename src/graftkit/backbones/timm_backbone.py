@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import timm
@@ -10,6 +11,7 @@ from torch import nn
 
 from graftkit.backbones._groups import collapse_groups, top_level_group_of
 from graftkit.backbones.base import ImagePreprocess, WeightsInfo
+from graftkit.errors import ConfigError
 
 
 def preprocess_from_timm_cfg(cfg: Any) -> ImagePreprocess:
@@ -63,6 +65,8 @@ class TimmBackbone(nn.Module):
         # MobileNetV3-style heads add a conv after pooling: head_hidden_size is the pooled width.
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
         self.preprocess = preprocess_from_timm_cfg(model.pretrained_cfg)
+        self.block_outputs: dict[str, Any] | None = None
+        """`forward_intermediates` arguments under `--layer-pooling concat`, else None."""
 
     @classmethod
     def create(
@@ -93,7 +97,50 @@ class TimmBackbone(nn.Module):
         Returns:
             `[B, num_features]`.
         """
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        if self.block_outputs is None:
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        final, blocks = self.model.forward_intermediates(x, **self.block_outputs)
+        parts = [self.model.forward_head(final, pre_logits=True)]
+        for b in blocks:
+            parts += [b.mean(dim=(2, 3)), b.amax(dim=(2, 3))]
+        return torch.cat(parts, dim=1)
+
+    def use_layer_pooling(self, kind: str) -> None:
+        """Switch to `kind` and record it in `preprocess`: `last`, the pooled output, or `concat`,
+        the pooled output followed by every block's output mean- and max-pooled over space
+        (multi-layer features in the manner of Head2Toe, Evci et al. 2022: data far from ImageNet,
+        such as Fashion-MNIST, keep more of what they need in the early blocks). `num_features`
+        grows to match.
+
+        Raises:
+            ConfigError: `weighted` (blocks differ in width), an unknown kind, or a timm model
+                without `forward_intermediates`.
+        """
+        import dataclasses as dc
+
+        if kind == "weighted":
+            raise ConfigError("--layer-pooling weighted mixes layers of one width (audio encoders); an image model's blocks "
+                              "differ in width: use --layer-pooling concat (every block's pooled output, side by side)")  # fmt: skip
+        self.preprocess = dc.replace(self.preprocess, layer_pooling=kind)  # ImagePreprocess refuses an unknown kind
+        self.block_outputs = None
+        if kind == "concat":
+            if not hasattr(self.model, "forward_intermediates"):
+                raise ConfigError(f"--layer-pooling concat needs a timm model with forward_intermediates; "
+                                  f"{self.weights.model_id} has none: use --layer-pooling last")  # fmt: skip
+            self.block_outputs = {}
+            if "extra_blocks" in inspect.signature(self.model.forward_intermediates).parameters:
+                # EfficientNet / MobileNet: every block, not only the stage ends; the stem (index 0) left out
+                self.block_outputs = {"extra_blocks": True, "indices": list(range(1, len(self.model.blocks) + 1))}
+        self.num_features = self._pooled_width()
+
+    def _pooled_width(self) -> int:
+        """Width of `forward_features` (one forward pass on a blank image)."""
+        was_training = self.training
+        size = self.preprocess.input_size
+        with torch.no_grad():
+            width = self.eval().forward_features(torch.zeros(1, self.preprocess.in_chans, size, size)).shape[1]
+        self.train(was_training)
+        return int(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same as `forward_features`."""

@@ -82,6 +82,8 @@ def load_model(run_dir: str | Path) -> tuple[Any, RunSpec, Any]:
             from graftkit.backbones.channels import adapt_input_channels
 
             adapt_input_channels(backbone, backbone.preprocess.in_chans)
+        if backbone.preprocess.layer_pooling != "last":  # --layer-pooling concat: the head reads every block
+            backbone.use_layer_pooling(backbone.preprocess.layer_pooling)
     if spec.lora is not None:
         from graftkit.strategies import apply_lora
 

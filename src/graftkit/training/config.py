@@ -175,8 +175,9 @@ class TrainConfig:
     """Audio: clips are cut or zero-padded to this many seconds; longer training clips are errors
     (None: the longest clip in the data, up to the model's limit)."""
     layer_pooling: str = "last"
-    """Audio: `last` reads the encoder's output; `weighted` learns a softmax-weighted sum of every
-    layer's frames (SUPERB), with the head: the probe caches each layer's pooled features."""
+    """`last` reads the network's output. Audio: `weighted` learns a softmax-weighted sum of every
+    layer's frames (SUPERB), with the head: the probe caches each layer's pooled features. Images
+    (timm): `concat` adds every block's mean- and max-pooled output to the features."""
     trust_remote_code: bool = False
     """Allow a `hf:` model to run code from its repository (off unless you trust it)."""
     lora_r: int = 8
@@ -308,8 +309,8 @@ class TrainConfig:
             problems.append(f"--monitor {self.monitor!r} is not a {self.task} metric; choose one of {', '.join(metrics)}")
         if self.pooling is not None and self.pooling not in ("mean", "cls", "last"):
             problems.append(_choice_problem("pooling", self.pooling, ("mean", "cls", "last")))
-        if self.layer_pooling not in ("last", "weighted"):
-            problems.append(_choice_problem("layer_pooling", self.layer_pooling, ("last", "weighted")))
+        if self.layer_pooling not in ("last", "weighted", "concat"):  # which suits the model: its backbone says
+            problems.append(_choice_problem("layer_pooling", self.layer_pooling, ("last", "weighted", "concat")))
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
             problems.append(f"--target-sensitivity must be in (0, 1], got {self.target_sensitivity}")
         if self.focal_gamma is not None and self.focal_gamma < 0:

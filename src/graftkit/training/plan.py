@@ -274,18 +274,18 @@ def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "fea
             cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed, head_kind=backbone_head,
             trust_remote_code=cfg.trust_remote_code, max_length=cfg.max_length, pooling=cfg.pooling,
         )  # fmt: skip
-    if cfg.layer_pooling != "last" and (modality != "audio" or backbone_head != "features"):
-        what = f"--task reads {backbone_head}" if modality == "audio" else f"{cfg.model} is a {modality} model"
-        raise ConfigError(f"--layer-pooling {cfg.layer_pooling} mixes an audio encoder's layers for a head on pooled features "
-                          f"(classification, multi-label, regression); {what}: drop --layer-pooling")  # fmt: skip
+    if cfg.layer_pooling != "last" and backbone_head != "features":
+        raise ConfigError(f"--layer-pooling {cfg.layer_pooling} pools a backbone's layers for a head on pooled features "
+                          f"(classification, multi-label, regression); --task reads {backbone_head}: drop --layer-pooling")  # fmt: skip
     backbone = load_backbone(cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed)
-    if modality == "audio":
-        if cfg.layer_pooling != "last":
-            backbone.use_layer_pooling(cfg.layer_pooling)
-        return backbone
-    if cfg.image_size is not None:
+    if modality == "image" and cfg.image_size is not None:
         _check_image_size(backbone, cfg.image_size)
         backbone.preprocess = dc.replace(backbone.preprocess, input_size=cfg.image_size)
+    if cfg.layer_pooling != "last":
+        if not hasattr(backbone, "use_layer_pooling"):
+            raise ConfigError(f"--layer-pooling {cfg.layer_pooling} needs a timm image model or an audio encoder with layers; "
+                              f"{cfg.model} is neither: drop --layer-pooling")  # fmt: skip
+        backbone.use_layer_pooling(cfg.layer_pooling)  # after --image-size: the pooled width is measured at it
     return backbone
 
 
