@@ -3,10 +3,12 @@
     PYTHONPATH=src:scripts python benchmarks/probe_features.py official   # 100/class official train (seed 0), 200/class official test
     PYTHONPATH=src:scripts python benchmarks/probe_features.py dev        # two dev splits drawn from the training images only
     PROBE_SIZE=288 PYTHONPATH=src:scripts python benchmarks/probe_features.py res
+    PROBE_POOLING=concat PYTHONPATH=src:scripts python benchmarks/probe_features.py official   # --layer-pooling concat
 
 Writes `benchmarks/_work/probe_study/NAME.npz` (x = features, y = labels, idx = image indices),
 original and horizontally flipped; `probe_head_timing.py` and the dev studies read them. Choices
-(strength grid, flips, resolution) were studied on the `dev` splits only."""
+(strength grid, flips, resolution, layer pooling: `probe_layers_dev.py`) were studied on the `dev`
+splits only."""
 from __future__ import annotations
 import os, sys, time
 from pathlib import Path
@@ -37,7 +39,10 @@ def main(which):
     os.environ.setdefault("GRAFTKIT_CACHE", str(WORK / "cache" / "probe_study"))
     backbone = load_backbone("efficientnet_lite0", offline=True)
     size = int(os.environ.get("PROBE_SIZE", "224"))
-    suffix = "" if size == 224 else f"_{size}"
+    pooling = os.environ.get("PROBE_POOLING", "last")
+    suffix = ("" if size == 224 else f"_{size}") + ("" if pooling == "last" else f"_{pooling}")
+    if pooling != "last":
+        backbone.use_layer_pooling(pooling)
     if size != 224:
         import dataclasses as dc
         backbone.preprocess = dc.replace(backbone.preprocess, input_size=size)

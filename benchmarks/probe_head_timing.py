@@ -2,16 +2,18 @@
 
     PYTHONPATH=src:scripts python benchmarks/probe_features.py official   # once: the features
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/probe_head_timing.py
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/probe_head_timing.py --pooling concat   # after PROBE_POOLING=concat probe_features.py official
 
 Fashion-MNIST, 100 per class of the official training images (seed 0; graftkit holds 20 per class
 out as validation to choose the strength, then refits on all 1,000) and 200 per class of the
-official test images (2,000), EfficientNet-Lite0 features (1,280). scikit-learn's
+official test images (2,000), EfficientNet-Lite0 features (1,280; 2,848 under `--layer-pooling concat`). scikit-learn's
 `LogisticRegression()` (defaults, no scaling) is fitted on all 1,000. Head-fit times alternate
 the order of the two sides over 3 rounds; median (min-max).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -32,9 +34,12 @@ def load(name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pooling", default="last", choices=("last", "concat"), help="which cached features (--layer-pooling)")
+    suffix = "" if (pooling := p.parse_args().pooling) == "last" else f"_{pooling}"
     task = ClassificationTask([str(i) for i in range(10)])
-    x, y = load("off_train")
-    xt, yt = load("off_test")
+    x, y = load(f"off_train{suffix}")
+    xt, yt = load(f"off_test{suffix}")
     g = np.random.default_rng(0)
     held = []
     for c in range(10):
@@ -57,7 +62,7 @@ def main() -> None:
                 model = LogisticRegression().fit(x.numpy(), y.numpy())
                 times[side].append(time.perf_counter() - t)
                 acc[side] = float(model.score(xt.numpy(), yt.numpy()))
-    print(f"### Probe head on cached features ({machine()})\n")
+    print(f"### Probe head on cached features, --layer-pooling {pooling} ({machine()})\n")
     print("| side | test acc (2,000) | head fit s, median (min-max), 3 alternated rounds |\n|---|---|---|")
     for side, label in (("probe", f"graftkit solve_probe (strength {sol.strength:g} by {sol.selection}, refit)"), ("sklearn", "sklearn LogisticRegression()")):
         v = times[side]
