@@ -7,7 +7,7 @@ dev` draws them: 100 per class to train the probe (20 % of it held out to choose
 then refit), 200 per class of other training images to score it. EfficientNet-Lite0 at 224 px;
 every block's output is read by forward hooks and pooled several ways, once, and each variant is a
 column subset of those features solved by `solve_probe`. `--layer-pooling concat` implements the
-variant this study picked ("last + mean + max, every block"); see RESULTS.md, "Probe solver".
+variant this study picked ("last + mean + max + std, every block"); see RESULTS.md, "Probe solver".
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ VARIANTS = {  # name -> (poolings, blocks); every variant keeps the network's po
     "+ mean, stage ends": (("mean",), (0, 1, 2, 4, 6)),
     "+ mean, every block": (("mean",), tuple(range(7))),
     "+ mean + max, stage ends": (("mean", "max"), (0, 1, 2, 4, 6)),
-    "+ mean + max, every block (= concat)": (("mean", "max"), tuple(range(7))),
-    "+ mean + max + std, every block": (("mean", "max", "std"), tuple(range(7))),
+    "+ mean + max, every block": (("mean", "max"), tuple(range(7))),
+    "+ mean + max + std, every block (= concat)": (("mean", "max", "std"), tuple(range(7))),
 }
 
 
@@ -44,12 +44,12 @@ def features(bb, samples) -> dict[str, torch.Tensor]:
         block.register_forward_hook(lambda mod, inp, out, i=i: outs.__setitem__(i, out.float()))
     last = bb.forward_features
     with torch.no_grad():
-        last(torch.zeros(1, 3, 64, 64))
+        bb.eval()(torch.zeros(1, 3, 64, 64))  # eval: a train-mode pass would move the BatchNorm statistics
     widths = [outs[i].shape[1] for i in range(len(bb.model.blocks))]
 
     def every_pooling(x: torch.Tensor) -> torch.Tensor:
         pooled = last(x).float()
-        parts = [outs[i].mean((2, 3)) for i in outs] + [outs[i].amax((2, 3)) for i in outs] + [outs[i].std((2, 3)) for i in outs]
+        parts = [outs[i].mean((2, 3)) for i in outs] + [outs[i].amax((2, 3)) for i in outs] + [outs[i].std((2, 3), correction=0) for i in outs]
         return torch.cat([pooled, *parts], 1)
 
     bb.forward_features = every_pooling

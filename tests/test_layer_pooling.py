@@ -80,7 +80,7 @@ def test_whisper_and_ast_layers_end_in_their_frames_and_mix_by_the_weights(tmp_p
     assert bb.layer_mix in bb.layer_groups()[-1]  # the mix trains with the top group
 
 
-# --- images: `--layer-pooling concat` (every block's pooled output beside the network's) ---
+# --- images: `--layer-pooling concat` (every block's mean, max and std beside the network's pooled output) ---
 
 
 def test_concat_features_are_the_pooled_output_then_every_block_mean_and_max():
@@ -98,9 +98,10 @@ def test_concat_features_are_the_pooled_output_then_every_block_mean_and_max():
         outputs.clear()  # (use_layer_pooling measured the width with one pass)
         concat = bb.forward_features(x)
     assert len(outputs) == len(bb.model.blocks) >= 3
-    expected = torch.cat([last] + [p for o in outputs for p in (o.mean(dim=(2, 3)), o.amax(dim=(2, 3)))], dim=1)
+    pooled = [(o.mean(dim=(2, 3)), o.amax(dim=(2, 3)), o.flatten(2).std(dim=2, unbiased=False)) for o in outputs]
+    expected = torch.cat([last] + [p for trio in pooled for p in trio], dim=1)
     assert torch.allclose(concat, expected, atol=1e-6)
-    assert bb.num_features == concat.shape[1] == last.shape[1] + 2 * sum(o.shape[1] for o in outputs)
+    assert bb.num_features == concat.shape[1] == last.shape[1] + 3 * sum(o.shape[1] for o in outputs)
     assert bb.preprocess.layer_pooling == "concat" and bb.preprocess.to_dict()["layer_pooling"] == "concat"
     bb.use_layer_pooling("last")
     assert bb.num_features == last.shape[1] and "layer_pooling" not in bb.preprocess.to_dict()  # older runs keep their keys

@@ -39,8 +39,8 @@ class ImagePreprocess:
     """Where `mean` / `std` come from: `backbone` (the pretrained weights') or `dataset` (measured
     on the training images, `--intensity dataset`)."""
     layer_pooling: str = "last"
-    """`last`: the network's pooled output; `concat`: that, followed by the mean- and max-pooled
-    output of every block (`--layer-pooling concat`, `TimmBackbone.use_layer_pooling`)."""
+    """`last`: the network's pooled output; `concat`: that, followed by the spatial mean, max and
+    standard deviation of every block's output (`--layer-pooling concat`, `TimmBackbone.use_layer_pooling`)."""
 
     def __post_init__(self) -> None:
         if self.layer_pooling not in IMAGE_LAYER_POOLINGS:

@@ -102,12 +102,13 @@ class TimmBackbone(nn.Module):
         final, blocks = self.model.forward_intermediates(x, **self.block_outputs)
         parts = [self.model.forward_head(final, pre_logits=True)]
         for b in blocks:
-            parts += [b.mean(dim=(2, 3)), b.amax(dim=(2, 3))]
+            parts += [b.mean(dim=(2, 3)), b.amax(dim=(2, 3)), b.std(dim=(2, 3), correction=0)]
         return torch.cat(parts, dim=1)
 
     def use_layer_pooling(self, kind: str) -> None:
         """Switch to `kind` and record it in `preprocess`: `last`, the pooled output, or `concat`,
-        the pooled output followed by every block's output mean- and max-pooled over space
+        the pooled output followed by every block's output pooled over space by mean, max and standard
+        deviation
         (multi-layer features in the manner of Head2Toe, Evci et al. 2022: data far from ImageNet,
         such as Fashion-MNIST, keep more of what they need in the early blocks). `num_features`
         grows to match.

@@ -177,7 +177,7 @@ class TrainConfig:
     layer_pooling: str = "last"
     """`last` reads the network's output. Audio: `weighted` learns a softmax-weighted sum of every
     layer's frames (SUPERB), with the head: the probe caches each layer's pooled features. Images
-    (timm): `concat` adds every block's mean- and max-pooled output to the features."""
+    (timm): `concat` adds every block's spatial mean, max and standard deviation to the features."""
     trust_remote_code: bool = False
     """Allow a `hf:` model to run code from its repository (off unless you trust it)."""
     lora_r: int = 8
