@@ -145,3 +145,13 @@ def test_image_layer_pooling_refusals_name_the_fix(tiny_images, tmp_path):
 def test_audio_refuses_concat(tmp_path, tones, tiny_wav2vec2_dir):
     with pytest.raises(ConfigError, match="--layer-pooling must be one of last, weighted, got 'concat'"):
         graftkit.fit(tones, model=f"hf:{tiny_wav2vec2_dir}", layer_pooling="concat", out=tmp_path / "r", epochs=1, offline=True)
+
+
+def test_text_models_refuse_layer_pooling_instead_of_ignoring_it(tmp_path, tiny_bert_dir):
+    from tests.test_text_train import write_sentiment_csv
+
+    data = write_sentiment_csv(tmp_path / "s.csv", n=24)
+    for kind in ("weighted", "concat"):
+        with pytest.raises(ConfigError, match=f"--layer-pooling {kind} needs a timm image model.*is a text model: drop --layer-pooling"):
+            graftkit.fit(data, model=f"hf:{tiny_bert_dir}", layer_pooling=kind, out=tmp_path / kind, epochs=1, offline=True)
+        assert not (tmp_path / kind).exists()

@@ -269,6 +269,9 @@ def load_backbone_for(cfg: TrainConfig, modality: str, backbone_head: str = "fea
 
     from graftkit.sources import load_backbone
 
+    if modality == "text" and cfg.layer_pooling != "last":
+        raise ConfigError(f"--layer-pooling {cfg.layer_pooling} needs a timm image model or an audio encoder with layers; "
+                          f"{cfg.model} is a text model: drop --layer-pooling (--pooling mean, cls or last chooses how its tokens pool)")  # fmt: skip
     if modality == "text":
         return load_backbone(
             cfg.model, arch=cfg.arch, offline=cfg.offline, seed=cfg.seed, head_kind=backbone_head,
