@@ -107,8 +107,7 @@ class TimmBackbone(nn.Module):
 
     def use_layer_pooling(self, kind: str) -> None:
         """Switch to `kind` and record it in `preprocess`: `last`, the pooled output, or `concat`,
-        the pooled output followed by every block's output pooled over space by mean, max and standard
-        deviation
+        the pooled output followed by every block's spatial mean, max and standard deviation
         (multi-layer features in the manner of Head2Toe, Evci et al. 2022: data far from ImageNet,
         such as Fashion-MNIST, keep more of what they need in the early blocks). `num_features`
         grows to match.
