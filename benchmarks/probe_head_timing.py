@@ -6,7 +6,7 @@
 
 Fashion-MNIST, 100 per class of the official training images (seed 0; graftkit holds 20 per class
 out as validation to choose the strength, then refits on all 1,000) and 200 per class of the
-official test images (2,000), EfficientNet-Lite0 features (1,280; 2,848 under `--layer-pooling concat`). scikit-learn's
+official test images (2,000), EfficientNet-Lite0 features (1,280; 3,632 under `--layer-pooling concat`). scikit-learn's
 `LogisticRegression()` (defaults, no scaling) is fitted on all 1,000. Head-fit times alternate
 the order of the two sides over 3 rounds; median (min-max).
 """

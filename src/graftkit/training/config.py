@@ -196,8 +196,10 @@ class TrainConfig:
     many other-class partners (SetFit's `num_iterations`; 2 × iterations × texts pairs in all)."""
     contrastive_epochs: int = 1
     """`contrastive`: passes over the pairs (batches of `--batch-size` pairs)."""
-    contrastive_lr: float = 2e-5
-    """`contrastive`: peak learning rate of the body on the pairs (AdamW, `--schedule`, `--warmup-fraction`)."""
+    contrastive_lr: float = 1e-4
+    """`contrastive`: peak learning rate of the body on the pairs (AdamW, `--schedule`, `--warmup-fraction`).
+    1e-4, not SetFit's 2e-5: chosen on the VADER dev split (+3.8 points at 64 per class, +1.0 at 8;
+    2e-4 fell apart at 20 pairs per text; benchmarks/RESULTS.md)."""
     # Detection (tasks/detection.py).
     detector: str | None = None
     """detection: `fcos`, `retinanet`, `faster_rcnn` or `ssdlite` (None: fcos)."""
