@@ -161,8 +161,13 @@ def extract_vader() -> Path:
     return folder
 
 
-def make_vader(root: Path, vader_dir: Path, n_source: int, n_target: int, seed: int = 0) -> tuple[Path, Path, Path, dict]:
+def make_vader(root: Path, vader_dir: Path, n_source: int, n_target: int, seed: int = 0, *, n_unlabeled: int | None = None,
+               split: str = "test") -> tuple[Path, Path, Path, dict]:
+    """Source = movie snippets; target pool = the other three sources, shuffled: the first
+    `n_unlabeled` unlabelled, the next `n_target` the labelled test split, the next `n_target`
+    the labelled dev split (`split="dev"`: settings are chosen there, never on the test split)."""
     rng = random.Random(seed)
+    n_unl = n_target if n_unlabeled is None else n_unlabeled
     movies = _vader(vader_dir / "movieReviewSnippets_GroundTruth.txt")
     others = [r for name in ("amazonReviewSnippets", "tweets", "nytEditorialSnippets") for r in _vader(vader_dir / f"{name}_GroundTruth.txt")]
     rng.shuffle(movies)
@@ -170,9 +175,12 @@ def make_vader(root: Path, vader_dir: Path, n_source: int, n_target: int, seed: 
     root.mkdir(parents=True, exist_ok=True)
     src, unl, lab = root / "source.csv", root / "target_unlabeled.csv", root / "target_labelled.csv"
     _write_csv(src, movies[:n_source], True)
-    _write_csv(unl, others[:n_target], False)
-    _write_csv(lab, others[n_target: 2 * n_target], True)
-    return src, unl, lab, {"source_texts": n_source, "target_unlabeled": n_target, "target_labelled": n_target,
+    start = n_unl + (n_target if split == "dev" else 0)
+    if start + n_target > len(others):
+        raise SystemExit(f"the target pool has {len(others)} texts: {n_unl} unlabelled + 2 x {n_target} labelled do not fit")
+    _write_csv(unl, others[:n_unl], False)
+    _write_csv(lab, others[start: start + n_target], True)
+    return src, unl, lab, {"source_texts": n_source, "target_unlabeled": n_unl, "target_labelled": n_target, "target_split": split,
                            "target_sources": "Amazon product reviews + tweets + NYT editorial snippets"}  # fmt: skip
 
 
@@ -233,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vader-dir", help="vader: an extracted hutto_ICWSM_2014/ folder (default: from the pinned sdist)")
     p.add_argument("--n-source", type=int, default=600, help="vader: source texts")
     p.add_argument("--n-target", type=int, default=400, help="target samples per half (unlabelled / labelled)")
+    p.add_argument("--n-unlabeled", type=int, help="vader: unlabelled target texts (default --n-target)")
+    p.add_argument("--split", choices=["test", "dev"], default="test", help="vader: the labelled target split scored (dev: for choosing settings)")
+    p.add_argument("--pseudo-threshold", type=float, help="self-training confidence threshold (default graftkit's)")
+    p.add_argument("--adapt-weight", type=float, help="weight of the adaptation term (default graftkit's)")
     p.add_argument("--per-font", type=int, default=1, help="digits: renderings per font and digit")
     p.add_argument("--n-fonts", type=int, help="digits: use this many fonts (seeded sample; default all)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -258,10 +270,12 @@ def main(argv: list[str] | None = None) -> int:
                                           size=args.image_size)
         settings = dict(model="efficientnet_lite0", image_size=args.image_size, batch_size=args.batch_size, augment="light")
     else:
-        src, unl, lab, data = make_vader(root / "data", Path(args.vader_dir) if args.vader_dir else extract_vader(), args.n_source, args.n_target)
+        src, unl, lab, data = make_vader(root / "data", Path(args.vader_dir) if args.vader_dir else extract_vader(), args.n_source, args.n_target,
+                                        n_unlabeled=args.n_unlabeled, split=args.split)
         settings = dict(model="minilm", max_length=args.max_length, batch_size=args.batch_size)
-    if args.lr is not None:
-        settings["lr"] = args.lr
+    for key in ("lr", "pseudo_threshold", "adapt_weight"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
     if args.num_workers is not None:
         settings["num_workers"] = args.num_workers
     t0 = time.perf_counter()
