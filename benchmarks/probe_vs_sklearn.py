@@ -30,12 +30,19 @@ same train rows:
 Scored by accuracy on the test rows. Reported per data set and shot: both means, the mean paired
 difference (graftkit - sklearn) with its min-max over seeds, how many seeds graftkit >= sklearn,
 and the binomial standard error of one test set. Accuracy only: no timings (shared CPU).
+
+A diagnosis rides along (the `diagnosis` of each row; it chooses nothing and changes no default):
+graftkit's `fit_head` on all train rows at every strength of its grid, scored on the test rows
+(the best of these is an upper bound for any strength selection on standardised features), and
+`LogisticRegression()` on standardised features: together they say whether a gap comes from the
+choice of strength or from the standardisation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -85,9 +92,10 @@ def digit_samples() -> list:
 
 def _vader_rows(name: str) -> list[tuple[str, str]]:
     """(text, `positive`|`negative`) of a VADER ground-truth file: rated 0 and repeated texts dropped."""
-    from vader import _decode, download_sdist, INNER
     import io
     import tarfile
+
+    from vader import INNER, _decode, download_sdist
 
     with tarfile.open(download_sdist(WORK / "vader")) as outer:
         inner = outer.extractfile(INNER).read()
@@ -185,6 +193,26 @@ def sklearn_accuracy(x, y, train, test) -> tuple[float, int]:
     return float(model.score(x[test], y[test])), sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
+def diagnose(task, x, y, train, test) -> dict:
+    """Test accuracy of graftkit's standardised fit at each fixed grid strength (all train rows), and of
+    `LogisticRegression()` on standardised features. Diagnostic only: nothing is chosen from it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from graftkit.training import solver
+
+    t = lambda a: torch.from_numpy(a)
+    fixed = {}
+    for strength in solver.STRENGTHS:
+        w, b = solver.fit_head(task, t(x[train]), t(y[train]), len(task.classes), strength)
+        fixed[f"{strength:.3g}"] = float(((t(x[test]) @ w.T + b).argmax(1).numpy() == y[test]).mean())
+    scaler = StandardScaler().fit(x[train])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        std = LogisticRegression().fit(scaler.transform(x[train]), y[train]).score(scaler.transform(x[test]), y[test])
+    return {"graftkit_fixed_strength": fixed, "graftkit_best_fixed": max(fixed.values()), "sklearn_standardised": float(std)}
+
+
 def compare(which: str) -> list[dict]:
     from graftkit.tasks import ClassificationTask
 
@@ -200,7 +228,7 @@ def compare(which: str) -> list[dict]:
             g, how = graftkit_accuracy(task, x, y, keys, train, test)
             s, warned = sklearn_accuracy(x, y, train, test)
             runs.append({"seed": seed, "graftkit": g, "sklearn": s, "diff": g - s, "n_train": len(train), "n_test": len(test),
-                         "sklearn_convergence_warnings": warned, **how})  # fmt: skip
+                         "sklearn_convergence_warnings": warned, **how, "diagnosis": diagnose(task, x, y, train, test)})  # fmt: skip
         out.append(summarise(which, per_class, runs))
         r = out[-1]
         print(f"{which} {per_class}/class: graftkit {r['graftkit_mean']:.4f}, sklearn {r['sklearn_mean']:.4f}, "
@@ -213,11 +241,13 @@ def summarise(which: str, per_class: int, runs: list[dict]) -> dict:
     g, s = np.mean([r["graftkit"] for r in runs]), np.mean([r["sklearn"] for r in runs])
     n_test = runs[0]["n_test"]
     se = float(np.sqrt(s * (1 - s) / n_test))  # binomial SE of one test-set accuracy at sklearn's level
+    diag = {k: float(np.mean([r["diagnosis"][k] for r in runs])) for k in ("graftkit_best_fixed", "sklearn_standardised")}
     return {
         "data": which, "backbone": SETTINGS[which][0], "train_per_class": per_class, "n_train": runs[0]["n_train"], "n_test": n_test,
         "graftkit_mean": float(g), "sklearn_mean": float(s), "diff_mean": float(d.mean()), "diff_min": float(d.min()), "diff_max": float(d.max()),
         "graftkit_ge": int((d >= 0).sum()), "seeds": len(runs), "binomial_se": se,
-        "diff_mean_in_test_images": float(d.mean() * n_test), "runs": runs,
+        "diff_mean_in_test_images": float(d.mean() * n_test), "diff_se_over_seeds": float(d.std(ddof=1) / np.sqrt(len(d))),
+        "diagnosis_means": diag, "runs": runs,
     }  # fmt: skip
 
 
@@ -229,7 +259,8 @@ def verdict(rows: list[dict]) -> str:
     for r in behind:
         inside = abs(r["diff_mean"]) <= r["binomial_se"]
         parts.append(f"{r['data']} {r['train_per_class']}/class by {-r['diff_mean'] * 100:.2f} points ({-r['diff_mean_in_test_images']:.1f} of "
-                     f"{r['n_test']} test rows; {'inside' if inside else 'outside'} one binomial SE {r['binomial_se'] * 100:.2f})")  # fmt: skip
+                     f"{r['n_test']} test rows; {'inside' if inside else 'outside'} one binomial SE {r['binomial_se'] * 100:.2f}; "
+                     f"graftkit >= sklearn on {r['graftkit_ge']}/{r['seeds']} seeds)")  # fmt: skip
     return f"graftkit >= sklearn on the mean of {len(rows) - len(behind)} of {len(rows)} settings; behind on " + "; ".join(parts)
 
 
@@ -242,12 +273,12 @@ def lscpu_model() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| data (backbone) | train / class | test rows | graftkit solve_probe | sklearn LogisticRegression() | diff, mean [min, max] | graftkit ≥ sklearn | 1 binomial SE |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| data (backbone) | train / class | test rows | graftkit solve_probe | sklearn LogisticRegression() | diff, mean [min, max] | graftkit ≥ sklearn | 1 binomial SE | SE of mean diff |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['data']} ({r['backbone']}) | {r['train_per_class']} | {r['n_test']} | {r['graftkit_mean']:.4f} | {r['sklearn_mean']:.4f} | "
                      f"{r['diff_mean'] * 100:+.2f} [{r['diff_min'] * 100:+.2f}, {r['diff_max'] * 100:+.2f}] pts | {r['graftkit_ge']}/{r['seeds']} | "
-                     f"{r['binomial_se'] * 100:.2f} pts |")  # fmt: skip
+                     f"{r['binomial_se'] * 100:.2f} pts | {r['diff_se_over_seeds'] * 100:.2f} pts |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -255,9 +286,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), help="which data sets")
     args = p.parse_args()
-    torch.set_num_threads(1)
-    import os
-
+    torch.set_num_threads(1)  # the CPU is shared; features and solves stay on one thread
     os.environ.setdefault("GRAFTKIT_CACHE", str(WORK / "cache" / "probe_vs_sklearn"))
     rows = [r for which in args.data for r in compare(which)]
     result = {
