@@ -2,12 +2,14 @@
 
     OMP_NUM_THREADS=1 PYTHONPATH=src:scripts:benchmarks python benchmarks/probe_vs_sklearn.py
     OMP_NUM_THREADS=1 PYTHONPATH=src:scripts:benchmarks python benchmarks/probe_vs_sklearn.py --data digits movies   # a subset
+    OMP_NUM_THREADS=1 PYTHONPATH=src:scripts:benchmarks python benchmarks/probe_vs_sklearn.py --precision auto   # -> probe_vs_sklearn_auto.json
 
 The probe's choices (strength grid, patience, k-fold threshold, tolerances) were studied on
 Fashion-MNIST only; none of the data here was looked at while making them. Frozen pretrained
 features, computed once per data set through graftkit's own feature path (`labelled_features`:
-the backbone's preprocess, the engine and cache `graft train` uses) and cached as
-`benchmarks/_work/probe_vs_sklearn/NAME.npz`:
+the backbone's preprocess, the engine and cache `graft train` uses, on the CPU, fp32 unless
+`--precision auto`, which is bf16 on a CPU with native bf16, as `graft train` picks there) and
+cached as `benchmarks/_work/probe_vs_sklearn/NAME[_auto].npz`:
 
 - `digits`: scikit-learn's `load_digits` (1,797 8x8 images, 0-16 scaled to 0-255), upscaled with
   PIL (bicubic, 256 px, grey -> RGB) and written as PNG, EfficientNet-Lite0 features (1,280);
@@ -128,9 +130,9 @@ def content_key(which: str, sample) -> str:
     return f"{sample.text}\0"
 
 
-def features(which: str) -> dict[str, np.ndarray]:
+def features(which: str, precision: str = "fp32") -> dict[str, np.ndarray]:
     """x `[N, D]`, y `[N]`, keys `[N]` of a data set, computed once through graftkit's feature path."""
-    path = OUT / f"{which}.npz"
+    path = OUT / f"{which}{'' if precision == 'fp32' else '_' + precision}.npz"
     if path.is_file():
         z = np.load(path)
         return {k: z[k] for k in z.files}
@@ -140,7 +142,7 @@ def features(which: str) -> dict[str, np.ndarray]:
     samples = digit_samples() if which == "digits" else text_samples(which)
     backbone = load_backbone(SETTINGS[which][0], offline=True)
     t0 = time.perf_counter()
-    f = labelled_features(backbone, samples, CLASSES[which], device="cpu", precision="fp32")
+    f = labelled_features(backbone, samples, CLASSES[which], device="cpu", precision=precision)
     print(f"{which}: {f.features.shape} features in {time.perf_counter() - t0:.0f} s ({f.computed} computed, {f.cached} cached)", flush=True)
     out = {"x": f.features, "y": f.labels, "keys": np.array([content_key(which, s) for s in samples])}
     OUT.mkdir(parents=True, exist_ok=True)
@@ -213,10 +215,10 @@ def diagnose(task, x, y, train, test) -> dict:
     return {"graftkit_fixed_strength": fixed, "graftkit_best_fixed": max(fixed.values()), "sklearn_standardised": float(std)}
 
 
-def compare(which: str) -> list[dict]:
+def compare(which: str, precision: str) -> list[dict]:
     from graftkit.tasks import ClassificationTask
 
-    data = features(which)
+    data = features(which, precision)
     x, y, keys = data["x"].astype(np.float32), data["y"].astype(np.int64), data["keys"]
     task = ClassificationTask(CLASSES[which])
     _, shots, test_per_class = SETTINGS[which]
@@ -285,20 +287,23 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), help="which data sets")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "auto"), help="feature precision (auto: as graft train on this machine)")
     args = p.parse_args()
     torch.set_num_threads(1)  # the CPU is shared; features and solves stay on one thread
     os.environ.setdefault("GRAFTKIT_CACHE", str(WORK / "cache" / "probe_vs_sklearn"))
-    rows = [r for which in args.data for r in compare(which)]
+    rows = [r for which in args.data for r in compare(which, args.precision)]
     result = {
-        "command": "OMP_NUM_THREADS=1 PYTHONPATH=src:scripts:benchmarks python benchmarks/probe_vs_sklearn.py" + ("" if args.data == list(SETTINGS) else " --data " + " ".join(args.data)),
+        "command": "OMP_NUM_THREADS=1 PYTHONPATH=src:scripts:benchmarks python benchmarks/probe_vs_sklearn.py" + ("" if args.data == list(SETTINGS) else " --data " + " ".join(args.data)) + ("" if args.precision == "fp32" else f" --precision {args.precision}"),
+        "feature_precision": args.precision,
         "machine": machine(), "cpu_model": lscpu_model(),
         "protocol": {"seeds": list(SEEDS), "graftkit": f"seeded_split(val_fraction={VAL_FRACTION}, seed={SPLIT_SEED}) of the train rows, solve_probe(monitor='accuracy', refit=True)",
                      "sklearn": "LogisticRegression() defaults on all train rows, unscaled", "metric": "test accuracy"},
         "verdict": verdict(rows), "table": table(rows), "results": rows,
     }  # fmt: skip
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1) + "\n")
-    print("\n" + result["table"] + "\n\n" + result["verdict"] + f"\n\n{result['cpu_model']}; {result['machine']}\nwrote {RESULT.relative_to(ROOT)}")
+    out = RESULT if args.precision == "fp32" else RESULT.with_name(f"{RESULT.stem}_{args.precision}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print("\n" + result["table"] + "\n\n" + result["verdict"] + f"\n\n{result['cpu_model']}; {result['machine']}\nwrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
