@@ -127,7 +127,8 @@ def probe_accuracy(solver, task, x, y, keys, train, test) -> tuple[float, dict]:
     sol = solver.solve_probe(task, {"train": t(x[fit_i]), "val": t(x[val_i])}, {"train": t(y[fit_i]), "val": t(y[val_i])},
                              out_features=len(task.classes), monitor=task.default_monitor, refit=True, seed=SPLIT_SEED)  # fmt: skip
     pred = (t(x[test]) @ sol.weight.T + sol.bias).argmax(1).numpy()
-    return float((pred == y[test]).mean()), {"strength": sol.strength, "scaling": str(getattr(sol, "scaling", "per-feature").value if hasattr(getattr(sol, "scaling", None), "value") else "per-feature"), "seconds": sol.seconds}
+    scaling = getattr(sol, "scaling", None)  # the baseline solver has one scaling, per-feature
+    return float((pred == y[test]).mean()), {"strength": sol.strength, "scaling": "per-feature" if scaling is None else scaling.value, "seconds": sol.seconds}
 
 
 def compare(which: str, solvers: dict) -> list[dict]:

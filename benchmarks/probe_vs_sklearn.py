@@ -25,7 +25,7 @@ same train rows:
 - graftkit: as `graft train --head linear-probe` with no val split given: a seeded stratified 20 %
   of the train rows held out (`core.seeded_split`, `--val-fraction 0.2 --seed 0`), then
   `solve_probe(..., monitor="accuracy", refit=True, seed=0)` (k-fold below 200 val rows, refit on
-  all train rows);
+  all train rows; since the solver chooses its feature scaling too, each run records it);
 - scikit-learn: `LogisticRegression()` with its defaults, fitted on all train rows, unscaled
   features (as benchmarks/probe_head_timing.py).
 
@@ -181,7 +181,7 @@ def graftkit_accuracy(task, x, y, keys, train, test) -> tuple[float, dict]:
     sol = solver.solve_probe(task, {"train": t(x[fit_i]), "val": t(x[val_i])}, {"train": t(y[fit_i]), "val": t(y[val_i])},
                              out_features=len(task.classes), monitor=task.default_monitor, refit=True, seed=SPLIT_SEED)  # fmt: skip
     pred = (t(x[test]) @ sol.weight.T + sol.bias).argmax(1).numpy()
-    return float((pred == y[test]).mean()), {"strength": sol.strength, "selection": sol.selection, "val_rows": len(val_i)}
+    return float((pred == y[test]).mean()), {"strength": sol.strength, "scaling": sol.scaling.value, "selection": sol.selection, "val_rows": len(val_i)}
 
 
 def sklearn_accuracy(x, y, train, test) -> tuple[float, int]:

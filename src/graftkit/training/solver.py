@@ -16,14 +16,17 @@ minimised with `torch.optim.LBFGS` (strong Wolfe line search) over the whole tra
 The bias is not penalised (as in scikit-learn). Per scaling, the strength is walked over
 `STRENGTHS` from the strongest to the weakest with each solution warm-starting the next, scored by
 the task's own monitor metric on held-out rows (ties: the lower held-out loss, then the stronger
-penalty); the walk stops `PATIENCE` strengths after the best so far. The (scaling, strength) with the
-best held-out score wins (same ties; on an exact tie the per-feature scaling):
+penalty); the walk stops `PATIENCE` strengths after the first best score (a flat strong end, where
+the weights only shrink, does not count). The per-feature walk takes the whole grid; the global
+one, to keep the time, whole decades from 1.5 decades above the first's best (`SECOND_STEP`,
+`SECOND_ABOVE`). The (scaling, strength) with the best held-out score wins (same ties; on an exact
+tie the per-feature scaling). The held-out rows are:
 
 - `holdout`: fit on train, score on the validation split (enough validation rows);
 - `k-fold`: stratified folds over train + validation when validation is small, scored on the
   pooled out-of-fold outputs.
 
-The chosen strength is then refitted on train + validation (`refit=True`), or on train alone
+The chosen scaling and strength are then refitted on train + validation (`refit=True`), or on train alone
 (`refit=False`, validation stays held out). Either way the validation outputs handed back are
 held-out ones (the train-only fit, or the out-of-fold outputs), so the report's validation
 figures are never in-sample. The scaling is folded into the returned weights: the result is an
@@ -83,10 +86,11 @@ SCALINGS = (Scaling.PER_FEATURE, Scaling.GLOBAL)
 """Scalings tried, in order of preference on an exact tie."""
 SECOND_STEP, SECOND_ABOVE = 2, 3
 """The second scaling's walk, to keep the solve's time: every `SECOND_STEP`-th strength of
-`STRENGTHS` (whole decades), from `SECOND_ABOVE` grid steps (1.5 decades) above the first walk's best. Walked like the first
-(all strengths, half-decade steps, from 100) it tripled the 1,000 x 1,280 solve's time: its
-features are worse conditioned, L-BFGS needs more iterations per strength. Both scalings keep the
-features' mean variance at 1, so their best strengths sit near each other."""
+`STRENGTHS` (whole decades), from `SECOND_ABOVE` grid steps (1.5 decades) above the first walk's
+best. Walked like the first (every strength from 100) it made the 1,000 x 1,280 solve 1.6x slower
+than this (its features are worse conditioned: more L-BFGS iterations per strength) and was no
+better on the dev data (benchmarks/results/probe_solver_dev.json). Both scalings give the features
+a mean variance of 1, so their best strengths sit near each other."""
 
 
 @dataclass
@@ -192,7 +196,7 @@ def _solve(task: Any, feats: dict[str, torch.Tensor], labels: dict[str, torch.Te
     metric = task.metrics.get(monitor)
     grid, held = [], []
     for scaling in SCALINGS:  # grid and held stay in SCALINGS order: _best's index tie-break prefers the first
-        strengths = STRENGTHS if not grid else STRENGTHS[max(0, STRENGTHS.index(grid[_best(grid, metric)]["strength"]) - SECOND_ABOVE) :: SECOND_STEP]
+        strengths = STRENGTHS if not grid else _second_strengths(grid[_best(grid, metric)]["strength"])
         walked, logits = _walk_grid(task, x_pool, y_pool, folds, out_features, monitor, scaling, strengths)
         grid += [{"scaling": scaling.value, **g} for g in walked]
         held += logits
@@ -229,6 +233,11 @@ def _walk_grid(task: Any, x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,
         if len(grid) - 1 - _patience_from(grid, metric) >= PATIENCE:
             break
     return grid, held_logits
+
+
+def _second_strengths(first_best: float) -> tuple[float, ...]:
+    """The strengths of the second scaling's walk: whole decades from 1.5 above the first's best."""
+    return STRENGTHS[max(0, STRENGTHS.index(first_best) - SECOND_ABOVE) :: SECOND_STEP]
 
 
 def fit_head(task: Any, x: torch.Tensor, y: torch.Tensor, out_features: int, strength: float,
