@@ -1,5 +1,5 @@
-"""The L-BFGS linear probe (training/solver.py): the solve itself, strength selection, refit,
-standardisation folded into an ordinary linear layer, and its use by `fit`."""
+"""The L-BFGS linear probe (training/solver.py): the solve itself, scaling and strength selection,
+refit, the scaling folded into an ordinary linear layer, and its use by `fit`."""
 
 from __future__ import annotations
 
@@ -101,6 +101,56 @@ def test_multilabel_and_regression_solve():
     pred = reg.activate(x[300:] @ sol.weight.T + sol.bias).reshape(-1)
     r2 = 1 - ((pred - target[300:]) ** 2).sum() / ((target[300:] - target[300:].mean()) ** 2).sum()
     assert r2 > 0.9
+
+
+def near_constant_noise(n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 informative features beside 400 near-constant channels of pure noise (per-feature
+    standardisation lifts the noise to the signal's size; one global scale keeps it small)."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(4, 16, generator=torch.Generator().manual_seed(7)) * 2
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.cat([centers[y] + torch.randn(n, 16, generator=g), 0.01 * torch.randn(n, 400, generator=g)], 1)
+    return x + 3.0, y
+
+
+def test_global_scaling_is_chosen_on_held_out_rows_when_it_wins_and_reported():
+    x, y = near_constant_noise(60, seed=0)
+    xv, yv = near_constant_noise(40, seed=10)
+    xs, ys = near_constant_noise(2000, seed=99)
+    task = classification()
+    sol = solver.solve_probe(task, {"train": x, "val": xv}, {"train": y, "val": yv}, out_features=4, monitor="accuracy")
+    held = {s: max(g["score"] for g in sol.grid if g["scaling"] == s.value) for s in solver.SCALINGS}
+    assert held[solver.Scaling.GLOBAL] > held[solver.Scaling.PER_FEATURE]  # the held-out rows chose, not the test rows
+    assert sol.scaling is solver.Scaling.GLOBAL
+    record = sol.record("accuracy")
+    assert record["scaling"] == "global" and "global feature scaling" in record["note"]
+    # the global scale is folded like the standardisation: the refit is an ordinary linear layer
+    w, b = solver.fit_head(task, torch.cat([x, xv]), torch.cat([y, yv]), 4, sol.strength, scaling=solver.Scaling.GLOBAL)
+    assert torch.allclose(sol.weight, w) and torch.allclose(sol.bias, b)
+    ours = ((xs @ sol.weight.T + sol.bias).argmax(1) == ys).float().mean().item()
+    w_pf, b_pf = solver.fit_head(task, torch.cat([x, xv]), torch.cat([y, yv]), 4, 1e-2)
+    assert ours > ((xs @ w_pf.T + b_pf).argmax(1) == ys).float().mean().item() + 0.03
+
+
+def test_per_feature_scaling_is_kept_on_an_exact_tie_and_reported():
+    x, y = blobs(600)
+    xv, yv = blobs(250, seed=1)
+    sol = solver.solve_probe(classification(), {"train": x, "val": xv}, {"train": y, "val": yv}, out_features=4, monitor="accuracy")
+    assert {g["scaling"] for g in sol.grid} == {"per-feature", "global"}
+    assert sol.scaling is solver.Scaling.PER_FEATURE and sol.record("accuracy")["scaling"] == "per-feature"
+    tie = [{"scaling": "per-feature", "strength": 1.0, "score": 0.9, "loss": 0.3}, {"scaling": "global", "strength": 1.0, "score": 0.9, "loss": 0.3}]
+    assert solver._best(tie, classification().metrics["accuracy"]) == 0
+
+
+def test_grid_reaches_past_one_and_a_flat_strong_end_does_not_stop_the_walk():
+    assert solver.STRENGTHS[0] >= 10 and 1.0 in solver.STRENGTHS and list(solver.STRENGTHS) == sorted(solver.STRENGTHS, reverse=True)
+    acc = classification().metrics["accuracy"]
+    grid = lambda scores: [{"strength": s, "score": v, "loss": 1.0} for s, v in zip(solver.STRENGTHS, scores)]
+    # the strongest strengths only shrink the weights: the same predictions, the same score
+    assert solver._patience_from(grid([0.8, 0.8, 0.8]), acc) == 2  # not done: patience has not started
+    assert solver._patience_from(grid([0.8, 0.8, 0.8, 0.9, 0.85]), acc) == 3
+    assert solver._patience_from(grid([0.8, 0.8, 0.7, 0.7]), acc) == 1  # the flat start was the best: counted from its end
+    assert solver._patience_from(grid([0.7, 0.8, 0.8, 0.8]), acc) == 1  # a plateau after a rise: the first best, as before
 
 
 def test_solve_is_far_under_a_second_for_1000_by_1280():

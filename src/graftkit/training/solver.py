@@ -1,27 +1,36 @@
-"""The linear probe as a convex solve: standardised features, L2, full-batch L-BFGS, the strength
-chosen on held-out data over a log grid, then a refit on train + validation.
+"""The linear probe as a convex solve: scaled features, L2, full-batch L-BFGS, the feature scaling
+and the strength chosen on held-out data (two scalings, a log grid of strengths), then a refit on
+train + validation.
 
 A linear head on frozen features is a convex problem when the task's loss is convex in the
 logits (softmax cross-entropy: multinomial logistic regression; per-label sigmoid BCE: one
 logistic regression per label; squared error: ridge regression). The objective is
 
-    mean(task.loss(Z W^T + b, y)) + strength / 2 * ||W||^2,     Z = (X - mean) / std,
+    mean(task.loss(Z W^T + b, y)) + strength / 2 * ||W||^2,     Z = (X - mean) / scale,
 
+where `scale` is either each feature's own standard deviation (`per-feature`: every feature
+counts alike) or one scalar for all, the RMS of the centred features (`global`: the relative
+variances are kept, as in an unscaled fit, so near-constant noisy channels stay small, while the
+strength grid keeps its meaning). Both are tried; the held-out rows choose. The problem is
 minimised with `torch.optim.LBFGS` (strong Wolfe line search) over the whole training set at once.
-The bias is not penalised (as in scikit-learn). The strength is chosen from `STRENGTHS`, walked
-from the strongest to the weakest with each solution warm-starting the next, by the task's own
-monitor metric on held-out rows (ties: the lower held-out loss, then the stronger penalty; the walk
-stops `PATIENCE` strengths after the first best score):
+The bias is not penalised (as in scikit-learn). Per scaling, the strength is walked over
+`STRENGTHS` from the strongest to the weakest with each solution warm-starting the next, scored by
+the task's own monitor metric on held-out rows (ties: the lower held-out loss, then the stronger
+penalty); the walk stops `PATIENCE` strengths after the first best score (a flat strong end, where
+the weights only shrink, does not count). The per-feature walk takes the whole grid; the global
+one, to keep the time, whole decades from 1.5 decades above the first's best (`SECOND_STEP`,
+`SECOND_ABOVE`). The (scaling, strength) with the best held-out score wins (same ties; on an exact
+tie the per-feature scaling). The held-out rows are:
 
 - `holdout`: fit on train, score on the validation split (enough validation rows);
 - `k-fold`: stratified folds over train + validation when validation is small, scored on the
   pooled out-of-fold outputs.
 
-The chosen strength is then refitted on train + validation (`refit=True`), or on train alone
+The chosen scaling and strength are then refitted on train + validation (`refit=True`), or on train alone
 (`refit=False`, validation stays held out). Either way the validation outputs handed back are
 held-out ones (the train-only fit, or the out-of-fold outputs), so the report's validation
-figures are never in-sample. The standardisation is folded into the returned weights: the
-result is an ordinary `nn.Linear`, so predict, export and serve see nothing new.
+figures are never in-sample. The scaling is folded into the returned weights: the result is an
+ordinary `nn.Linear`, so predict, export and serve see nothing new.
 """
 
 from __future__ import annotations
@@ -29,15 +38,18 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-STRENGTHS = tuple(float(s) for s in np.logspace(0, -5, 11))
-"""L2 strengths tried, strongest first (half-decade steps). For scikit-learn's `C` on N rows,
-strength = 1 / (C N): its default C = 1 on 1,000 rows is 1e-3, inside the grid."""
+STRENGTHS = tuple(float(s) for s in np.logspace(2, -5, 15))
+"""L2 strengths tried, strongest first (half-decade steps, 100 to 1e-5). For scikit-learn's `C` on
+N rows, strength = 1 / (C N): its default C = 1 on 1,000 rows is 1e-3, inside the grid. The strong
+end reaches past 1 because sentence embeddings at a few texts per class chose 1.0, the old
+strongest value, in 24 of 30 runs (benchmarks/results/probe_vs_sklearn_before.json)."""
 DEFAULT_STRENGTH = 1e-2
 """The strength when there is no validation split to choose one on."""
 KFOLD_BELOW = 200
@@ -56,7 +68,29 @@ ONE_THREAD_BELOW = 20_000_000
 matrix products take about a millisecond, and intra-op threads cost more than they save (on the
 shared 2-core machine, 2 threads made the 1,000 x 1,280 solve 5-10x slower)."""
 PATIENCE = 2
-"""Stop walking the grid after this many strengths without improvement past the best."""
+"""Stop walking the grid after this many strengths without a score better than the first best. A
+flat start (the strongest strengths all scoring the same: the weights only shrink there, the
+predictions need not change) counts as not started: patience runs from its last strength."""
+
+
+class Scaling(str, Enum):
+    """How features are scaled before the solve (folded into the returned weights)."""
+
+    PER_FEATURE = "per-feature"
+    """Each feature centred and divided by its own standard deviation."""
+    GLOBAL = "global"
+    """Each feature centred, all divided by one scalar (the RMS of the centred features)."""
+
+
+SCALINGS = (Scaling.PER_FEATURE, Scaling.GLOBAL)
+"""Scalings tried, in order of preference on an exact tie."""
+SECOND_STEP, SECOND_ABOVE = 2, 3
+"""The second scaling's walk, to keep the solve's time: every `SECOND_STEP`-th strength of
+`STRENGTHS` (whole decades), from `SECOND_ABOVE` grid steps (1.5 decades) above the first walk's
+best. Walked like the first (every strength from 100) it made the 1,000 x 1,280 solve 1.6x slower
+than this (its features are worse conditioned: more L-BFGS iterations per strength) and was no
+better on the dev data (benchmarks/results/probe_solver_dev.json). Both scalings give the features
+a mean variance of 1, so their best strengths sit near each other."""
 
 
 @dataclass
@@ -64,7 +98,7 @@ class ProbeSolution:
     """A solved linear head in the original feature units, and how it was chosen."""
 
     weight: torch.Tensor
-    """`[C, D]`: standardisation folded in."""
+    """`[C, D]`: the feature scaling folded in."""
     bias: torch.Tensor
     """`[C]`."""
     strength: float
@@ -74,8 +108,10 @@ class ProbeSolution:
     """Whether the final head was fitted on train + validation."""
     val_logits: torch.Tensor | None
     """Held-out logits of the validation rows at the chosen strength (None without validation)."""
-    grid: list[dict[str, float]] = field(default_factory=list)
-    """Per strength tried: its held-out score and loss."""
+    scaling: Scaling = Scaling.PER_FEATURE
+    """The chosen feature scaling."""
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    """Per (scaling, strength) tried: its held-out score and loss."""
     seconds: float = 0.0
 
     def record(self, monitor: str) -> dict[str, Any]:
@@ -85,10 +121,11 @@ class ProbeSolution:
         return {
             "solver": "lbfgs",
             "strength": self.strength,
+            "scaling": self.scaling.value,
             "selection": self.selection,
             "refit": self.refit,
             "monitor": monitor,
-            "note": f"L2 strength {self.strength:.3g} chosen by val {monitor} on {how}; final head fitted on {fitted_on}; "
+            "note": f"L2 strength {self.strength:.3g} and {self.scaling.value} feature scaling chosen by val {monitor} on {how}; final head fitted on {fitted_on}; "
             "the validation figures are held-out predictions (" + ("out-of-fold" if self.selection == "k-fold" else "train-only fit") + ")",
             "grid": self.grid,
             "seconds": round(self.seconds, 4),
@@ -107,16 +144,24 @@ def solvable_linear(head: nn.Module) -> nn.Linear | None:
 
 def solve_probe(task: Any, feats: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], *, out_features: int, monitor: str,
                 refit: bool = True, seed: int = 0) -> ProbeSolution:  # fmt: skip
-    """Choose the L2 strength on held-out rows and fit the head (see the module docstring).
+    """Choose the feature scaling and L2 strength on held-out rows and fit the head (see the module docstring).
 
     Args:
         task: the task (its `loss`, `collect`, `epoch_metrics` and `metrics[monitor]` are used).
         feats: `[N, D]` features per split (`train`, optionally `val`).
         labels: targets per split, as `task.encode` makes them.
         out_features: the head's output size.
-        monitor: the validation metric that chooses the strength (`loss` allowed).
+        monitor: the validation metric that chooses the scaling and strength (`loss` allowed).
         refit: fit the final head on train + val (else on train only).
         seed: seed of the k-fold assignment.
+
+    Returns:
+        The head in the original feature units and how it was chosen.
+
+    Example:
+        >>> sol = solve_probe(task, {"train": x, "val": xv}, {"train": y, "val": yv}, out_features=4, monitor="accuracy")
+        >>> sol.record("accuracy")["scaling"]
+        'per-feature'
     """
     rows = sum(len(f) for f in feats.values() if f is not None) * feats["train"].shape[1]
     with _threads(1 if rows < ONE_THREAD_BELOW else torch.get_num_threads()):
@@ -141,75 +186,106 @@ def _solve(task: Any, feats: dict[str, torch.Tensor], labels: dict[str, torch.Te
     x_val, y_val = feats.get("val"), labels.get("val")
     if x_val is None or len(x_val) == 0:  # nothing to choose on: the middle of the grid
         weight, bias = fit_head(task, x_train, y_train, out_features, DEFAULT_STRENGTH)
-        return ProbeSolution(weight, bias, DEFAULT_STRENGTH, "none", False, None, [], time.perf_counter() - start)
+        return ProbeSolution(weight, bias, DEFAULT_STRENGTH, "none", False, None, seconds=time.perf_counter() - start)
     x_pool, y_pool = torch.cat([x_train, x_val.float()]), torch.cat([y_train, y_val])
     n_train = len(x_train)
     if len(x_val) < KFOLD_BELOW:
         selection, folds = "k-fold", _fold_ids(y_pool, FOLDS, seed)
     else:
         selection, folds = "holdout", torch.cat([torch.full((n_train,), -1), torch.zeros(len(x_val), dtype=torch.long)])
-    grid, held = _walk_grid(task, x_pool, y_pool, folds, out_features, monitor)
-    best = _best(grid, task.metrics.get(monitor))
-    strength = grid[best]["strength"]
+    metric = task.metrics.get(monitor)
+    grid, held = [], []
+    for scaling in SCALINGS:  # grid and held stay in SCALINGS order: _best's index tie-break prefers the first
+        strengths = STRENGTHS if not grid else _second_strengths(grid[_best(grid, metric)]["strength"])
+        walked, logits = _walk_grid(task, x_pool, y_pool, folds, out_features, monitor, scaling, strengths)
+        grid += [{"scaling": scaling.value, **g} for g in walked]
+        held += logits
+    best = _best(grid, metric)
+    strength, scaling = grid[best]["strength"], Scaling(grid[best]["scaling"])
     val_logits = held[best][n_train:]
     x_fit, y_fit = (x_pool, y_pool) if refit else (x_train, y_train)
-    weight, bias = fit_head(task, x_fit, y_fit, out_features, strength)
-    return ProbeSolution(weight, bias, strength, selection, refit, val_logits, grid, time.perf_counter() - start)
+    weight, bias = fit_head(task, x_fit, y_fit, out_features, strength, scaling=scaling)
+    return ProbeSolution(weight, bias, strength, selection, refit, val_logits, scaling, grid, time.perf_counter() - start)
 
 
-def _walk_grid(task: Any, x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, out_features: int,
-               monitor: str) -> tuple[list[dict[str, float]], list[torch.Tensor]]:  # fmt: skip
-    """Walk `STRENGTHS` strongest first; per strength, fit every fold (warm-started from the
-    previous strength) and score the pooled held-out logits (rows of fold -1 are never held out).
-    Stops `PATIENCE` strengths after the first best score so far."""
+def _walk_grid(task: Any, x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, out_features: int, monitor: str, scaling: Scaling,
+               strengths: tuple[float, ...]) -> tuple[list[dict[str, float]], list[torch.Tensor]]:  # fmt: skip
+    """Walk `strengths` strongest first on features scaled by `scaling`; per strength, fit every
+    fold (warm-started from the previous strength) and score the pooled held-out logits (rows of
+    fold -1 are never held out). Stops `PATIENCE` strengths after the best so far."""
     metric = task.metrics.get(monitor)
     ks = [int(k) for k in torch.unique(folds) if k >= 0]
     parts = []
     for k in ks:
         held = folds == k
-        mean, std = _standardiser(x[~held])
-        parts.append((held, (x[~held] - mean) / std, y[~held], (x[held] - mean) / std))
+        mean, scale = _scaler(x[~held], scaling)
+        parts.append((held, (x[~held] - mean) / scale, y[~held], (x[held] - mean) / scale))
     states: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(parts)
     scored = folds >= 0
     grid, held_logits = [], []
-    for strength in STRENGTHS:
+    for strength in strengths:
         logits = torch.zeros(len(x), out_features)
         for i, (held, z, y_fit, z_held) in enumerate(parts):
             states[i] = _lbfgs(task, z, y_fit, out_features, strength, states[i])
             logits[held] = z_held @ states[i][0].T + states[i][1]
         grid.append(_score(task, logits[scored], y[scored], monitor, strength))
         held_logits.append(logits)
-        if len(grid) - 1 - _first_best(grid, metric) >= PATIENCE:
+        if len(grid) - 1 - _patience_from(grid, metric) >= PATIENCE:
             break
     return grid, held_logits
 
 
+def _second_strengths(first_best: float) -> tuple[float, ...]:
+    """The strengths of the second scaling's walk: whole decades from 1.5 above the first's best."""
+    return STRENGTHS[max(0, STRENGTHS.index(first_best) - SECOND_ABOVE) :: SECOND_STEP]
+
+
 def fit_head(task: Any, x: torch.Tensor, y: torch.Tensor, out_features: int, strength: float,
-             init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """One L2-penalised full-batch fit at `strength`: (weight, bias) in the original feature units."""
-    mean, std = _standardiser(x)
-    w, b = _lbfgs(task, (x - mean) / std, y, out_features, strength, init)
-    return _fold(w, b, mean, std)
+             init: tuple[torch.Tensor, torch.Tensor] | None = None, *,
+             scaling: Scaling = Scaling.PER_FEATURE) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One L2-penalised full-batch fit at `strength` on features scaled by `scaling`.
+
+    Args:
+        task: the task (its `loss` is minimised).
+        x: `[N, D]` features.
+        y: targets, as `task.encode` makes them.
+        out_features: the head's output size.
+        strength: the L2 strength on the scaled features' weights.
+        init: (weight, bias) on the scaled features to start from.
+        scaling: the feature scaling (folded into the result).
+
+    Returns:
+        (weight `[C, D]`, bias `[C]`) in the original feature units.
+
+    Example:
+        >>> w, b = fit_head(task, x, y, 4, 1e-2, scaling=Scaling.GLOBAL)
+    """
+    mean, scale = _scaler(x, scaling)
+    w, b = _lbfgs(task, (x - mean) / scale, y, out_features, strength, init)
+    return _fold(w, b, mean, scale)
 
 
-def _standardiser(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _scaler(x: torch.Tensor, scaling: Scaling) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean `[D]`, scale `[D]`) of `x` under `scaling`."""
     mean = x.mean(0)
     std = x.std(0, unbiased=False)
+    if scaling is Scaling.GLOBAL:  # one scalar: the RMS of the centred features, so that E[z^2] = 1 over all entries
+        return mean, torch.full_like(std, max(float(std.square().mean().sqrt()), 1e-6))
     # A (nearly) constant feature is not blown up: dividing by a tiny std would make huge folded
     # weights whose cancellation against the bias costs float32 precision (and it is mostly noise).
     floor = max(float(std.median()) * 1e-2, 1e-6)
     return mean, torch.clamp(std, min=floor)
 
 
-def _fold(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`W ((x - mean) / std) + b` as `W' x + b'`."""
-    w_raw = w / std
+def _fold(w: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`W ((x - mean) / scale) + b` as `W' x + b'`."""
+    w_raw = w / scale
     return w_raw, b - w_raw @ mean
 
 
 def _lbfgs(task: Any, z: torch.Tensor, y: torch.Tensor, out_features: int, strength: float,
            init: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Minimise mean task loss + strength/2 ||W||^2 on standardised `z` with full-batch L-BFGS.
+    """Minimise mean task loss + strength/2 ||W||^2 on scaled features `z` with full-batch L-BFGS.
 
     A plain two-loop L-BFGS (history `HISTORY`) with a backtracking Armijo line search, written
     here rather than `torch.optim.LBFGS`: that one's first `step` imports `torch._dynamo` (~1.4 CPU
@@ -297,16 +373,21 @@ def _score(task: Any, logits: torch.Tensor, y: torch.Tensor, monitor: str, stren
     return {"strength": strength, "score": value, "loss": loss}
 
 
-def _best(grid: list[dict[str, float]], metric: Any) -> int:
-    """Index of the best strength: the monitor metric, then the lower loss, then the stronger penalty."""
+def _patience_from(grid: list[dict[str, Any]], metric: Any) -> int:
+    """Index the walk's patience counts from: the first strength reaching the best monitor score
+    (the loss breaks no ties here: on separable data it keeps falling as the penalty weakens, the
+    score does not), or the last strength of a flat start that holds the best score."""
+    sign = 1.0 if metric is None or metric.higher_is_better else -1.0
+    keys = [sign * g["score"] if np.isfinite(g["score"]) else -np.inf for g in grid]
+    first = keys.index(max(keys))
+    flat = next((i for i, k in enumerate(keys) if k != keys[0]), len(keys))  # length of the flat start
+    return flat - 1 if first < flat else first
+
+
+def _best(grid: list[dict[str, Any]], metric: Any) -> int:
+    """Index of the best entry: the monitor metric, then the lower loss, then the earlier one (the
+    stronger penalty within a walk, the preferred scaling across walks)."""
     sign = 1.0 if metric is None or metric.higher_is_better else -1.0
     keys = [(sign * g["score"] if np.isfinite(g["score"]) else -np.inf, -g["loss"], -i) for i, g in enumerate(grid)]
     return max(range(len(grid)), key=lambda i: keys[i])
 
-
-def _first_best(grid: list[dict[str, float]], metric: Any) -> int:
-    """Index of the first strength reaching the best monitor score (the loss breaks no ties here:
-    on separable data it keeps falling as the penalty weakens, the score does not)."""
-    sign = 1.0 if metric is None or metric.higher_is_better else -1.0
-    keys = [sign * g["score"] if np.isfinite(g["score"]) else -np.inf for g in grid]
-    return keys.index(max(keys))
