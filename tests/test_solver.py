@@ -134,12 +134,19 @@ def test_global_scaling_is_chosen_on_held_out_rows_when_it_wins_and_reported():
 
 def test_per_feature_scaling_is_kept_on_an_exact_tie_and_reported():
     x, y = blobs(600)
-    xv, yv = blobs(250, seed=1)
+    xv, yv = blobs(150, seed=1)  # fewer than KFOLD_BELOW validation rows: k-fold, both scalings walked
     sol = solver.solve_probe(classification(), {"train": x, "val": xv}, {"train": y, "val": yv}, out_features=4, monitor="accuracy")
-    assert {g["scaling"] for g in sol.grid} == {"per-feature", "global"}
+    assert sol.selection == "k-fold" and {g["scaling"] for g in sol.grid} == {"per-feature", "global"}
     assert sol.scaling is solver.Scaling.PER_FEATURE and sol.record("accuracy")["scaling"] == "per-feature"
     tie = [{"scaling": "per-feature", "strength": 1.0, "score": 0.9, "loss": 0.3}, {"scaling": "global", "strength": 1.0, "score": 0.9, "loss": 0.3}]
     assert solver._best(tie, classification().metrics["accuracy"]) == 0
+
+
+def test_a_holdout_selection_walks_the_per_feature_scaling_only():
+    x, y = blobs(600)
+    xv, yv = blobs(250, seed=1)
+    sol = solver.solve_probe(classification(), {"train": x, "val": xv}, {"train": y, "val": yv}, out_features=4, monitor="accuracy")
+    assert sol.selection == "holdout" and {g["scaling"] for g in sol.grid} == {"per-feature"}
 
 
 def test_grid_reaches_past_one_and_a_flat_strong_end_does_not_stop_the_walk():

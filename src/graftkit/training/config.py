@@ -104,8 +104,8 @@ class TrainConfig:
     `random` for images (no gain measured), `probe` for text (+6.7 points measured on the demo
     sentiment data; benchmarks/RESULTS.md)."""
     probe_solver: str = "auto"
-    """How `linear-probe` fits the head on cached features: `lbfgs` (standardised features, L2,
-    full-batch L-BFGS, the strength chosen on validation or k-fold, see training/solver.py), `sgd`
+    """How `linear-probe` fits the head on cached features: `lbfgs` (scaled features, L2,
+    full-batch L-BFGS, the feature scaling and strength chosen on validation or k-fold, see training/solver.py), `sgd`
     (the loop, `--epochs` / `--lr`), or `auto` (lbfgs when the task's loss allows and the head is
     linear, else sgd)."""
     refit: bool = True
