@@ -149,8 +149,8 @@ def test_a_holdout_selection_walks_the_per_feature_scaling_only():
     assert sol.selection == "holdout" and {g["scaling"] for g in sol.grid} == {"per-feature"}
 
 
-def test_grid_reaches_past_one_and_a_flat_strong_end_does_not_stop_the_walk():
-    assert solver.STRENGTHS[0] >= 10 and 1.0 in solver.STRENGTHS and list(solver.STRENGTHS) == sorted(solver.STRENGTHS, reverse=True)
+def test_a_flat_strong_end_does_not_stop_the_walk():
+    assert list(solver.STRENGTHS) == sorted(solver.STRENGTHS, reverse=True)
     acc = classification().metrics["accuracy"]
     grid = lambda scores: [{"strength": s, "score": v, "loss": 1.0} for s, v in zip(solver.STRENGTHS, scores)]
     # the strongest strengths only shrink the weights: the same predictions, the same score
