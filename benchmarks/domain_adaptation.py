@@ -192,10 +192,10 @@ def summarise(record: dict, seeds: int) -> dict:
     acc = {m: [c["target_accuracy"] for c in cands if c["method"] == m] for m in methods}
     stats = {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "values": v} for m, v in acc.items()}
     picks = []
-    for s in sorted({c["seed"] for c in cands}):
-        rows = [c for c in cands if c["seed"] == s]
-        best = min(rows, key=lambda c: c["mean_rank"])
-        picks.append({"seed": s, "method": best["method"], "target_accuracy": best["target_accuracy"]})
+    for pick in record.get("picks") or _rank_picks(cands):  # runs before `picks` was recorded: the mean-rank rule
+        row = next(c for c in cands if c["seed"] == pick["seed"] and c["method"] == pick["method"])
+        picks.append({"seed": pick["seed"], "method": pick["method"], "target_accuracy": row["target_accuracy"],
+                      "picked_by": pick.get("picked_by", "mean_rank")})  # fmt: skip
     auto_acc = [p["target_accuracy"] for p in picks]
     adapted = [m for m in methods if m != "none"]
     oracle = max(adapted, key=lambda m: stats[m]["mean"])
@@ -218,6 +218,38 @@ def summarise(record: dict, seeds: int) -> dict:
         "pad_before": record.get("pad_before"),
         "pad_after": record.get("pad_after"),
     }
+
+
+def _rank_picks(cands: list[dict]) -> list[dict]:
+    """Each seed's pick by the mean-rank rule, recomputed from the label-free scores (runs before
+    2026-12-06 recorded no `picks`, and their `mean_rank` field of each seed's pick was overwritten
+    by the rank among the seeds)."""
+    from graftkit.evaluation.adaptation import mean_rank
+
+    picks = []
+    for s in sorted({c["seed"] for c in cands}):
+        rows = [c for c in cands if c["seed"] == s]
+        picks.append({"seed": s, "method": rows[int(np.argmin(mean_rank(rows)))]["method"]})
+    return picks
+
+
+def rechoose(record: dict) -> dict:
+    """`record` (metrics.json's `adaptation`) with `picks` made again by graftkit's current
+    `--adapt auto` method rule from the candidates' recorded label-free scores. The training (and
+    each method's epoch) is what the run did; only the choice among the trained models is redone,
+    which is all a change of that rule changes."""
+    from graftkit.training.adapt import Candidate, _choose_method
+
+    label_free = ("source_val_accuracy", "target_entropy", "target_im", "target_dev")
+    cands = [Candidate(c["method"], c["seed"], None, {k: c[k] for k in (*label_free, "target_accuracy") if k in c}, c["epoch"], [],
+                       extras={"pad_after": c["pad_after"]}) for c in record["candidates"]]  # fmt: skip
+    for c in cands:  # the target labels never choose: keep them out of the scores the rule sees
+        c.scores = {k: v for k, v in c.scores.items() if k in label_free}
+    picks = []
+    for s in sorted({c.seed for c in cands}):
+        kept = _choose_method([c for c in cands if c.seed == s])
+        picks.append({"seed": s, "method": kept.method, "epoch": kept.epoch, "picked_by": kept.extras["picked_by"]})
+    return {**record, "picks": picks}
 
 
 def markdown(result: dict) -> str:
@@ -254,7 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-workers", type=int, help="data-loading worker processes (default graftkit's; 0 on a crowded CPU)")
     p.add_argument("--lr", type=float, help="head learning rate (default graftkit's, 1e-3 for fine-tuning)")
     p.add_argument("--markdown", action="store_true", help="print the RESULTS.md table of OUT/SHIFT/result.json and exit")
+    p.add_argument("--rechoose", type=Path, metavar="METRICS_JSON", help="redo auto's pick from a finished run's recorded scores "
+                   "with the current rule (training unchanged), print the summary and exit")  # fmt: skip
     args = p.parse_args(argv)
+    if args.rechoose:
+        record = rechoose(json.loads(args.rechoose.read_text())["adaptation"])
+        print(json.dumps(summarise(record, len({c["seed"] for c in record["candidates"]})), indent=2, default=str))
+        return 0
     if args.markdown:
         print(markdown(json.loads((Path(args.out) / args.shift / "result.json").read_text())))
         return 0

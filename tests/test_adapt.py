@@ -113,6 +113,52 @@ def test_mean_rank_combines_higher_and_lower_is_better_scores():
     assert mean_rank(rows) == [0.0, 1.0]
 
 
+def _candidate(method: str, src: float, pad: float, im: float = 0.5, dev: float = 0.5, seed: int = 0):
+    from graftkit.training.adapt import Candidate
+
+    return Candidate(method, seed, None, {"source_val_accuracy": src, "target_im": im, "target_dev": dev}, 1, [], extras={"pad_after": pad})
+
+
+def test_auto_picks_an_adapted_model_that_aligned_the_domains_by_the_target_risk_bound():
+    from graftkit.training.adapt import _choose_method, target_risk_bound
+
+    # as on VADER: source-only ranks best on every label-free score, the adversarial models aligned
+    none = _candidate("none", 0.80, 1.75, im=0.37, dev=0.21)
+    dann = _candidate("dann", 0.77, 1.14, im=0.32, dev=0.47)
+    cdan = _candidate("cdan", 0.76, 1.20, im=0.33, dev=0.37)
+    coral = _candidate("coral", 0.78, 1.70, im=0.36, dev=0.20)
+    kept = _choose_method([none, coral, dann, cdan])
+    assert kept is dann and kept.extras["picked_by"] == "target_bound"
+    assert dann.extras["target_bound"] == pytest.approx(target_risk_bound(0.77, 1.14)) == pytest.approx(0.23 + 0.57)
+    assert dann.extras["aligned"] and cdan.extras["aligned"] and not coral.extras["aligned"]  # 0.05 lower PAD is no alignment
+    assert none.extras["mean_rank"] < dann.extras["mean_rank"]  # the rank alone would have kept source-only
+
+
+def test_auto_falls_back_to_the_mean_rank_when_nothing_aligned_or_the_source_task_was_lost():
+    from graftkit.training.adapt import _choose_method
+
+    none = _candidate("none", 0.85, 1.59, im=0.87, dev=0.51)
+    selftrain = _candidate("selftrain", 0.88, 1.63, im=1.06, dev=0.30)  # better scores, no alignment (as on digits)
+    collapsed = _candidate("dann", 0.50, 0.10, im=0.01, dev=0.90)  # aligned by collapsing: source accuracy lost
+    kept = _choose_method([none, collapsed, selftrain])
+    assert kept is selftrain and kept.extras["picked_by"] == "mean_rank"
+    assert not collapsed.extras["aligned"]
+
+
+def test_the_choice_among_seeds_keeps_each_seeds_own_rank(shift, tmp_path):
+    src, tgt, _ = shift
+    run = graftkit.fit(src, out=tmp_path / "auto2", target_unlabeled=str(tgt), adapt="auto", seeds=2, **{**FAST, "epochs": 1})
+    record = _adaptation(run.dir)
+    for pick in record["picks"]:  # each seed's pick is its own best by the rule that picked it
+        rows = [c for c in record["candidates"] if c["seed"] == pick["seed"]]
+        kept = next(c for c in rows if c["method"] == pick["method"])
+        if pick["picked_by"] == "mean_rank":
+            assert kept["mean_rank"] == min(mean_rank(rows)) == pytest.approx(min(c["mean_rank"] for c in rows))
+        else:
+            assert kept["target_bound"] == min(c["target_bound"] for c in rows if c["aligned"])
+    assert record["chosen"]["seed"] in {p["seed"] for p in record["picks"]}
+
+
 # --- end to end ------------------------------------------------------------------------------
 
 

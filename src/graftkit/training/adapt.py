@@ -12,8 +12,12 @@ training:
 - `selftrain`: FixMatch-style pseudo-labels: predictions on a weakly augmented target batch above
   `--pseudo-threshold` train the strongly augmented view (images: light vs RandAugment; text: the
   text as is vs 15% of its tokens replaced by the mask/unknown token);
-- `auto`: every method above, each epoch and method scored without target labels; the best mean
-  rank of source validation accuracy, information maximisation and DEV picks method and epoch.
+- `auto`: every method above, each epoch and method scored without target labels. Each method's
+  epoch is the best mean rank of source validation accuracy, information maximisation and DEV
+  among its epochs. The method: when some adapted models aligned the domains (proxy A-distance
+  `ALIGNED_PAD_DROP` below source-only's while source accuracy stays within `SOURCE_TOLERANCE`),
+  the one with the lowest estimated target risk `(1 - source val accuracy) + PAD / 2` (the
+  domain-adaptation bound of Ben-David et al.); otherwise the best mean rank of the same scores.
 
 Each epoch the `TargetScorer` callback adds the label-free target scores (and, with
 `--target-labelled`, the true target accuracy, for checking only) to the epoch's history row.
@@ -66,6 +70,13 @@ from graftkit.training.objective import LossTerm, TermInput
 from graftkit.training.config import ADAPT_METHODS  # noqa: E402  (the choices, validated in TrainConfig)
 AUTO_CANDIDATES = ("none", "adabn", "coral", "dann", "cdan", "selftrain")
 """What `--adapt auto` tries, in this order (adabn reuses source-only's training)."""
+ALIGNED_PAD_DROP = 0.2
+"""`--adapt auto`: an adapted model counts as having aligned the domains when its proxy A-distance
+is at least this much below source-only's (same seed). On `MAX_SCORED` samples a side the PAD's
+standard error is about 0.04, so 0.2 is about five of them."""
+SOURCE_TOLERANCE = 0.05
+"""...and when its source validation accuracy is at most this much below source-only's (a model
+that collapsed its features also looks aligned, but loses the source task)."""
 MAX_SCORED = 512
 """Target (and source) samples scored per epoch and used for the diagnostics."""
 TEXT_NOISE = 0.15
@@ -562,8 +573,8 @@ def train_adapted(plan: Any, callbacks: list, train_run: Callable[..., Any]) -> 
             c = candidates[-1]
             info(f"  {method} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.scores.items() if v is not None and np.isfinite(v)))
 
-    chosen_per_seed = [_choose([c for c in candidates if c.seed == s]) for s in seeds]
-    kept = _choose(chosen_per_seed)
+    chosen_per_seed = [_choose_method([c for c in candidates if c.seed == s]) for s in seeds]
+    kept = _choose(chosen_per_seed, key="seed_rank")
     record = _record(cfg, candidates, chosen_per_seed, kept, before, labelled is not None)
     after = kept.features
     record["pad_before"] = proxy_a_distance(before[0], before[1], cfg.seed)
@@ -583,11 +594,40 @@ def _choose_epoch(history: list[dict[str, Any]]) -> int:
     return int(np.argmin(ranks)) + 1
 
 
-def _choose(candidates: list[Candidate]) -> Candidate:
+def _choose(candidates: list[Candidate], key: str = "mean_rank") -> Candidate:
+    """The best mean rank of the label-free scores among `candidates`, each one's rank stored as
+    `extras[key]` (`seed_rank` for the choice among the seeds' picks, so that their own per-seed
+    `mean_rank` stays as it was)."""
     ranks = mean_rank([c.scores for c in candidates])
     for c, r in zip(candidates, ranks):
-        c.extras["mean_rank"] = r
+        c.extras[key] = r
     return candidates[int(np.argmin(ranks))]
+
+
+def target_risk_bound(source_val_accuracy: float, pad: float) -> float:
+    """`(1 - source accuracy) + PAD / 2`: the source error plus half the (proxy) divergence, the
+    label-free part of Ben-David et al.'s bound on the target error (lower is better)."""
+    return (1.0 - source_val_accuracy) + 0.5 * pad
+
+
+def _choose_method(candidates: list[Candidate]) -> Candidate:
+    """One seed's method (see the module docstring): among the adapted models that aligned the
+    domains, the lowest `target_risk_bound`; when none did, the best mean rank. Each candidate's
+    `extras` get `mean_rank`, `target_bound` and `aligned`; the kept one's `picked_by` says which
+    rule chose it."""
+    ranked = _choose(candidates)
+    none = next((c for c in candidates if c.method == "none"), None)
+    for c in candidates:
+        pad, src = c.extras.get("pad_after"), c.scores.get("source_val_accuracy")
+        usable = pad is not None and src is not None and np.isfinite(pad) and np.isfinite(src)
+        c.extras["target_bound"] = target_risk_bound(src, pad) if usable else float("nan")
+        c.extras["aligned"] = bool(usable and none is not None and c.method not in ("none", "adabn")
+                                   and pad <= none.extras["pad_after"] - ALIGNED_PAD_DROP
+                                   and src >= none.scores["source_val_accuracy"] - SOURCE_TOLERANCE)  # fmt: skip
+    aligned = [c for c in candidates if c.extras["aligned"]]
+    kept = min(aligned, key=lambda c: c.extras["target_bound"]) if aligned else ranked
+    kept.extras["picked_by"] = "target_bound" if aligned else "mean_rank"
+    return kept
 
 
 def _domain_features(backbone: nn.Module, inputs: Any, items: list, engine: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -625,7 +665,7 @@ def _stats(values: list[float]) -> dict[str, float] | None:
 
 def _record(cfg: Any, candidates: list[Candidate], chosen: list[Candidate], kept: Candidate, before: tuple, labelled: bool) -> dict[str, Any]:
     """metrics.json's `adaptation`: what ran, what each scored, what was kept and why."""
-    keys = sorted({k for c in candidates for k, v in {**c.scores, **c.extras}.items() if isinstance(v, float) and k != "mean_rank"})
+    keys = sorted({k for c in candidates for k, v in {**c.scores, **c.extras}.items() if isinstance(v, float) and k not in ("mean_rank", "seed_rank")})
     by_method: dict[str, dict[str, Any]] = {}
     for method in dict.fromkeys(c.method for c in candidates):
         rows = [c for c in candidates if c.method == method]
@@ -635,11 +675,7 @@ def _record(cfg: Any, candidates: list[Candidate], chosen: list[Candidate], kept
         seeds_summary = {k: _stats([{**c.scores, **c.extras}.get(k) for c in chosen]) for k in keys}
     ranked = " , ".join(f"{name} ({better} is better)" for name, better in LABEL_FREE_SCORES.items())
     if cfg.adapt == "auto":
-        alternatives = sorted((c for c in candidates if c.seed == kept.seed), key=lambda c: c.extras.get("mean_rank", 0))
-        runner = next((c for c in alternatives if c is not kept), None)
-        why = (f"--adapt auto chose {kept.method} (epoch {kept.epoch}, seed {kept.seed}): the best mean rank {kept.extras['mean_rank']:.2f} "
-               f"over {ranked} among {len(alternatives)} methods" + (f"; next {runner.method} ({runner.extras['mean_rank']:.2f})" if runner else "")
-               + "; each method's epoch was chosen by the same rank among its epochs")  # fmt: skip
+        why = _why_auto(kept, [c for c in candidates if c.seed == kept.seed], ranked)
     else:
         why = (f"--adapt {cfg.adapt}: kept epoch {kept.epoch} (best source validation {cfg.monitor})"
                + (f"; of {cfg.seeds} seeds, seed {kept.seed} by the best mean rank over {ranked}" if cfg.seeds > 1 else ""))  # fmt: skip
@@ -654,11 +690,32 @@ def _record(cfg: Any, candidates: list[Candidate], chosen: list[Candidate], kept
         "histories": [{"method": c.method, "seed": c.seed, "rows": [_score_row(r) for r in c.history]} for c in candidates],
         "target": {"path": str(cfg.target_unlabeled), "labelled": cfg.target_labelled},
     }
+    record["picks"] = [{"seed": c.seed, "method": c.method, "epoch": c.epoch, "picked_by": c.extras.get("picked_by", "mean_rank")} for c in chosen]
     if seeds_summary is not None:
         record["seeds"] = {"n": cfg.seeds, "seeds": [c.seed for c in chosen], "mean_std": seeds_summary}
     if labelled:
         record["agreement"] = _agreement(candidates)
     return record
+
+
+def _why_auto(kept: Candidate, alternatives: list[Candidate], ranked: str) -> str:
+    """The sentence that says why `--adapt auto` kept `kept` among its seed's `alternatives`."""
+    head = f"--adapt auto chose {kept.method} (epoch {kept.epoch}, seed {kept.seed})"
+    epochs = "; each method's epoch was chosen by the mean rank of the same scores among its epochs"
+    if kept.extras.get("picked_by") == "target_bound":
+        none = next(c for c in alternatives if c.method == "none")
+        aligned = sorted((c for c in alternatives if c.extras.get("aligned")), key=lambda c: c.extras["target_bound"])
+        runner = next((c for c in aligned if c is not kept), None)
+        return (f"{head}: it aligned the domains (proxy A-distance {kept.extras['pad_after']:.2f} against source-only's "
+                f"{none.extras['pad_after']:.2f}, source val accuracy {kept.scores['source_val_accuracy']:.3f} against "
+                f"{none.scores['source_val_accuracy']:.3f}) with the lowest estimated target risk (1 - source accuracy) + PAD/2 = "
+                f"{kept.extras['target_bound']:.3f} among {len(aligned)} aligned methods"
+                + (f"; next {runner.method} ({runner.extras['target_bound']:.3f})" if runner else "") + epochs)  # fmt: skip
+    by_rank = sorted(alternatives, key=lambda c: c.extras.get("mean_rank", 0))
+    runner = next((c for c in by_rank if c is not kept), None)
+    return (f"{head}: no adapted model aligned the domains (proxy A-distance {ALIGNED_PAD_DROP} below source-only's with source "
+            f"accuracy within {SOURCE_TOLERANCE:.0%}), so the best mean rank {kept.extras['mean_rank']:.2f} over {ranked} among "
+            f"{len(alternatives)} methods" + (f"; next {runner.method} ({runner.extras['mean_rank']:.2f})" if runner else "") + epochs)  # fmt: skip
 
 
 def _score_row(row: dict[str, Any]) -> dict[str, Any]:
