@@ -238,7 +238,7 @@ def rechoose(record: dict) -> dict:
     `--adapt auto` method rule from the candidates' recorded label-free scores. The training (and
     each method's epoch) is what the run did; only the choice among the trained models is redone,
     which is all a change of that rule changes."""
-    from graftkit.training.adapt import Candidate, _choose_method
+    from graftkit.training.adapt import Candidate, choose_method
 
     label_free = ("source_val_accuracy", "target_entropy", "target_im", "target_dev")
     cands = [Candidate(c["method"], c["seed"], None, {k: c[k] for k in (*label_free, "target_accuracy") if k in c}, c["epoch"], [],
@@ -247,7 +247,7 @@ def rechoose(record: dict) -> dict:
         c.scores = {k: v for k, v in c.scores.items() if k in label_free}
     picks = []
     for s in sorted({c.seed for c in cands}):
-        kept = _choose_method([c for c in cands if c.seed == s])
+        kept = choose_method([c for c in cands if c.seed == s])
         picks.append({"seed": s, "method": kept.method, "epoch": kept.epoch, "picked_by": kept.extras["picked_by"]})
     return {**record, "picks": picks}
 

@@ -120,14 +120,14 @@ def _candidate(method: str, src: float, pad: float, im: float = 0.5, dev: float 
 
 
 def test_auto_picks_an_adapted_model_that_aligned_the_domains_by_the_target_risk_bound():
-    from graftkit.training.adapt import _choose_method, target_risk_bound
+    from graftkit.training.adapt import choose_method, target_risk_bound
 
     # as on VADER: source-only ranks best on every label-free score, the adversarial models aligned
     none = _candidate("none", 0.80, 1.75, im=0.37, dev=0.21)
     dann = _candidate("dann", 0.77, 1.14, im=0.32, dev=0.47)
     cdan = _candidate("cdan", 0.76, 1.20, im=0.33, dev=0.37)
     coral = _candidate("coral", 0.78, 1.70, im=0.36, dev=0.20)
-    kept = _choose_method([none, coral, dann, cdan])
+    kept = choose_method([none, coral, dann, cdan])
     assert kept is dann and kept.extras["picked_by"] == "target_bound"
     assert dann.extras["target_bound"] == pytest.approx(target_risk_bound(0.77, 1.14)) == pytest.approx(0.23 + 0.57)
     assert dann.extras["aligned"] and cdan.extras["aligned"] and not coral.extras["aligned"]  # 0.05 lower PAD is no alignment
@@ -135,12 +135,12 @@ def test_auto_picks_an_adapted_model_that_aligned_the_domains_by_the_target_risk
 
 
 def test_auto_falls_back_to_the_mean_rank_when_nothing_aligned_or_the_source_task_was_lost():
-    from graftkit.training.adapt import _choose_method
+    from graftkit.training.adapt import choose_method
 
     none = _candidate("none", 0.85, 1.59, im=0.87, dev=0.51)
     selftrain = _candidate("selftrain", 0.88, 1.63, im=1.06, dev=0.30)  # better scores, no alignment (as on digits)
     collapsed = _candidate("dann", 0.50, 0.10, im=0.01, dev=0.90)  # aligned by collapsing: source accuracy lost
-    kept = _choose_method([none, collapsed, selftrain])
+    kept = choose_method([none, collapsed, selftrain])
     assert kept is selftrain and kept.extras["picked_by"] == "mean_rank"
     assert not collapsed.extras["aligned"]
 

@@ -573,7 +573,7 @@ def train_adapted(plan: Any, callbacks: list, train_run: Callable[..., Any]) -> 
             c = candidates[-1]
             info(f"  {method} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in c.scores.items() if v is not None and np.isfinite(v)))
 
-    chosen_per_seed = [_choose_method([c for c in candidates if c.seed == s]) for s in seeds]
+    chosen_per_seed = [choose_method([c for c in candidates if c.seed == s]) for s in seeds]
     kept = _choose(chosen_per_seed, key="seed_rank")
     record = _record(cfg, candidates, chosen_per_seed, kept, before, labelled is not None)
     after = kept.features
@@ -610,7 +610,7 @@ def target_risk_bound(source_val_accuracy: float, pad: float) -> float:
     return (1.0 - source_val_accuracy) + 0.5 * pad
 
 
-def _choose_method(candidates: list[Candidate]) -> Candidate:
+def choose_method(candidates: list[Candidate]) -> Candidate:
     """One seed's method (see the module docstring): among the adapted models that aligned the
     domains, the lowest `target_risk_bound`; when none did, the best mean rank. Each candidate's
     `extras` get `mean_rank`, `target_bound` and `aligned`; the kept one's `picked_by` says which
