@@ -159,12 +159,15 @@ def fresh_cache(name: str) -> Path:
     return path
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A RESULTS.md table: the header, the separator, one line per row (cells as `str`)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows])
+
+
 def report(title: str, rows: list[tuple], header: tuple, extra: dict | None = None) -> None:
     print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print("| " + " | ".join(str(x) for x in r) + " |")
+    print(markdown_table(header, rows))
     if extra:
         print("\n```json\n" + json.dumps(extra, indent=1) + "\n```")
 

@@ -241,10 +241,9 @@ def rechoose(record: dict) -> dict:
     from graftkit.training.adapt import Candidate, choose_method
 
     label_free = ("source_val_accuracy", "target_entropy", "target_im", "target_dev")
-    cands = [Candidate(c["method"], c["seed"], None, {k: c[k] for k in (*label_free, "target_accuracy") if k in c}, c["epoch"], [],
-                       extras={"pad_after": c["pad_after"]}) for c in record["candidates"]]  # fmt: skip
-    for c in cands:  # the target labels never choose: keep them out of the scores the rule sees
-        c.scores = {k: v for k, v in c.scores.items() if k in label_free}
+    # the rule sees the label-free scores only (the target labels never choose)
+    cands = [Candidate(c["method"], c["seed"], None, {k: c[k] for k in label_free if k in c}, c["epoch"], [], extras={"pad_after": c["pad_after"]})
+             for c in record["candidates"]]  # fmt: skip
     picks = []
     for s in sorted({c.seed for c in cands}):
         kept = choose_method([c for c in cands if c.seed == s])

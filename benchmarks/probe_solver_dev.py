@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import ROOT, WORK, machine
+from _common import ROOT, WORK, machine, markdown_table
 
 OUT = WORK / "probe_solver_dev"
 RESULT = ROOT / "benchmarks" / "results" / "probe_solver_dev.json"
@@ -181,14 +181,13 @@ def timing(solvers: dict, rounds: int = 5) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| data (backbone) | train / class | test rows | before | after | after - before, mean [min, max] | after ≥ before | sklearn LogisticRegression() | after's choices (scaling, strength) |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        chose = ", ".join(f"{h['after_how']['scaling'][0]} {h['after_how']['strength']:.3g}" for h in r["runs"])
-        lines.append(f"| {r['data']} ({r['backbone']}) | {r['train_per_class']} | {r['n_test']} | {r['before_mean']:.4f} | {r['after_mean']:.4f} | "
-                     f"{r['diff_mean'] * 100:+.2f} [{r['diff_min'] * 100:+.2f}, {r['diff_max'] * 100:+.2f}] pts | {r['after_ge']}/{r['seeds']} | "
-                     f"{r['sklearn_mean']:.4f} | {chose} |")  # fmt: skip
-    return "\n".join(lines)
+    header = ("data (backbone)", "train / class", "test rows", "before", "after", "after - before, mean [min, max]", "after ≥ before",
+              "sklearn LogisticRegression()", "after's choices (scaling, strength)")  # fmt: skip
+    return markdown_table(header, [
+        (f"{r['data']} ({r['backbone']})", r["train_per_class"], r["n_test"], f"{r['before_mean']:.4f}", f"{r['after_mean']:.4f}",
+         f"{r['diff_mean'] * 100:+.2f} [{r['diff_min'] * 100:+.2f}, {r['diff_max'] * 100:+.2f}] pts", f"{r['after_ge']}/{r['seeds']}",
+         f"{r['sklearn_mean']:.4f}", ", ".join(f"{h['after_how']['scaling'][0]} {h['after_how']['strength']:.3g}" for h in r["runs"]))
+        for r in rows])  # fmt: skip
 
 
 def main() -> None:

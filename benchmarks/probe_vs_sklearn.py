@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import ROOT, WORK, machine
+from _common import ROOT, WORK, machine, markdown_table
 
 OUT = WORK / "probe_vs_sklearn"
 RESULT = ROOT / "benchmarks" / "results" / "probe_vs_sklearn.json"
@@ -275,13 +275,13 @@ def lscpu_model() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| data (backbone) | train / class | test rows | graftkit solve_probe | sklearn LogisticRegression() | diff, mean [min, max] | graftkit ≥ sklearn | 1 binomial SE | SE of mean diff |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        lines.append(f"| {r['data']} ({r['backbone']}) | {r['train_per_class']} | {r['n_test']} | {r['graftkit_mean']:.4f} | {r['sklearn_mean']:.4f} | "
-                     f"{r['diff_mean'] * 100:+.2f} [{r['diff_min'] * 100:+.2f}, {r['diff_max'] * 100:+.2f}] pts | {r['graftkit_ge']}/{r['seeds']} | "
-                     f"{r['binomial_se'] * 100:.2f} pts | {r['diff_se_over_seeds'] * 100:.2f} pts |")  # fmt: skip
-    return "\n".join(lines)
+    header = ("data (backbone)", "train / class", "test rows", "graftkit solve_probe", "sklearn LogisticRegression()", "diff, mean [min, max]",
+              "graftkit ≥ sklearn", "1 binomial SE", "SE of mean diff")  # fmt: skip
+    return markdown_table(header, [
+        (f"{r['data']} ({r['backbone']})", r["train_per_class"], r["n_test"], f"{r['graftkit_mean']:.4f}", f"{r['sklearn_mean']:.4f}",
+         f"{r['diff_mean'] * 100:+.2f} [{r['diff_min'] * 100:+.2f}, {r['diff_max'] * 100:+.2f}] pts", f"{r['graftkit_ge']}/{r['seeds']}",
+         f"{r['binomial_se'] * 100:.2f} pts", f"{r['diff_se_over_seeds'] * 100:.2f} pts")
+        for r in rows])  # fmt: skip
 
 
 def main() -> None:
