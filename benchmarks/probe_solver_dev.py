@@ -113,22 +113,12 @@ def solver_at(rev: str):
 
 
 def probe_accuracy(solver, task, x, y, keys, train, test) -> tuple[float, dict]:
-    """probe_vs_sklearn.graftkit_accuracy with a given solver module."""
-    from types import SimpleNamespace
+    """probe_vs_sklearn's protocol (`solve_as_graft_train`) with a given solver module."""
+    from probe_vs_sklearn import solve_as_graft_train
 
-    from probe_vs_sklearn import SPLIT_SEED, VAL_FRACTION
-
-    from graftkit.data.core import LabelKind, seeded_split
-
-    rows = [SimpleNamespace(i=int(i), label=str(y[i]), key=str(keys[i])) for i in train]
-    fit, held = seeded_split(rows, VAL_FRACTION, SPLIT_SEED, kind=LabelKind.CLASS, content=lambda r: r.key)
-    fit_i, val_i = np.array([r.i for r in fit]), np.array([r.i for r in held])
-    t = torch.from_numpy
-    sol = solver.solve_probe(task, {"train": t(x[fit_i]), "val": t(x[val_i])}, {"train": t(y[fit_i]), "val": t(y[val_i])},
-                             out_features=len(task.classes), monitor=task.default_monitor, refit=True, seed=SPLIT_SEED)  # fmt: skip
-    pred = (t(x[test]) @ sol.weight.T + sol.bias).argmax(1).numpy()
+    acc, sol, _ = solve_as_graft_train(solver, task, x, y, keys, train, test)
     scaling = getattr(sol, "scaling", None)  # the baseline solver has one scaling, per-feature
-    return float((pred == y[test]).mean()), {"strength": sol.strength, "scaling": "per-feature" if scaling is None else scaling.value, "seconds": sol.seconds}
+    return acc, {"strength": sol.strength, "scaling": "per-feature" if scaling is None else scaling.value, "seconds": sol.seconds}
 
 
 def compare(which: str, solvers: dict) -> list[dict]:

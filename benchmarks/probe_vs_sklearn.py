@@ -167,21 +167,29 @@ def resample(y: np.ndarray, per_class: int, test_per_class: int | None, seed: in
     return g.permutation(np.concatenate(train)), np.concatenate(test)
 
 
-def graftkit_accuracy(task, x, y, keys, train, test) -> tuple[float, dict]:
-    """The linear probe as `graft train` runs it on a train split alone: seeded 20 % held out, solve, refit on all."""
+def solve_as_graft_train(solver, task, x, y, keys, train, test) -> tuple[float, object, int]:
+    """The linear probe as `graft train` runs it on a train split alone (seeded 20 % held out, solve,
+    refit on all) with the `solver` module: test accuracy, the solution, the held-out row count."""
     from types import SimpleNamespace
 
     from graftkit.data.core import LabelKind, seeded_split
-    from graftkit.training import solver
 
     rows = [SimpleNamespace(i=int(i), label=str(y[i]), key=str(keys[i])) for i in train]
     fit, held = seeded_split(rows, VAL_FRACTION, SPLIT_SEED, kind=LabelKind.CLASS, content=lambda r: r.key)
     fit_i, val_i = np.array([r.i for r in fit]), np.array([r.i for r in held])
-    t = lambda a: torch.from_numpy(a)
+    t = torch.from_numpy
     sol = solver.solve_probe(task, {"train": t(x[fit_i]), "val": t(x[val_i])}, {"train": t(y[fit_i]), "val": t(y[val_i])},
                              out_features=len(task.classes), monitor=task.default_monitor, refit=True, seed=SPLIT_SEED)  # fmt: skip
     pred = (t(x[test]) @ sol.weight.T + sol.bias).argmax(1).numpy()
-    return float((pred == y[test]).mean()), {"strength": sol.strength, "scaling": sol.scaling.value, "selection": sol.selection, "val_rows": len(val_i)}
+    return float((pred == y[test]).mean()), sol, len(val_i)
+
+
+def graftkit_accuracy(task, x, y, keys, train, test) -> tuple[float, dict]:
+    """graftkit's side: `solve_as_graft_train` with the library's solver, and how it chose."""
+    from graftkit.training import solver
+
+    acc, sol, val_rows = solve_as_graft_train(solver, task, x, y, keys, train, test)
+    return acc, {"strength": sol.strength, "scaling": sol.scaling.value, "selection": sol.selection, "val_rows": val_rows}
 
 
 def sklearn_accuracy(x, y, train, test) -> tuple[float, int]:
